@@ -1,0 +1,69 @@
+"""durable: durable execution for plain Python functions.
+
+Decorate functions with :func:`workflow` and :func:`step`; every step's result is recorded in an
+event log kept by a *world* (SQLite by default), so runs survive crashes, sleep for days and
+resume where they left off.
+"""
+
+from durable._api import map, now, parallel, random, sleep, sleep_until, step_info, uuid4
+from durable._client import configure, get_run, get_runtime
+from durable._context import StepInfo
+from durable._decorators import Step, Workflow, step, workflow
+from durable._engine import StepCommand
+from durable._errors import (
+    ConfigurationError,
+    DurableError,
+    FatalError,
+    InvalidDuration,
+    LeaseLost,
+    NonDeterminismError,
+    RetryableError,
+    RunNotFound,
+    SerializationError,
+    StepFailed,
+    UnknownWorkflow,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorldError,
+)
+from durable._options import RetryPolicy
+from durable._replay import ReplayResult, replay
+from durable._run import Run
+
+__all__ = [
+    "ConfigurationError",
+    "DurableError",
+    "FatalError",
+    "InvalidDuration",
+    "LeaseLost",
+    "NonDeterminismError",
+    "ReplayResult",
+    "RetryPolicy",
+    "RetryableError",
+    "Run",
+    "RunNotFound",
+    "SerializationError",
+    "Step",
+    "StepCommand",
+    "StepFailed",
+    "StepInfo",
+    "UnknownWorkflow",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+    "WorldError",
+    "configure",
+    "get_run",
+    "get_runtime",
+    "map",
+    "now",
+    "parallel",
+    "random",
+    "replay",
+    "sleep",
+    "sleep_until",
+    "step",
+    "step_info",
+    "uuid4",
+    "workflow",
+]

@@ -1,0 +1,253 @@
+"""Functions workflows call: sleeping, branching, and replay-stable values."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random as _random
+import time
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from durable._context import Branch, Frame, StepInfo, current_frame, current_step
+from durable._control import Cancelled, Suspend
+from durable._durations import parse_duration, to_timestamp
+from durable._engine import Diverged, RunContext
+from durable._errors import ConfigurationError
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_SYNC_BRANCH_LIMIT = 32
+"""Threads a sync workflow's parallel()/map() use at most when no max_concurrency is given."""
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# -- sleeping ----------------------------------------------------------------------------------
+
+
+def sleep(duration: float | str | Any) -> Any:
+    """Pause the workflow for a duration: seconds, a ``timedelta``, or ``"7 days"``, ``"1h30m"``.
+
+    Short sleeps wait in-process; long ones suspend the run (holding no thread or task) and a
+    worker resumes it when due. In async workflows, ``await`` it. Outside workflows it is a plain
+    ``time.sleep`` (or ``asyncio.sleep`` when awaited in a running event loop).
+    """
+    seconds = parse_duration(duration)
+    return _sleep(seconds, None)
+
+
+def sleep_until(when: datetime | float) -> Any:
+    """Pause the workflow until a timezone-aware ``datetime`` (or epoch seconds)."""
+    return _sleep(None, to_timestamp(when))
+
+
+def _sleep(seconds: float | None, until: float | None) -> Any:
+    frame = current_frame.get()
+    if frame is None:
+        delay = seconds if seconds is not None else max(0.0, (until or 0.0) - time.time())
+        if _in_event_loop():
+            return asyncio.sleep(delay)
+        time.sleep(delay)
+        return None
+    ctx = frame.ctx
+    op_id = frame.branch.next_op()
+    if ctx.is_async:
+        return _sleep_async(ctx, op_id, seconds, until)
+    ctx.wait_until(ctx.sleep_target(op_id, seconds, until))
+    return None
+
+
+async def _sleep_async(ctx: RunContext, op_id: str, seconds: float | None, until: float | None) -> None:
+    await ctx.wait_until_async(ctx.sleep_target(op_id, seconds, until))
+
+
+# -- replay-stable values ----------------------------------------------------------------------
+
+
+def _recorded(name: str, make: Callable[[], T]) -> T:
+    frame = current_frame.get()
+    if frame is None:
+        return make()
+    value: T = frame.ctx.value(frame.branch.next_op(), name, make)
+    return value
+
+
+def now() -> datetime:
+    """The current time (UTC); inside a workflow, recorded once and the same on replay."""
+    frame = current_frame.get()
+    clock = frame.ctx.clock if frame is not None else time.time
+    stamp = _recorded("now", clock)
+    return datetime.fromtimestamp(stamp, tz=timezone.utc)
+
+
+def random() -> float:
+    """A float in [0, 1); inside a workflow, recorded once and the same on replay."""
+    return _recorded("random", _random.random)
+
+
+def uuid4() -> _uuid.UUID:
+    """A random UUID; inside a workflow, recorded once and the same on replay."""
+    return _uuid.UUID(_recorded("uuid4", lambda: str(_uuid.uuid4())))
+
+
+def step_info() -> StepInfo:
+    """Information about the step being executed (its ids, attempt and idempotency key).
+
+    Raises:
+        ConfigurationError: called outside a step executing inside a workflow.
+    """
+    info = current_step.get()
+    if info is None:
+        raise ConfigurationError(
+            "step_info() is only available inside a @step executing within a workflow"
+        )
+    return info
+
+
+# -- branching ---------------------------------------------------------------------------------
+
+
+def parallel(*callables: Callable[[], Any]) -> Any:
+    """Run callables concurrently as branches and return their results in order.
+
+    Each callable usually calls one or more steps (``lambda: charge(order)``). Step ids are
+    scoped per branch, so replay does not depend on which branch finishes first. In async
+    workflows, ``await`` the result. If branches fail, the first failure (in argument order) is
+    raised after every branch has finished.
+    """
+    return _branches(list(callables), None)
+
+
+def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
+    fn: Callable[[T], U], items: Iterable[T], max_concurrency: int | None = None
+) -> Any:
+    """Apply ``fn`` to each item concurrently (as branches); results come back in item order.
+
+    Args:
+        fn: called once per item, usually a step.
+        items: the inputs.
+        max_concurrency: how many branches run at once (default: all of them in async
+            workflows, up to 32 threads in sync workflows).
+    """
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    calls = [_bind(fn, item) for item in items]
+    return _branches(calls, max_concurrency)
+
+
+def _bind(fn: Callable[[T], U], item: T) -> Callable[[], U]:
+    return lambda: fn(item)
+
+
+def _branches(calls: list[Callable[[], Any]], limit: int | None) -> Any:
+    frame = current_frame.get()
+    if frame is None:
+        if _in_event_loop():
+            return _gather_plain(calls, limit)
+        return _run_threads(calls, limit, None, "")
+    group = frame.branch.next_op()
+    if frame.ctx.is_async:
+        return _gather_branches(frame.ctx, group, calls, limit)
+    return _run_threads(calls, limit, frame.ctx, group)
+
+
+def _branch_context(ctx: RunContext | None, group: str, index: int) -> contextvars.Context:
+    context = contextvars.copy_context()
+    if ctx is not None:
+        context.run(current_frame.set, Frame(ctx, Branch(f"{group}.{index}.")))
+    return context
+
+
+def _run_threads(
+    calls: list[Callable[[], Any]], limit: int | None, ctx: RunContext | None, group: str
+) -> list[Any]:
+    contexts = [_branch_context(ctx, group, i) for i in range(len(calls))]
+    outcomes: list[tuple[bool, Any]] = [(True, None)] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            outcomes[index] = (True, contexts[index].run(calls[index]))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in order below
+            outcomes[index] = (False, exc)
+
+    workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
+    if workers <= 1:
+        for index in range(len(calls)):
+            run(index)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="durable-branch") as pool:
+            list(pool.map(run, range(len(calls))))
+    return _collect(outcomes)
+
+
+def _collect(outcomes: list[tuple[bool, Any]]) -> list[Any]:
+    errors = [value for ok, value in outcomes if not ok]
+    # Engine control flow wins over user errors: a cancelled or diverged run must stop, and a
+    # suspended branch must be resumed before the group's outcome is known.
+    for kind in (Cancelled, Diverged, Suspend):
+        for error in errors:
+            if isinstance(error, kind):
+                raise error
+    if errors:
+        raise errors[0]
+    return [value for _, value in outcomes]
+
+
+async def _gather_branches(
+    ctx: RunContext, group: str, calls: list[Callable[[], Any]], limit: int | None
+) -> list[Any]:
+    loop = asyncio.get_running_loop()
+    semaphore = asyncio.Semaphore(limit) if limit else None
+
+    async def branch(call: Callable[[], Any]) -> Any:
+        if semaphore is None:
+            return await _maybe_await(call())
+        async with semaphore:
+            return await _maybe_await(call())
+
+    tasks = []
+    for index, call in enumerate(calls):
+        context = _branch_context(ctx, group, index)
+        task = loop.create_task(branch(call), context=context)
+        ctx.spawned.append(task)
+        tasks.append(task)
+    return await _await_all(tasks)
+
+
+async def _gather_plain(calls: list[Callable[[], Any]], limit: int | None) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit) if limit else None
+
+    async def branch(call: Callable[[], Any]) -> Any:
+        if semaphore is None:
+            return await _maybe_await(call())
+        async with semaphore:
+            return await _maybe_await(call())
+
+    return await _await_all([asyncio.ensure_future(branch(c)) for c in calls])
+
+
+async def _await_all(tasks: list[asyncio.Future[Any]]) -> list[Any]:
+    if tasks:
+        await asyncio.wait(tasks)
+    outcomes: list[tuple[bool, Any]] = []
+    for task in tasks:
+        error = task.exception()
+        outcomes.append((False, error) if error is not None else (True, task.result()))
+    return _collect(outcomes)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if isinstance(value, Awaitable):
+        return await value
+    return value

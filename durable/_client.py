@@ -1,0 +1,101 @@
+"""Configuration: which world this process uses, and the runtime bound to it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from durable._errors import RunNotFound
+from durable._run import Run
+from durable._runtime import Runtime, RuntimeOptions
+from durable.world import World, open_world
+
+DEFAULT_WORLD = "sqlite:///.durable/durable.db"
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def configure(
+    world: str | World | None = None,
+    *,
+    worker: bool | None = None,
+    lease_ttl: float | None = None,
+    inline_wait_limit: float | None = None,
+    poll_interval: float | None = None,
+    max_concurrent_runs: int | None = None,
+    force_replay: bool | None = None,
+) -> Runtime:
+    """Choose the world this process uses and tune how runs execute here.
+
+    Args:
+        world: a URL (``sqlite:///path.db``, ``memory://``, ``aws://``) or a World object.
+            Default: ``DURABLE_WORLD`` from the environment, else ``sqlite:///.durable/durable.db``.
+        worker: run the embedded worker that executes due runs in this process (default True).
+        lease_ttl: seconds before the runs of a dead process can be taken over.
+        inline_wait_limit: sleeps and retry delays up to this many seconds wait in-process.
+        poll_interval: how often the embedded worker looks for due runs.
+        max_concurrent_runs: runs this process executes at once.
+        force_replay: suspend and replay at every durable point (for testing workflows).
+
+    Returns:
+        The runtime now in use.
+    """
+    global _runtime
+    options = RuntimeOptions()
+    overrides: dict[str, Any] = {
+        "worker": worker,
+        "lease_ttl": lease_ttl,
+        "inline_wait_limit": inline_wait_limit,
+        "poll_interval": poll_interval,
+        "max_concurrent_runs": max_concurrent_runs,
+        "force_replay": force_replay,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(options, key, value)
+    if options.force_replay is False and os.environ.get("DURABLE_FORCE_REPLAY") == "1":
+        options.force_replay = True
+    target = world if world is not None else os.environ.get("DURABLE_WORLD", DEFAULT_WORLD)
+    opened = open_world(target) if isinstance(target, str) else target
+    runtime = Runtime(opened, options)
+    with _lock:
+        previous, _runtime = _runtime, runtime
+    if previous is not None:
+        previous.stop()
+        if previous.world is not opened:
+            previous.world.close()
+    return runtime
+
+
+def use_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Swap the process's runtime (used by ``durable.testing``); returns the previous one."""
+    global _runtime
+    with _lock:
+        previous, _runtime = _runtime, runtime
+    return previous
+
+
+def get_runtime() -> Runtime:
+    """The runtime in use, configured from the environment on first use."""
+    runtime = _runtime
+    if runtime is not None:
+        return runtime
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+    return configure()
+
+
+def get_run(run_id: str) -> Run:
+    """A handle on an existing run.
+
+    Raises:
+        RunNotFound: the world has no run with this id.
+    """
+    runtime = get_runtime()
+    record = runtime.world.get_run(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    return Run(run_id, runtime, record)

@@ -1,0 +1,60 @@
+"""Where the engine keeps track of the run and branch the current code executes in."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from durable._engine import RunContext
+
+
+class Branch:
+    """A line of execution inside a run. Operation ids are ``path`` + a per-branch counter.
+
+    Ids therefore depend only on the order of calls within a branch, never on which of several
+    concurrent branches finishes first.
+    """
+
+    __slots__ = ("path", "counter")
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+        self.counter = 0
+
+    def next_op(self) -> str:
+        """The id of the next operation in this branch."""
+        self.counter += 1
+        return f"{self.path}{self.counter}"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The run and branch that workflow code is executing in."""
+
+    ctx: RunContext
+    branch: Branch
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What a step can know about its own execution (see :func:`durable.step_info`)."""
+
+    run_id: str
+    """The run this step belongs to."""
+    step_id: str
+    """The step's deterministic position in the workflow, e.g. ``"3"`` or ``"4.1.2"``."""
+    name: str
+    """The step's registered name."""
+    attempt: int
+    """1 for the first attempt, 2 for the first retry, ..."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and replays: pass it to outside APIs to make calls idempotent."""
+        return f"{self.run_id}:{self.step_id}"
+
+
+current_frame: ContextVar[Frame | None] = ContextVar("durable_frame", default=None)
+current_step: ContextVar[StepInfo | None] = ContextVar("durable_step", default=None)

@@ -1,0 +1,280 @@
+"""The ``@workflow`` and ``@step`` decorators."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from durable._durations import parse_duration
+from durable._errors import ConfigurationError
+from durable._options import RetryPolicy
+from durable._steps import call_step
+
+if TYPE_CHECKING:
+    from durable._run import Run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SERIALIZERS = ("json", "pickle")
+
+
+@dataclass(frozen=True, slots=True)
+class StepDefinition:
+    """A registered step: the function and how it runs."""
+
+    fn: Callable[..., Any]
+    name: str
+    retry: RetryPolicy
+    timeout: float | None
+    serializer: str
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A registered workflow."""
+
+    fn: Callable[..., Any]
+    name: str
+    serializer: str
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    """Per-start options set with :meth:`Workflow.with_options`."""
+
+    run_id: str | None = None
+    """A caller-chosen run id: starting twice with one id returns the existing run."""
+    execute: bool = True
+    """Execute the run in this process (embedded worker); False leaves it to other workers."""
+
+
+_registry: dict[str, WorkflowDefinition] = {}
+_registry_lock = threading.Lock()
+
+
+def registered_workflows() -> dict[str, WorkflowDefinition]:
+    """A snapshot of every workflow registered in this process, by name."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def lookup_workflow(name: str) -> WorkflowDefinition | None:
+    """The workflow registered under ``name``, if any."""
+    return _registry.get(name)
+
+
+def _register(defn: WorkflowDefinition) -> None:
+    with _registry_lock:
+        existing = _registry.get(defn.name)
+        if existing is not None and not _same_source(existing.fn, defn.fn):
+            raise ConfigurationError(
+                f"two different workflows are named {defn.name!r} "
+                f"({_where(existing.fn)} and {_where(defn.fn)}): give one a distinct name "
+                "with @workflow(name=...)"
+            )
+        _registry[defn.name] = defn
+
+
+def _same_source(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # The same file imported twice (as __main__ and by module name) defines equal workflows.
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return code_a is not None and code_b is not None and (
+        code_a.co_filename,
+        code_a.co_firstlineno,
+    ) == (code_b.co_filename, code_b.co_firstlineno)
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
+
+
+def _validate(fn: Any, kind: str) -> bool:
+    if not callable(fn) or inspect.isclass(fn):
+        raise ConfigurationError(f"@{kind} decorates a function, got {fn!r}")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigurationError(
+            f"@{kind} cannot decorate generator function {fn.__qualname__!r}: its body would "
+            "not run until iterated. Return a list instead of yielding values."
+        )
+    return inspect.iscoroutinefunction(fn)
+
+
+def _check_serializer(serializer: str, name: str) -> None:
+    if serializer not in _SERIALIZERS:
+        raise ConfigurationError(
+            f"{name!r}: unknown serializer {serializer!r}; use 'json' (default) or 'pickle'"
+        )
+
+
+class Step(Generic[P, R]):
+    """A function decorated with ``@step``: durable inside workflows, plain outside."""
+
+    def __init__(self, definition: StepDefinition) -> None:
+        self.definition = definition
+        functools.update_wrapper(self, definition.fn)
+
+    @property
+    def name(self) -> str:
+        """The step's registered name."""
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = call_step(self.definition, args, kwargs)
+        return result
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(self.__call__, obj)
+
+    def __repr__(self) -> str:
+        return f"<step {self.definition.name}>"
+
+
+class Workflow(Generic[P, R]):
+    """A function decorated with ``@workflow``.
+
+    Calling it outside a workflow runs it durably to completion and returns its result (await it
+    for ``async def`` workflows). :meth:`start` records a run and returns a :class:`Run` at once.
+    """
+
+    def __init__(self, definition: WorkflowDefinition, options: StartOptions | None = None):
+        self.definition = definition
+        self.options = options or StartOptions()
+        functools.update_wrapper(self, definition.fn)
+
+    @property
+    def name(self) -> str:
+        """The workflow's registered name (recorded in every run)."""
+        return self.definition.name
+
+    def with_options(self, *, run_id: str | None = None, execute: bool | None = None) -> Workflow[P, R]:
+        """A copy of this workflow that starts runs with these options.
+
+        Args:
+            run_id: the id of the run to start; starting an existing id returns that run.
+            execute: run it in this process (default) or leave it to other workers.
+        """
+        changes: dict[str, Any] = {}
+        if run_id is not None:
+            changes["run_id"] = run_id
+        if execute is not None:
+            changes["execute"] = execute
+        return Workflow(self.definition, replace(self.options, **changes))
+
+    def start(self, *args: P.args, **kwargs: P.kwargs) -> Run:
+        """Record a new run of this workflow and return its handle without waiting."""
+        from durable._client import get_runtime
+
+        return get_runtime().start(self.definition, args, kwargs, self.options)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        from durable._client import get_runtime
+
+        result: R = get_runtime().call(self.definition, args, kwargs, self.options)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.definition.name}>"
+
+
+@overload
+def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
+
+
+@overload
+def workflow(
+    *, name: str | None = None, serializer: str = "json"
+) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+
+
+def workflow(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    serializer: str = "json",
+) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
+    """Make a function a durable workflow. Use bare (``@workflow``) or with options.
+
+    Args:
+        fn: the workflow function (``def`` or ``async def``).
+        name: the name recorded in runs; defaults to the function's qualified name. Keep it
+            stable: runs in flight find their code by it.
+        serializer: ``"json"`` (default) or ``"pickle"`` for the run's input and result.
+    """
+
+    def decorate(func: Callable[P, R]) -> Workflow[P, R]:
+        is_async = _validate(func, "workflow")
+        wf_name = name or func.__qualname__
+        if name is None and "<lambda>" in wf_name:
+            raise ConfigurationError(
+                f"workflow {wf_name!r} has no stable name: define it at module level or pass "
+                "@workflow(name=...)"
+            )
+        _check_serializer(serializer, wf_name)
+        definition = WorkflowDefinition(func, wf_name, serializer, is_async)
+        _register(definition)
+        return Workflow(definition)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | str | None = None,
+    serializer: str = "json",
+) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+
+def step(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | str | None = None,
+    serializer: str = "json",
+) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+    """Make a function a durable step: its result is recorded once and replayed afterwards.
+
+    Args:
+        fn: the step function (``def`` or ``async def``).
+        name: the name recorded in the log; defaults to the function's qualified name.
+        retry: the retry policy; steps retry with ``RetryPolicy()`` defaults unless told.
+        timeout: a limit for each attempt of an ``async def`` step (seconds or a duration
+            string); an attempt that exceeds it fails with ``TimeoutError`` and is retried.
+        serializer: ``"json"`` (default) or ``"pickle"`` for the step's result.
+    """
+
+    def decorate(func: Callable[P, R]) -> Step[P, R]:
+        is_async = _validate(func, "step")
+        step_name = name or func.__qualname__
+        _check_serializer(serializer, step_name)
+        if timeout is not None and not is_async:
+            raise ConfigurationError(
+                f"step {step_name!r}: timeout= applies to async def steps only, since a "
+                "thread cannot be interrupted; enforce the limit inside the function instead"
+            )
+        limit = parse_duration(timeout) if timeout is not None else None
+        definition = StepDefinition(
+            func, step_name, retry or RetryPolicy(), limit, serializer, is_async
+        )
+        return Step(definition)
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,306 @@
+"""The replay engine: a run's context and the durable operations workflows perform.
+
+A :class:`RunContext` holds the recorded log of one run indexed by operation id. Each durable
+operation (step, sleep, recorded value) takes the next id of its branch, and either returns what
+the log recorded there or, when the log ends, performs the operation and records it through a
+:class:`Recorder`. Without a recorder the context is *pure*: a missing operation becomes a
+command and the workflow suspends, which is what :func:`durable.replay` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from durable._context import Branch, Frame, StepInfo, current_frame, current_step
+from durable._control import Cancelled, Suspend
+from durable._durations import parse_duration
+from durable._errors import FatalError, NonDeterminismError, RetryableError, StepFailed
+from durable._serialization import dumps, error_from_dict, error_to_dict, loads
+from durable.world import Event, NewEvent
+
+if TYPE_CHECKING:
+    from durable._decorators import StepDefinition
+
+_FAMILY = {
+    "step_completed": "step",
+    "step_failed": "step",
+    "step_retrying": "step",
+    "sleep_started": "sleep",
+    "value_recorded": "value",
+}
+
+
+class Diverged(BaseException):
+    """Carries a :class:`NonDeterminismError` out of user code that might catch ``Exception``."""
+
+    def __init__(self, error: NonDeterminismError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Blocked(Suspend):
+    """A pure replay reached an operation the log has not recorded yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommand:
+    """A step a pure replay needs executed next."""
+
+    op_id: str
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class Recorder(Protocol):
+    """Writes a live run's events; the runtime implements it on top of a world."""
+
+    def record(self, events: list[NewEvent]) -> bool:
+        """Append events durably; returns whether cancellation was requested."""
+        ...
+
+    def now(self) -> float:
+        """The world's clock."""
+        ...
+
+
+@dataclass(eq=False)
+class RunContext:
+    """Everything the engine knows about one execution of one run."""
+
+    run_id: str
+    workflow_name: str
+    is_async: bool
+    recorder: Recorder | None = None
+    clock: Callable[[], float] = time.time
+    inline_wait_limit: float = 5.0
+    force_replay: bool = False
+    recorded: dict[str, Event] = field(default_factory=dict)
+    retries: dict[str, list[Event]] = field(default_factory=dict)
+    visited: set[str] = field(default_factory=set)
+    buffered: list[NewEvent] = field(default_factory=list)
+    waits: list[float | None] = field(default_factory=list)
+    commands: list[StepCommand] = field(default_factory=list)
+    new_events: list[NewEvent] = field(default_factory=list)
+    cancel_requested: bool = False
+    root: Branch = field(default_factory=Branch)
+    spawned: list[asyncio.Future[Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self, events: list[Event]) -> None:
+        """Index recorded events by operation id."""
+        for event in events:
+            if event.op_id is None:
+                continue
+            if event.kind == "step_retrying":
+                self.retries.setdefault(event.op_id, []).append(event)
+            else:
+                self.recorded[event.op_id] = event
+
+    @property
+    def pure(self) -> bool:
+        """Whether this context only replays, performing nothing."""
+        return self.recorder is None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def lookup(self, op_id: str, family: str, name: str) -> Event | None:
+        """The event recorded at ``op_id``; raises :class:`Diverged` if it is another operation."""
+        self.visited.add(op_id)
+        event = self.recorded.get(op_id)
+        if event is None:
+            retries = self.retries.get(op_id)
+            if not retries:
+                return None
+            event = retries[-1]
+            if event.name != name or family != "step":
+                raise Diverged(
+                    NonDeterminismError(op_id, _describe(event), f"{family} {name!r}")
+                )
+            return None
+        if _FAMILY.get(event.kind) != family or event.name != name:
+            raise Diverged(NonDeterminismError(op_id, _describe(event), f"{family} {name!r}"))
+        return event
+
+    def check_fully_replayed(self) -> None:
+        """At the end of a run, every recorded operation must have been reached again."""
+        missing = [op for op in self.recorded if op not in self.visited]
+        if missing:
+            op_id = min(missing, key=_op_sort_key)
+            raise Diverged(
+                NonDeterminismError(
+                    op_id, _describe(self.recorded[op_id]), "nothing (the workflow returned)"
+                )
+            )
+
+    def record(self, *events: NewEvent) -> None:
+        """Record events durably (with any buffered values before them)."""
+        if self.recorder is None:
+            self.new_events.extend(events)
+            return
+        with self.lock:
+            batch = [*self.buffered, *events] if self.buffered else list(events)
+            self.buffered.clear()
+            if self.recorder.record(batch):
+                self.cancel_requested = True
+        if self.force_replay:
+            self.waits.append(self.clock())
+            raise Suspend("replaying (forced replay mode)")
+
+    def check_cancel(self) -> None:
+        """Stop here if the run was cancelled."""
+        if self.cancel_requested:
+            raise Cancelled(self.run_id)
+
+    def block(self, command: StepCommand | None = None) -> Blocked:
+        """Note what a pure replay needs and return the exception that suspends it."""
+        if command is not None:
+            self.commands.append(command)
+        return Blocked("waiting for commands")
+
+    def suspend_until(self, when: float | None, reason: str) -> Suspend:
+        """Register a wake-up time and return the exception that unwinds the run."""
+        self.waits.append(when)
+        return Blocked(reason) if self.pure else Suspend(reason)
+
+    def wait_until(self, when: float) -> None:
+        """Block until ``when``: in-process if it is soon, otherwise by suspending the run."""
+        remaining = when - self.clock()
+        if remaining <= 0:
+            return
+        if self.pure or remaining > self.inline_wait_limit:
+            raise self.suspend_until(when, "sleeping")
+        time.sleep(remaining)
+        self.check_cancel()
+
+    async def wait_until_async(self, when: float) -> None:
+        """Async :meth:`wait_until`."""
+        remaining = when - self.clock()
+        if remaining <= 0:
+            return
+        if self.pure or remaining > self.inline_wait_limit:
+            raise self.suspend_until(when, "sleeping")
+        await asyncio.sleep(remaining)
+        self.check_cancel()
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def step_outcome(self, event: Event) -> Any:
+        """The recorded result of a step, or its recorded error raised again."""
+        if event.kind == "step_completed":
+            return loads(event.data) if event.data is not None else None
+        info = json.loads(event.data or b"{}")
+        raise rebuild_error(event.name or "?", info)
+
+    def begin_step(
+        self, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[int, float | None]:
+        """Attempt number and pending retry time of a step about to run live."""
+        if self.pure:
+            raise self.block(StepCommand(op_id, step.name, args, kwargs))
+        self.check_cancel()
+        retries = self.retries.get(op_id)
+        if not retries:
+            return 1, None
+        last = json.loads(retries[-1].data or b"{}")
+        return len(retries) + 1, float(last["retry_at"])
+
+    def step_info(self, op_id: str, step: StepDefinition, attempt: int) -> StepInfo:
+        """The :class:`StepInfo` for one attempt."""
+        return StepInfo(self.run_id, op_id, step.name, attempt)
+
+    def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
+        """Record a step's result; raises SerializationError (writing nothing) if it can't."""
+        data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
+        self.record(NewEvent("step_completed", op_id, step.name, data))
+
+    def step_errored(
+        self, op_id: str, step: StepDefinition, attempt: int, exc: BaseException
+    ) -> float:
+        """Record a failed attempt. Returns when to retry, or raises the final error."""
+        info = error_to_dict(exc)
+        final = isinstance(exc, FatalError) or attempt >= step.retry.max_attempts
+        if final:
+            info["attempts"] = attempt
+            self.record(NewEvent("step_failed", op_id, step.name, _json(info)))
+            raise exc
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            delay = parse_duration(exc.retry_after)  # type: ignore[arg-type]
+        else:
+            delay = step.retry.delay_before(attempt + 1)
+        retry_at = self.clock() + delay
+        info.update(attempt=attempt, retry_at=retry_at)
+        self.record(NewEvent("step_retrying", op_id, step.name, _json(info)))
+        return retry_at
+
+    # -- recorded values ---------------------------------------------------------------------
+
+    def value(self, op_id: str, name: str, make: Callable[[], Any]) -> Any:
+        """A nondeterministic value, recorded the first time and replayed afterwards."""
+        event = self.lookup(op_id, "value", name)
+        if event is not None:
+            return loads(event.data) if event.data is not None else None
+        value = make()
+        new = NewEvent("value_recorded", op_id, name, dumps(value, what=f"{name}()"))
+        # Buffered until the next durable write: anything that depends on the value durably is
+        # recorded after it, in the same transaction.
+        with self.lock:
+            (self.new_events if self.pure else self.buffered).append(new)
+        return value
+
+    # -- sleeps ------------------------------------------------------------------------------
+
+    def sleep_target(self, op_id: str, seconds: float | None, until: float | None) -> float:
+        """The recorded wake-up time of a sleep, recording it on first execution."""
+        name = "sleep" if until is None else "sleep_until"
+        event = self.lookup(op_id, "sleep", name)
+        if event is not None:
+            return float(json.loads(event.data or b"{}")["wake_at"])
+        self.check_cancel()
+        wake_at = until if until is not None else self.clock() + (seconds or 0.0)
+        self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
+        return wake_at
+
+
+def rebuild_error(step_name: str, info: dict[str, Any]) -> BaseException:
+    """Re-create a recorded step error: the same type when possible, else :class:`StepFailed`."""
+    error = error_from_dict(info)
+    if error is not None:
+        return error
+    return StepFailed(
+        step_name,
+        str(info.get("type", "Exception")),
+        str(info.get("message", "")),
+        str(info.get("traceback", "")),
+    )
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _describe(event: Event) -> str:
+    family = _FAMILY.get(event.kind, event.kind)
+    return f"{family} {event.name!r}"
+
+
+def _op_sort_key(op_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in op_id.split(".") if part)
+
+
+def enter_step(info: StepInfo) -> tuple[contextvars.Token[Frame | None], contextvars.Token[Any]]:
+    """Hide the workflow frame while step code runs, and expose its StepInfo."""
+    return current_frame.set(None), current_step.set(info)
+
+
+def exit_step(tokens: tuple[contextvars.Token[Frame | None], contextvars.Token[Any]]) -> None:
+    """Undo :func:`enter_step`."""
+    current_step.reset(tokens[1])
+    current_frame.reset(tokens[0])

@@ -1,0 +1,206 @@
+"""Errors raised by durable.
+
+The hierarchy::
+
+    DurableError
+    ├── SerializationError        a value cannot be recorded
+    ├── InvalidDuration           a sleep or timeout that makes no sense (also a ValueError)
+    ├── NonDeterminismError       replay met different code than the log recorded
+    ├── WorkflowFailed            a run ended in failure (raised by Run.result)
+    ├── WorkflowCancelled         a run was cancelled (raised by Run.result)
+    ├── RunNotFound               no run with that id
+    ├── UnknownWorkflow           the log names a workflow this process does not know
+    ├── ConfigurationError        a bad world URL, a bad decorator use, a missing extra
+    ├── WorldError                the storage backend failed (corrupt file, locked database)
+    │   └── LeaseLost             another worker took over the run
+    ├── StepFailed                a step ran out of attempts and its error cannot be re-created
+    └── FatalError                raised by user code: do not retry this step
+    RetryableError                raised by user code: retry, optionally after a delay
+
+Engine control flow (suspension, cancellation) uses ``BaseException`` subclasses defined in
+``durable._control`` so that ``except Exception`` in user code cannot swallow it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DurableError(Exception):
+    """Root of every error raised by durable."""
+
+
+class SerializationError(DurableError):
+    """A value could not be serialized or deserialized; nothing was written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class InvalidDuration(DurableError, ValueError):
+    """A duration or point in time was negative, not finite, or unparsable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class ConfigurationError(DurableError):
+    """durable was configured or used in a way that cannot work."""
+
+
+class NonDeterminismError(DurableError):
+    """Replay found a different operation than the one the log recorded at a position.
+
+    Attributes:
+        position: the operation id (``"3"``, ``"4.1.2"``) where the two differ.
+        recorded: what the log holds at that position, e.g. ``"step 'charge'"``.
+        new: what the workflow code does there now.
+    """
+
+    def __init__(self, position: str, recorded: str, new: str) -> None:
+        self.position = position
+        self.recorded = recorded
+        self.new = new
+        super().__init__(
+            f"workflow code no longer matches its recorded history at position {position}: "
+            f"the log recorded {recorded}, the code now calls {new}. Changing the order or names "
+            "of steps breaks runs already in flight; start new runs for the new code, or keep the "
+            "old step sequence for runs that recorded it."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.position, self.recorded, self.new))
+
+
+class WorkflowFailed(DurableError):
+    """A run ended in failure.
+
+    Attributes:
+        run_id: the failed run.
+        error_type: the qualified type name of the original exception.
+        error_message: its message.
+        traceback: the formatted traceback text, as recorded.
+        cause: the original exception re-created, when its type could be imported.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        error_type: str,
+        error_message: str,
+        traceback: str = "",
+        cause: BaseException | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+        self.cause = cause
+        super().__init__(f"run {run_id} failed: {error_type}: {error_message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.run_id, self.error_type, self.error_message, self.traceback, None),
+        )
+
+
+class WorkflowCancelled(DurableError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was cancelled")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id,))
+
+
+class RunNotFound(DurableError):
+    """No run with this id exists in the world."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r} in this world")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id,))
+
+
+class UnknownWorkflow(DurableError):
+    """A run names a workflow that is not registered in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no workflow named {name!r} is registered in this process: import the module that "
+            "defines it (e.g. `durable worker myapp.workflows`) or check the name"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name,))
+
+
+class WorldError(DurableError):
+    """The world (storage backend) failed; the message says what to check."""
+
+
+class LeaseLost(WorldError):
+    """This process no longer holds the run's lease; another worker owns it now."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"lost the lease on run {run_id}: another worker took it over (this worker was "
+            "paused longer than the lease lasts); its work stops here and nothing is overwritten"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id,))
+
+
+class StepFailed(DurableError):
+    """A step ran out of attempts and its exception could not be re-created.
+
+    Attributes:
+        step_name: the step's name.
+        error_type: the qualified type name of the last exception.
+        error_message: its message.
+        traceback: its formatted traceback text.
+    """
+
+    def __init__(
+        self, step_name: str, error_type: str, error_message: str, traceback: str = ""
+    ) -> None:
+        self.step_name = step_name
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+        super().__init__(f"step {step_name!r} failed: {error_type}: {error_message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.step_name, self.error_type, self.error_message, self.traceback),
+        )
+
+
+class FatalError(DurableError):
+    """Raise from a step to fail it at once, without further attempts."""
+
+
+class RetryableError(Exception):
+    """Raise from a step to ask for another attempt, optionally after a given delay.
+
+    Args:
+        message: what went wrong.
+        retry_after: seconds (or a duration string / timedelta) before the next attempt;
+            ``None`` uses the step's retry policy.
+    """
+
+    def __init__(self, message: str = "", retry_after: object = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.retry_after))

@@ -1,0 +1,102 @@
+"""Replay as a pure function of (workflow, input, event log)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from durable._context import Frame, current_frame
+from durable._control import Cancelled, Suspend
+from durable._engine import Diverged, RunContext, StepCommand
+from durable._tasks import install_task_factory, wait_for_branches
+from durable.world import Event, NewEvent
+
+
+@dataclass
+class ReplayResult:
+    """What replaying a log produced.
+
+    ``status`` is ``completed`` (``result`` holds the return value), ``failed`` (``error``
+    holds the exception), ``suspended`` (``commands`` lists the steps to execute next, and
+    ``wake_at`` the earliest timer, if any) or ``cancelled``.
+    """
+
+    status: Literal["completed", "failed", "suspended", "cancelled"]
+    result: Any = None
+    error: BaseException | None = None
+    commands: list[StepCommand] = field(default_factory=list)
+    wake_at: float | None = None
+    new_events: list[NewEvent] = field(default_factory=list)
+
+
+def replay(
+    fn: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    events: Sequence[Event] = (),
+    *,
+    now: float | None = None,
+    run_id: str = "replay",
+) -> ReplayResult:
+    """Replay a workflow function against an event log, performing nothing.
+
+    Recorded operations return their recorded outcomes; the first operation the log lacks
+    becomes a command and the replay suspends there. Divergence raises
+    :class:`~durable.NonDeterminismError`.
+
+    Args:
+        fn: the workflow function (the undecorated function or the ``@workflow`` object).
+        args: its positional arguments.
+        kwargs: its keyword arguments.
+        events: the recorded log (as ``World.read_events`` returns it).
+        now: the clock, for deciding whether recorded sleeps are over (default: real time).
+        run_id: the run id exposed to the code.
+    """
+    target = getattr(getattr(fn, "definition", None), "fn", fn)
+    is_async = asyncio.iscoroutinefunction(target)
+    clock_value = now
+    ctx = RunContext(
+        run_id=run_id,
+        workflow_name=getattr(target, "__qualname__", "workflow"),
+        is_async=is_async,
+        recorder=None,
+        clock=(lambda: clock_value) if clock_value is not None else time.time,  # type: ignore[arg-type,return-value]
+    )
+    ctx.load(list(events))
+    token = current_frame.set(Frame(ctx, ctx.root))
+    try:
+        if is_async:
+            result = asyncio.run(_run_async(ctx, target, tuple(args), kwargs or {}))
+        else:
+            result = target(*args, **(kwargs or {}))
+        ctx.check_fully_replayed()
+    except Diverged as exc:
+        raise exc.error from None
+    except Cancelled:
+        return ReplayResult("cancelled", new_events=ctx.new_events)
+    except Suspend:
+        waits = [w for w in ctx.waits if w is not None]
+        return ReplayResult(
+            "suspended",
+            commands=ctx.commands,
+            wake_at=min(waits) if waits else None,
+            new_events=ctx.new_events,
+        )
+    except Exception as exc:
+        return ReplayResult("failed", error=exc, new_events=ctx.new_events)
+    finally:
+        current_frame.reset(token)
+    return ReplayResult("completed", result=result, new_events=ctx.new_events)
+
+
+async def _run_async(
+    ctx: RunContext, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    install_task_factory(asyncio.get_running_loop())
+    try:
+        return await fn(*args, **kwargs)
+    finally:
+        await wait_for_branches(ctx)

@@ -1,0 +1,125 @@
+"""The :class:`Run` handle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._serialization import error_from_dict, loads
+from durable.world import FINISHED_STATUSES, Event, RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from durable._runtime import Runtime
+
+
+class Run:
+    """A handle on one run of a workflow, in this process or any other."""
+
+    def __init__(self, run_id: str, runtime: Runtime, record: RunRecord | None = None) -> None:
+        self.id = run_id
+        self._runtime = runtime
+        self._record = record
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.workflow_name} {self.status}>"
+
+    def _fetch(self) -> RunRecord:
+        record = self._runtime.world.get_run(self.id)
+        if record is None:
+            raise RunNotFound(self.id)
+        self._record = record
+        return record
+
+    @property
+    def workflow_name(self) -> str:
+        """The name of the workflow this run executes."""
+        record = self._record or self._fetch()
+        return record.workflow_name
+
+    @property
+    def status(self) -> RunStatus:
+        """``pending``, ``running``, ``suspended``, ``completed``, ``failed`` or ``cancelled``."""
+        return self._fetch().status
+
+    @property
+    def record(self) -> RunRecord:
+        """The run as stored now (fetched on each access)."""
+        return self._fetch()
+
+    def events(self) -> list[Event]:
+        """The run's recorded log, oldest first."""
+        self._fetch()
+        return self._runtime.world.read_events(self.id)
+
+    def cancel(self) -> None:
+        """Ask the run to stop at its next durable point; it then becomes ``cancelled``."""
+        if self._runtime.world.request_cancel(self.id) is None:
+            raise RunNotFound(self.id)
+        self._runtime.notify_cancel(self.id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the run finishes and return its result.
+
+        Raises:
+            WorkflowFailed: the run failed (carries the original type, message and traceback).
+            WorkflowCancelled: the run was cancelled.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._runtime.waiting():
+            delay = 0.002
+            while True:
+                record = self._fetch()
+                if record.status in FINISHED_STATUSES:
+                    return outcome_of(record)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"run {self.id} is still {record.status}")
+                wait = delay if remaining is None else min(delay, remaining)
+                self._runtime.wait_for_progress(wait)
+                delay = min(delay * 2, 0.1)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Await the run's result (the async form of :meth:`result`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._runtime.waiting():
+            delay = 0.002
+            while True:
+                record = self._fetch()
+                if record.status in FINISHED_STATUSES:
+                    return outcome_of(record)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"run {self.id} is still {record.status}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.wait().__await__()
+
+
+def outcome_of(record: RunRecord) -> Any:
+    """The result of a finished run, or its error raised."""
+    if record.status == "completed":
+        return loads(record.output) if record.output is not None else None
+    if record.status == "cancelled":
+        raise WorkflowCancelled(record.id)
+    raise failure_of(record)
+
+
+def failure_of(record: RunRecord) -> WorkflowFailed:
+    """The :class:`WorkflowFailed` for a failed run."""
+    info: dict[str, Any] = json.loads(record.error) if record.error else {}
+    cause = error_from_dict(info) if info else None
+    failure = WorkflowFailed(
+        record.id,
+        str(info.get("type", "Exception")),
+        str(info.get("message", "")),
+        str(info.get("traceback", "")),
+        cause,
+    )
+    failure.__cause__ = cause
+    return failure

@@ -1,0 +1,518 @@
+"""The runtime: executes runs against a world, in this process.
+
+It owns the embedded worker: a thread that claims due runs (pending, woken, orphaned), keeps this
+process's leases alive, and hands runs to a thread pool (``def`` workflows) or to an event loop
+thread (``async def`` workflows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from durable._context import Frame, current_frame
+from durable._control import Cancelled, Suspend
+from durable._decorators import (
+    StartOptions,
+    WorkflowDefinition,
+    lookup_workflow,
+    registered_workflows,
+)
+from durable._engine import Diverged, RunContext
+from durable._errors import (
+    ConfigurationError,
+    DurableError,
+    LeaseLost,
+    SerializationError,
+    UnknownWorkflow,
+    WorkflowCancelled,
+)
+from durable._run import Run, failure_of, outcome_of
+from durable._serialization import dumps, error_to_dict, loads
+from durable._tasks import install_task_factory, wait_for_branches
+from durable.world import (
+    FINISHED_STATUSES,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunUpdate,
+    World,
+    make_owner_id,
+)
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("durable")
+
+
+@dataclass
+class Outcome:
+    """How one execution of a run ended in this process."""
+
+    status: str
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class RuntimeOptions:
+    """Tuning of a :class:`Runtime`."""
+
+    lease_ttl: float = 30.0
+    """Seconds a lease lasts without renewal; a dead worker's runs are recovered after it."""
+    inline_wait_limit: float = 5.0
+    """Sleeps and retry delays up to this many seconds wait in-process; longer ones suspend."""
+    poll_interval: float = 0.2
+    """How often the embedded worker looks for due runs."""
+    max_concurrent_runs: int = 64
+    """Runs this process executes at once."""
+    force_replay: bool = False
+    """Suspend and replay at every durable point (a testing mode)."""
+    worker: bool = True
+    """Run the embedded worker (claim due runs of registered workflows)."""
+    time_skipping: Callable[[float], None] | None = None
+    """Testing: when set, idle waits jump the world's clock to the next due time."""
+    workflow_names: list[str] | None = field(default=None)
+    """Only claim runs of these workflows (default: every registered workflow)."""
+
+
+class _Recorder:
+    __slots__ = ("world", "run_id", "owner")
+
+    def __init__(self, world: World, run_id: str, owner: str) -> None:
+        self.world = world
+        self.run_id = run_id
+        self.owner = owner
+
+    def record(self, events: list[NewEvent]) -> bool:
+        return self.world.append(self.run_id, self.owner, events)
+
+    def now(self) -> float:
+        return self.world.now()
+
+
+class Runtime:
+    """Executes runs of registered workflows against one world."""
+
+    def __init__(self, world: World, options: RuntimeOptions | None = None) -> None:
+        self.world = world
+        self.options = options or RuntimeOptions()
+        self.owner = make_owner_id()
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active: dict[str, RunContext] = {}
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._waiters = 0
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._last_renew = time.monotonic()
+
+    # -- starting runs -----------------------------------------------------------------------
+
+    def _create(
+        self,
+        defn: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+        owned: bool,
+    ) -> tuple[RunRecord, bool]:
+        if current_frame.get() is not None:
+            raise ConfigurationError(
+                f"workflow {defn.name!r} was called inside another workflow; child workflows "
+                "are not supported yet: call its steps directly, or start it from outside"
+            )
+        data = dumps(
+            {"args": list(args), "kwargs": kwargs},
+            serializer=defn.serializer,
+            what=f"input of workflow {defn.name!r}",
+        )
+        run_id = options.run_id or f"wrun_{uuid.uuid4().hex}"
+        return self.world.create_run(
+            NewRun(run_id, defn.name, data),
+            owner=self.owner if owned else None,
+            lease_ttl=self.options.lease_ttl,
+        )
+
+    def start(
+        self,
+        defn: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> Run:
+        """Record a run and, unless told otherwise, execute it in the background here."""
+        record, created = self._create(defn, args, kwargs, options, owned=options.execute)
+        if created and options.execute:
+            self.submit(record)
+        if options.execute:
+            self.ensure_worker()
+        return Run(record.id, self, record)
+
+    def call(
+        self,
+        defn: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> Any:
+        """Run a workflow to completion (a coroutine for ``async def`` workflows)."""
+        if defn.is_async:
+            return self._call_async(defn, args, kwargs, options)
+        record, created = self._create(defn, args, kwargs, options, owned=True)
+        self.ensure_worker()
+        if created:
+            outcome = self.execute(record)
+            if outcome.status == "completed":
+                return outcome.value
+        return Run(record.id, self, record).result()
+
+    async def _call_async(
+        self,
+        defn: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> Any:
+        record, created = self._create(defn, args, kwargs, options, owned=True)
+        self.ensure_worker()
+        if created:
+            outcome = await self.execute_async(record)
+            if outcome.status == "completed":
+                return outcome.value
+        return await Run(record.id, self, record).wait()
+
+    def submit(self, record: RunRecord) -> None:
+        """Execute a leased run in the background (thread pool or event loop thread)."""
+        defn = lookup_workflow(record.workflow_name)
+        with self._lock:
+            self._active.setdefault(record.id, _PLACEHOLDER)
+        if defn is not None and defn.is_async:
+            asyncio.run_coroutine_threadsafe(self.execute_async(record), self._event_loop())
+        else:
+            self._thread_pool().submit(self.execute, record)
+
+    # -- executing runs ----------------------------------------------------------------------
+
+    def _prepare(self, record: RunRecord) -> tuple[WorkflowDefinition, RunContext] | None:
+        defn = lookup_workflow(record.workflow_name)
+        if defn is None:
+            log.warning(
+                "run %s: %s; leaving it pending for a worker that knows it",
+                record.id,
+                UnknownWorkflow(record.workflow_name),
+            )
+            self.world.release(record.id, self.owner)
+            return None
+        ctx = RunContext(
+            run_id=record.id,
+            workflow_name=defn.name,
+            is_async=defn.is_async,
+            recorder=_Recorder(self.world, record.id, self.owner),
+            clock=self.world.now,
+            inline_wait_limit=self.options.inline_wait_limit,
+            force_replay=self.options.force_replay,
+            cancel_requested=record.cancel_requested,
+        )
+        ctx.load(self.world.read_events(record.id))
+        with self._lock:
+            self._active[record.id] = ctx
+        return defn, ctx
+
+    def execute(self, record: RunRecord) -> Outcome:
+        """Execute a run this process has leased until it finishes or suspends."""
+        try:
+            while True:
+                prepared = self._prepare(record)
+                if prepared is None:
+                    return Outcome("pending")
+                defn, ctx = prepared
+                outcome = self._execute_sync(defn, ctx, record)
+                again = self._continue_at_once(record.id, outcome)
+                if again is None:
+                    return outcome
+                record = again
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return Outcome("lost")
+        except Exception:
+            log.exception("run %s: the engine failed; another worker will retry it", record.id)
+            self._release_quietly(record.id)
+            return Outcome("error")
+        finally:
+            self._finished(record.id)
+
+    def _execute_sync(
+        self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
+    ) -> Outcome:
+        if ctx.cancel_requested:
+            return self._finish(ctx, Cancelled(ctx.run_id), None)
+        token = current_frame.set(Frame(ctx, ctx.root))
+        try:
+            args, kwargs = _decode_input(record)
+            result = defn.fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
+            return self._finish(ctx, exc, None)
+        finally:
+            current_frame.reset(token)
+        return self._finish(ctx, None, result)
+
+    async def execute_async(self, record: RunRecord) -> Outcome:
+        """Async :meth:`execute`, on the running event loop."""
+        install_task_factory(asyncio.get_running_loop())
+        try:
+            while True:
+                prepared = self._prepare(record)
+                if prepared is None:
+                    return Outcome("pending")
+                defn, ctx = prepared
+                outcome = await self._execute_async(defn, ctx, record)
+                again = self._continue_at_once(record.id, outcome)
+                if again is None:
+                    return outcome
+                record = again
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return Outcome("lost")
+        except Exception:
+            log.exception("run %s: the engine failed; another worker will retry it", record.id)
+            self._release_quietly(record.id)
+            return Outcome("error")
+        finally:
+            self._finished(record.id)
+
+    async def _execute_async(
+        self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
+    ) -> Outcome:
+        if ctx.cancel_requested:
+            return self._finish(ctx, Cancelled(ctx.run_id), None)
+        token = current_frame.set(Frame(ctx, ctx.root))
+        try:
+            args, kwargs = _decode_input(record)
+            result = await defn.fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
+            await wait_for_branches(ctx)
+            return self._finish(ctx, exc, None)
+        finally:
+            current_frame.reset(token)
+        await wait_for_branches(ctx)
+        return self._finish(ctx, None, result)
+
+    def _continue_at_once(self, run_id: str, outcome: Outcome) -> RunRecord | None:
+        # A run that suspended until "now" (forced replay, or a wake-up already due) is
+        # re-acquired and replayed here instead of waiting for the next poll.
+        if outcome.status != "suspended" or outcome.value is None:
+            return None
+        if outcome.value > self.world.now():
+            return None
+        return self.world.acquire(run_id, self.owner, self.options.lease_ttl)
+
+    def _finish(
+        self, ctx: RunContext, exc: BaseException | None, result: Any
+    ) -> Outcome:
+        """Record how an execution ended, in one write that also releases the lease."""
+        if isinstance(exc, (LeaseLost, KeyboardInterrupt, SystemExit)):
+            raise exc
+        if exc is None:
+            try:
+                ctx.check_fully_replayed()
+                output = dumps(
+                    result,
+                    serializer=_serializer(ctx),
+                    what=f"result of workflow {ctx.workflow_name!r}",
+                )
+            except (Diverged, SerializationError) as error:
+                exc = error
+            else:
+                self._write(ctx, NewEvent("run_completed"), RunUpdate(
+                    "completed", output=output, release=True
+                ))
+                return Outcome("completed", result)
+        if isinstance(exc, Diverged):
+            exc = exc.error
+        if isinstance(exc, Cancelled):
+            self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
+            return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
+        if isinstance(exc, Suspend):
+            waits = [w for w in ctx.waits if w is not None]
+            wake_at = min(waits) if waits else None
+            self._write(ctx, None, RunUpdate("suspended", wake_at=wake_at, release=True))
+            return Outcome("suspended", wake_at)
+        assert exc is not None  # noqa: S101 - narrowed for the type checker
+        info = error_to_dict(exc)
+        error = json.dumps(info, separators=(",", ":"), default=str).encode()
+        self._write(
+            ctx,
+            NewEvent("run_failed", data=error),
+            RunUpdate("failed", error=error, release=True),
+        )
+        return Outcome("failed", error=exc)
+
+    def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
+        events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)
+        ctx.buffered.clear()
+        self.world.append(ctx.run_id, self.owner, events, update)
+
+    def _release_quietly(self, run_id: str) -> None:
+        with contextlib.suppress(DurableError):
+            self.world.release(run_id, self.owner)
+
+    def _finished(self, run_id: str) -> None:
+        with self._progress:
+            self._active.pop(run_id, None)
+            self._progress.notify_all()
+
+    # -- waiting and cancelling --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Mark that a caller waits for a result (lets a testing clock skip ahead)."""
+        with self._lock:
+            self._waiters += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiters -= 1
+
+    def wait_for_progress(self, timeout: float) -> None:
+        """Sleep until a local run finishes or suspends, or ``timeout`` passes."""
+        with self._progress:
+            self._progress.wait(timeout)
+
+    def notify_cancel(self, run_id: str) -> None:
+        """Flag a run executing here as cancelled so it stops at its next durable point."""
+        with self._lock:
+            ctx = self._active.get(run_id)
+        if ctx is not None and ctx is not _PLACEHOLDER:
+            ctx.cancel_requested = True
+        self._wake.set()
+
+    # -- the embedded worker -----------------------------------------------------------------
+
+    def ensure_worker(self) -> None:
+        """Start the embedded worker thread if it is enabled and not running."""
+        if not self.options.worker or self._worker is not None:
+            return
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._worker = threading.Thread(
+                target=self._work, name="durable-worker", daemon=True
+            )
+            self._worker.start()
+
+    def _names(self) -> list[str]:
+        return self.options.workflow_names or list(registered_workflows())
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                claimed = self.poll_once()
+            except DurableError as exc:
+                log.warning("worker: %s", exc)
+                claimed = 0
+            if claimed:
+                continue
+            self._wake.wait(self._idle_wait())
+            self._wake.clear()
+
+    def poll_once(self) -> int:
+        """Claim and submit due runs once; renew leases when it is time. Returns how many."""
+        now = time.monotonic()
+        if now - self._last_renew > self.options.lease_ttl / 3:
+            self._last_renew = now
+            self.world.renew_leases(self.owner, self.options.lease_ttl)
+        with self._lock:
+            capacity = self.options.max_concurrent_runs - len(self._active)
+        if capacity <= 0:
+            return 0
+        names = self._names()
+        if not names:
+            return 0
+        claimed = self.world.claim_due(self.owner, self.options.lease_ttl, capacity, names)
+        for record in claimed:
+            self.submit(record)
+        return len(claimed)
+
+    def _idle_wait(self) -> float:
+        wait = self.options.poll_interval
+        skip = self.options.time_skipping
+        if skip is None:
+            return wait
+        with self._lock:
+            idle = not self._active and self._waiters > 0
+        if idle:
+            due = self.world.next_due_at(self._names())
+            if due is not None and due > self.world.now():
+                skip(due)
+                return 0.0
+        return min(wait, 0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker; wait for runs executing here to finish or suspend."""
+        self._stopping.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        self.options.max_concurrent_runs, thread_name_prefix="durable-run"
+                    )
+        return self._pool
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            with self._lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    install_task_factory(loop)
+                    thread = threading.Thread(
+                        target=loop.run_forever, name="durable-loop", daemon=True
+                    )
+                    thread.start()
+                    self._loop = loop
+        return self._loop
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the runtime's event loop thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result()
+
+
+_PLACEHOLDER: Any = object()
+
+
+def _decode_input(record: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    payload = loads(record.input)
+    if not isinstance(payload, dict):
+        raise SerializationError(f"run {record.id}: recorded input is not an args/kwargs mapping")
+    return tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
+
+
+def _serializer(ctx: RunContext) -> str:
+    defn = lookup_workflow(ctx.workflow_name)
+    return defn.serializer if defn is not None else "json"
+
+
+__all__ = ["Outcome", "Runtime", "RuntimeOptions", "failure_of", "outcome_of", "FINISHED_STATUSES"]

@@ -1,0 +1,92 @@
+"""Running a step durably inside a workflow (sync and async), with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from durable._context import current_frame
+from durable._engine import RunContext, enter_step, exit_step
+
+if TYPE_CHECKING:
+    from durable._decorators import StepDefinition
+
+
+def call_step(step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Entry point of every step call: plain call outside workflows, durable inside."""
+    frame = current_frame.get()
+    if frame is None:
+        return step.fn(*args, **kwargs)
+    ctx = frame.ctx
+    op_id = frame.branch.next_op()
+    if ctx.is_async:
+        # The id is taken now, at call time, so asyncio.gather over steps gets ids in call order.
+        return _run_async(ctx, op_id, step, args, kwargs)
+    event = ctx.lookup(op_id, "step", step.name)
+    if event is not None:
+        return ctx.step_outcome(event)
+    return _run_sync(ctx, op_id, step, args, kwargs)
+
+
+def _run_sync(
+    ctx: RunContext, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
+    while True:
+        if retry_at is not None:
+            ctx.wait_until(retry_at)
+        tokens = enter_step(ctx.step_info(op_id, step, attempt))
+        try:
+            result = step.fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+        except Exception as exc:
+            exit_step(tokens)
+            retry_at = ctx.step_errored(op_id, step, attempt, exc)
+            attempt += 1
+            continue
+        exit_step(tokens)
+        ctx.step_succeeded(op_id, step, result)
+        return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _run_async(
+    ctx: RunContext, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    event = ctx.lookup(op_id, "step", step.name)
+    if event is not None:
+        return ctx.step_outcome(event)
+    attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
+    loop = asyncio.get_running_loop()
+    while True:
+        if retry_at is not None:
+            await ctx.wait_until_async(retry_at)
+        info = ctx.step_info(op_id, step, attempt)
+        try:
+            if step.is_async:
+                tokens = enter_step(info)
+                try:
+                    coro = step.fn(*args, **kwargs)
+                    result = await (
+                        asyncio.wait_for(coro, step.timeout) if step.timeout else coro
+                    )
+                finally:
+                    exit_step(tokens)
+            else:
+                context = contextvars.copy_context()
+                context.run(enter_step, info)
+                result = await loop.run_in_executor(
+                    None, lambda: context.run(step.fn, *args, **kwargs)
+                )
+        except Exception as exc:
+            retry_at = ctx.step_errored(op_id, step, attempt, exc)
+            attempt += 1
+            continue
+        ctx.step_succeeded(op_id, step, result)
+        return result

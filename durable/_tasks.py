@@ -1,0 +1,65 @@
+"""Deterministic branches for asyncio tasks created inside async workflows.
+
+``asyncio.gather(branch_a(), branch_b())`` wraps each coroutine in a task. A task factory gives
+each such task its own :class:`~durable._context.Branch`, numbered in creation order (which is
+deterministic), so step ids inside it do not depend on which task runs first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from durable._context import Branch, Frame, current_frame
+
+if TYPE_CHECKING:
+    from durable._engine import RunContext
+
+_INSTALLED = "_durable_task_factory"
+
+
+def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
+    """Install the branch-assigning task factory on ``loop`` (once; wraps any existing one)."""
+    previous = loop.get_task_factory()
+    if getattr(previous, _INSTALLED, False):
+        return
+
+    def factory(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        **kwargs: Any,
+    ) -> asyncio.Future[Any]:
+        frame = current_frame.get() if kwargs.get("context") is None else None
+        if frame is not None:
+            kwargs["context"] = _branch_context(frame)
+        if previous is not None:
+            task = previous(loop, coro, **kwargs)  # type: ignore[arg-type]
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        if frame is not None:
+            frame.ctx.spawned.append(task)
+        return task
+
+    setattr(factory, _INSTALLED, True)
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+
+
+def _branch_context(frame: Frame) -> contextvars.Context:
+    op_id = frame.branch.next_op()
+    context = contextvars.copy_context()
+    context.run(current_frame.set, Frame(frame.ctx, Branch(f"{op_id}.")))
+    return context
+
+
+async def wait_for_branches(ctx: RunContext) -> None:
+    """Let tasks a run spawned finish (or suspend) before the run records how it ended."""
+    while True:
+        pending = [t for t in ctx.spawned if not t.done()]
+        if not pending:
+            break
+        await asyncio.wait(pending)
+    for task in ctx.spawned:
+        if not task.cancelled():
+            task.exception()  # marks it retrieved: the outcome already reached the workflow

@@ -1,0 +1,318 @@
+"""The World protocol: where runs, their event logs and their due times live.
+
+A world stores opaque bytes; serialization stays in the engine. Backends live in ``worlds/`` and
+register a URL scheme with :func:`register_world`; this module imports none of them.
+
+Contract shared by every world (checked by ``tests/conformance``):
+
+* A run is created once per id (``create_run`` is idempotent on the id).
+* A run is leased by at most one owner at a time. Writes to a run's log (``append``) are
+  conditional on holding its lease and raise :class:`~durable.LeaseLost` otherwise.
+* ``append`` is one transaction: its events get consecutive sequence numbers after the run's
+  last one, and the optional :class:`RunUpdate` is applied atomically with them.
+* A lease expires at ``lease_expires_at``; an expired lease may be taken by anyone through
+  ``acquire`` or ``claim_due``. Owners keep their leases alive with ``renew_leases``.
+* Backend exceptions never escape: they are translated into :class:`~durable.WorldError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from durable._errors import ConfigurationError
+
+RunStatus = Literal["pending", "running", "suspended", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = (
+    "pending",
+    "running",
+    "suspended",
+    "completed",
+    "failed",
+    "cancelled",
+)
+FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as stored by a world."""
+
+    id: str
+    """The run id (``wrun_...`` unless the caller chose one)."""
+    workflow_name: str
+    """The registered name of the workflow."""
+    status: RunStatus
+    """One of :data:`RUN_STATUSES`."""
+    input: bytes
+    """The serialized ``(args, kwargs)``."""
+    output: bytes | None
+    """The serialized result once ``completed``."""
+    error: bytes | None
+    """The serialized error once ``failed``."""
+    created_at: float
+    """Epoch seconds."""
+    updated_at: float
+    """Epoch seconds of the last change to this record."""
+    wake_at: float | None
+    """When a ``suspended`` run is due; ``None`` waits for an outside event."""
+    lease_owner: str | None
+    """The worker that holds the run, if any."""
+    lease_expires_at: float | None
+    """When that lease lapses unless renewed."""
+    cancel_requested: bool
+    """Someone asked for the run to stop at its next durable point."""
+    parent_id: str | None
+    """The parent run for child workflows."""
+    last_seq: int
+    """The sequence number of the newest event (0 when none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's append-only log."""
+
+    run_id: str
+    seq: int
+    """1-based position in the run's log."""
+    kind: str
+    """``run_created``, ``step_completed``, ``step_failed``, ``step_retrying``, ``sleep_started``,
+    ``value_recorded``, ``run_completed``, ``run_failed``, ``run_cancelled``, ..."""
+    op_id: str | None
+    """The operation's deterministic position in the workflow (``"3"``, ``"4.1.2"``)."""
+    name: str | None
+    """The step or operation name recorded at that position."""
+    data: bytes | None
+    """Opaque payload (serialized by the engine)."""
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What ``create_run`` needs."""
+
+    id: str
+    workflow_name: str
+    input: bytes
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append; the world assigns ``seq`` and ``created_at``."""
+
+    kind: str
+    op_id: str | None = None
+    name: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """A change to the run record applied in the same transaction as appended events."""
+
+    status: RunStatus
+    wake_at: float | None = None
+    output: bytes | None = None
+    error: bytes | None = None
+    release: bool = False
+    """Drop the lease (suspension, completion, failure, cancellation)."""
+
+
+@runtime_checkable
+class World(Protocol):
+    """Storage and scheduling for runs. Every method is thread-safe."""
+
+    url: str
+    """The URL this world was opened from (``sqlite:///...``, ``memory://``, ``aws://``)."""
+
+    def now(self) -> float:
+        """Current time in epoch seconds as this world sees it (tests may control it)."""
+        ...
+
+    def create_run(
+        self, run: NewRun, *, owner: str | None, lease_ttl: float
+    ) -> tuple[RunRecord, bool]:
+        """Record a new run with a ``run_created`` event, or return the existing one.
+
+        With ``owner`` the run is created ``running`` and leased to it; otherwise ``pending``.
+        Returns the stored record and whether this call created it.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run with this id, or ``None``."""
+        ...
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        ...
+
+    def count_runs(self) -> dict[str, int]:
+        """Number of runs by status."""
+        ...
+
+    def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with ``seq > after_seq``, oldest first."""
+        ...
+
+    def append(
+        self,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None = None,
+    ) -> bool:
+        """Append events (and apply ``update``) in one transaction, if ``owner`` holds the lease.
+
+        Returns whether cancellation has been requested for the run.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease.
+        """
+        ...
+
+    def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        """Lease one run if it is runnable now (pending; suspended and due; running with an
+        expired lease). Marks it ``running``. Returns the leased record or ``None``."""
+        ...
+
+    def claim_due(
+        self,
+        owner: str,
+        lease_ttl: float,
+        limit: int,
+        workflow_names: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        """Lease up to ``limit`` runnable runs (see ``acquire``), oldest due first, optionally
+        only of the named workflows."""
+        ...
+
+    def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
+        """The earliest time a not-yet-runnable suspended run becomes due, if any."""
+        ...
+
+    def renew_leases(self, owner: str, lease_ttl: float) -> int:
+        """Extend every lease ``owner`` holds; returns how many."""
+        ...
+
+    def release(self, run_id: str, owner: str) -> None:
+        """Give a leased run back (status ``pending``) so another worker can take it now."""
+        ...
+
+    def request_cancel(self, run_id: str) -> RunRecord | None:
+        """Ask a run to stop at its next durable point; an unleased unfinished run becomes due
+        at once so a worker records the cancellation. Returns the updated record."""
+        ...
+
+    def delete_runs(self, finished_before: float) -> int:
+        """Remove finished runs (and their events) older than a time; returns how many."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; the world may not be used afterwards."""
+        ...
+
+
+WorldFactory = Callable[[str], World]
+_factories: dict[str, WorldFactory] = {}
+_lock = threading.Lock()
+
+
+def register_world(scheme: str, factory: WorldFactory) -> None:
+    """Make ``open_world`` build worlds for URLs starting with ``scheme://``."""
+    with _lock:
+        _factories[scheme] = factory
+
+
+def open_world(url: str) -> World:
+    """Open the world a URL names (``memory://``, ``sqlite:///path.db``, ``aws://``).
+
+    Raises:
+        ConfigurationError: the URL's scheme is unknown or its backend is not installed.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigurationError(
+            f"world URL {url!r} has no scheme: use memory://, sqlite:///path/to.db or aws://"
+        )
+    _load_builtin(scheme)
+    with _lock:
+        factory = _factories.get(scheme)
+    if factory is None:
+        raise ConfigurationError(
+            f"unknown world scheme {scheme!r} in {url!r}: use memory://, sqlite:///path/to.db "
+            "or aws://"
+        )
+    return factory(url)
+
+
+def _load_builtin(scheme: str) -> None:
+    # Built-in worlds register themselves on import; import lazily so `durable` never needs a
+    # backend it does not use (and `aws://` can say which extra is missing).
+    import importlib
+
+    module = {"memory": "worlds.memory", "sqlite": "worlds.sqlite", "aws": "worlds.aws"}.get(scheme)
+    if module is None or scheme in _factories:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        if scheme == "aws":
+            raise ConfigurationError(
+                "the aws world needs extra packages: pip install 'durable-sdk[aws]'"
+            ) from exc
+        raise
+
+
+def make_owner_id() -> str:
+    """A lease owner id for this process: ``host:pid:random``."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """Whether a lease owner is a process on this host that no longer exists.
+
+    Lets a local world hand over the runs of a killed process at once instead of waiting for the
+    lease to lapse. Owners on other hosts are never judged dead here.
+    """
+    import os
+    import socket
+
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # A killed child that its parent has not reaped yet still answers kill(pid, 0).
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

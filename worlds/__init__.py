@@ -1,0 +1,1 @@
+"""World backends for durable: ``memory``, ``sqlite`` (the embedded default) and ``aws``."""

@@ -1,0 +1,249 @@
+"""An in-memory :class:`~durable.world.World` guarded by one lock."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from durable._errors import LeaseLost
+from durable.world import (
+    FINISHED_STATUSES,
+    Event,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunUpdate,
+    owner_is_dead,
+    register_world,
+)
+
+
+class MemoryWorld:
+    """Runs and events in dictionaries; optionally driven by a controllable clock."""
+
+    def __init__(self, url: str = "memory://", clock: Callable[[], float] | None = None) -> None:
+        self.url = url
+        self._clock = clock or time.time
+        self._lock = threading.RLock()
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[Event]] = {}
+
+    def now(self) -> float:
+        return self._clock()
+
+    def create_run(
+        self, run: NewRun, *, owner: str | None, lease_ttl: float
+    ) -> tuple[RunRecord, bool]:
+        with self._lock:
+            existing = self._runs.get(run.id)
+            if existing is not None:
+                return existing, False
+            now = self.now()
+            record = RunRecord(
+                id=run.id,
+                workflow_name=run.workflow_name,
+                status="running" if owner else "pending",
+                input=run.input,
+                output=None,
+                error=None,
+                created_at=now,
+                updated_at=now,
+                wake_at=None if owner else now,
+                lease_owner=owner,
+                lease_expires_at=now + lease_ttl if owner else None,
+                cancel_requested=False,
+                parent_id=run.parent_id,
+                last_seq=1,
+            )
+            self._runs[run.id] = record
+            self._events[run.id] = [
+                Event(run.id, 1, "run_created", None, run.workflow_name, None, now)
+            ]
+            return record, True
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if (status is None or r.status == status)
+                and (workflow_name is None or r.workflow_name == workflow_name)
+            ]
+        runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return runs[:limit]
+
+    def count_runs(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for r in self._runs.values():
+                counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+    def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        with self._lock:
+            return self._events.get(run_id, [])[after_seq:]
+
+    def append(
+        self,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None = None,
+    ) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.lease_owner != owner:
+                raise LeaseLost(run_id)
+            now = self.now()
+            log = self._events[run_id]
+            seq = run.last_seq
+            for new in events:
+                seq += 1
+                log.append(Event(run_id, seq, new.kind, new.op_id, new.name, new.data, now))
+            changes: dict[str, object] = {"last_seq": seq, "updated_at": now}
+            if update is not None:
+                changes.update(status=update.status, wake_at=update.wake_at)
+                if update.output is not None:
+                    changes["output"] = update.output
+                if update.error is not None:
+                    changes["error"] = update.error
+                if update.release:
+                    changes.update(lease_owner=None, lease_expires_at=None)
+            self._runs[run_id] = dataclasses.replace(run, **changes)  # type: ignore[arg-type]
+            return run.cancel_requested
+
+    def _runnable(self, run: RunRecord, now: float) -> bool:
+        if run.status == "pending":
+            return run.lease_owner is None
+        if run.status == "suspended":
+            return run.wake_at is not None and run.wake_at <= now
+        if run.status == "running":
+            expires = run.lease_expires_at or 0.0
+            return expires <= now or owner_is_dead(run.lease_owner)
+        return False
+
+    def _lease(self, run: RunRecord, owner: str, lease_ttl: float, now: float) -> RunRecord:
+        leased = dataclasses.replace(
+            run,
+            status="running",
+            lease_owner=owner,
+            lease_expires_at=now + lease_ttl,
+            updated_at=now,
+        )
+        self._runs[run.id] = leased
+        return leased
+
+    def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            now = self.now()
+            if run is None or not self._runnable(run, now):
+                return None
+            return self._lease(run, owner, lease_ttl, now)
+
+    def claim_due(
+        self,
+        owner: str,
+        lease_ttl: float,
+        limit: int,
+        workflow_names: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        with self._lock:
+            now = self.now()
+            names = set(workflow_names) if workflow_names is not None else None
+            due = [
+                r
+                for r in self._runs.values()
+                if (names is None or r.workflow_name in names) and self._runnable(r, now)
+            ]
+            due.sort(key=lambda r: (r.wake_at or r.updated_at, r.created_at))
+            return [self._lease(r, owner, lease_ttl, now) for r in due[:limit]]
+
+    def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
+        with self._lock:
+            names = set(workflow_names) if workflow_names is not None else None
+            times = [
+                r.wake_at
+                for r in self._runs.values()
+                if r.status == "suspended"
+                and r.wake_at is not None
+                and (names is None or r.workflow_name in names)
+            ]
+            leases = [
+                r.lease_expires_at
+                for r in self._runs.values()
+                if r.status == "running"
+                and r.lease_expires_at is not None
+                and (names is None or r.workflow_name in names)
+            ]
+        candidates = times + leases
+        return min(candidates) if candidates else None
+
+    def renew_leases(self, owner: str, lease_ttl: float) -> int:
+        with self._lock:
+            now = self.now()
+            renewed = 0
+            for run in list(self._runs.values()):
+                if run.lease_owner == owner:
+                    self._runs[run.id] = dataclasses.replace(
+                        run, lease_expires_at=now + lease_ttl
+                    )
+                    renewed += 1
+            return renewed
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.lease_owner != owner:
+                return
+            self._runs[run_id] = dataclasses.replace(
+                run,
+                status="pending" if run.status == "running" else run.status,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=self.now(),
+            )
+
+    def request_cancel(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            if run.status in FINISHED_STATUSES:
+                return run
+            changes: dict[str, object] = {"cancel_requested": True, "updated_at": self.now()}
+            if run.status == "suspended":
+                changes["wake_at"] = self.now()
+            updated = dataclasses.replace(run, **changes)  # type: ignore[arg-type]
+            self._runs[run_id] = updated
+            return updated
+
+    def delete_runs(self, finished_before: float) -> int:
+        with self._lock:
+            doomed = [
+                r.id
+                for r in self._runs.values()
+                if r.status in FINISHED_STATUSES and r.updated_at < finished_before
+            ]
+            for run_id in doomed:
+                del self._runs[run_id]
+                del self._events[run_id]
+            return len(doomed)
+
+    def close(self) -> None:
+        pass
+
+
+register_world("memory", lambda url: MemoryWorld(url))
