@@ -17,6 +17,7 @@ from durable._control import Cancelled, Suspend
 from durable._durations import parse_duration, to_timestamp
 from durable._engine import Diverged, RunContext
 from durable._errors import ConfigurationError
+from durable._tasks import own_coroutine
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -68,6 +69,7 @@ def _sleep(seconds: float | None, until: float | None) -> Any:
     return None
 
 
+@own_coroutine
 async def _sleep_async(ctx: RunContext, op_id: str, seconds: float | None, until: float | None) -> None:
     await ctx.wait_until_async(ctx.sleep_target(op_id, seconds, until))
 
@@ -219,9 +221,7 @@ async def _gather_branches(
     tasks = []
     for index, call in enumerate(calls):
         context = _branch_context(ctx, group, index)
-        task = loop.create_task(branch(call), context=context)
-        ctx.spawned.append(task)
-        tasks.append(task)
+        tasks.append(loop.create_task(branch(call), context=context))
     return await _await_all(tasks)
 
 

@@ -110,6 +110,7 @@ class Runtime:
         self.owner = make_owner_id()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._active: dict[str, RunContext] = {}
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -470,8 +471,11 @@ class Runtime:
             self._worker.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._loop is not None:
+        if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(timeout)
+            if not self._loop.is_running():
+                self._loop.close()
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -492,6 +496,7 @@ class Runtime:
                         target=loop.run_forever, name="durable-loop", daemon=True
                     )
                     thread.start()
+                    self._loop_thread = thread
                     self._loop = loop
         return self._loop
 

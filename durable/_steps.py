@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
+from durable._tasks import own_coroutine
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
@@ -56,6 +57,7 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+@own_coroutine
 async def _run_async(
     ctx: RunContext, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:

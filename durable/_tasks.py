@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from durable._engine import RunContext
 
 _INSTALLED = "_durable_task_factory"
+_OWN_CODE: set[Any] = set()
+
+
+def own_coroutine(fn: Any) -> Any:
+    """Mark an ``async def`` of the engine whose tasks need no branch of their own.
+
+    A step awaited through ``asyncio.gather`` already took its id when it was called.
+    """
+    _OWN_CODE.add(fn.__code__)
+    return fn
 
 
 def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
@@ -31,8 +41,12 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
         coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
         **kwargs: Any,
     ) -> asyncio.Future[Any]:
-        frame = current_frame.get() if kwargs.get("context") is None else None
-        if frame is not None:
+        frame = current_frame.get()
+        if (
+            frame is not None
+            and kwargs.get("context") is None
+            and getattr(coro, "cr_code", None) not in _OWN_CODE
+        ):
             kwargs["context"] = _branch_context(frame)
         if previous is not None:
             task = previous(loop, coro, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""Shared fixtures: every world under test, and an engine bound to one of them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from durable._client import use_runtime  # noqa: E402
+from durable._runtime import Runtime, RuntimeOptions  # noqa: E402
+from durable.testing import Clock  # noqa: E402
+from durable.world import World  # noqa: E402
+from worlds.memory import MemoryWorld  # noqa: E402
+
+
+def _sqlite(tmp_path: Path, clock: Callable[[], float] | None) -> World:
+    from worlds.sqlite import SqliteWorld
+
+    return SqliteWorld(f"sqlite:///{tmp_path}/world.db", clock=clock)
+
+
+WORLD_FACTORIES: dict[str, Callable[[Path, Callable[[], float] | None], World]] = {
+    "memory": lambda tmp_path, clock: MemoryWorld("memory://", clock=clock),
+    "sqlite": _sqlite,
+}
+
+
+@dataclass
+class Engine:
+    """A runtime on a fresh world with a controllable clock, installed for one test."""
+
+    runtime: Runtime
+    world: World
+    clock: Clock
+    kind: str
+    forced_replay: bool
+
+
+ENGINE_PARAMS = [
+    pytest.param((kind, forced), id=f"{kind}-{'forced-replay' if forced else 'live'}")
+    for kind in WORLD_FACTORIES
+    for forced in (False, True)
+]
+
+
+@pytest.fixture(params=ENGINE_PARAMS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    kind, forced = request.param
+    clock = Clock()
+    world = WORLD_FACTORIES[kind](tmp_path, clock)
+    options = RuntimeOptions(
+        lease_ttl=5.0,
+        inline_wait_limit=0.0,
+        poll_interval=0.01,
+        force_replay=forced,
+        time_skipping=clock.advance_to,
+    )
+    runtime = Runtime(world, options)
+    previous = use_runtime(runtime)
+    try:
+        yield Engine(runtime, world, clock, kind, forced)
+    finally:
+        use_runtime(previous)
+        runtime.stop()
+        world.close()
+
+
+@pytest.fixture
+def isolated_cwd(tmp_path: Path) -> Iterator[Path]:
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
