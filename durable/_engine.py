@@ -203,14 +203,17 @@ class RunContext:
         self, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[int, float | None]:
         """Attempt number and pending retry time of a step about to run live."""
+        retries = self.retries.get(op_id)
+        attempt, retry_at = 1, None
+        if retries:
+            last = json.loads(retries[-1].data or b"{}")
+            attempt, retry_at = len(retries) + 1, float(last["retry_at"])
         if self.pure:
+            if retry_at is not None and retry_at > self.clock():
+                raise self.suspend_until(retry_at, "waiting to retry")
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
         self.check_cancel()
-        retries = self.retries.get(op_id)
-        if not retries:
-            return 1, None
-        last = json.loads(retries[-1].data or b"{}")
-        return len(retries) + 1, float(last["retry_at"])
+        return attempt, retry_at
 
     def step_info(self, op_id: str, step: StepDefinition, attempt: int) -> StepInfo:
         """The :class:`StepInfo` for one attempt."""
