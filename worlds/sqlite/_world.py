@@ -1,0 +1,798 @@
+"""A :class:`~durable.world.World` in one SQLite file, shared by any number of processes.
+
+Design notes:
+
+* One connection per :class:`SqliteWorld`, guarded by a lock; the connection is in autocommit
+  mode (``isolation_level=None``) and every write is an explicit ``BEGIN IMMEDIATE`` ...
+  ``COMMIT``. ``BEGIN IMMEDIATE`` takes the database's write lock before the transaction reads
+  anything, so a check and the write that depends on it (is the lease ours? is this run due?)
+  see the latest committed state and no other process can write in between.
+* The journal is a write-ahead log; ``synchronous=NORMAL`` (the default) makes a commit durable
+  against a process crash and keeps the database consistent across a power loss, ``FULL`` also
+  makes the last commits survive a power loss.
+* ``append`` is the hot path (one call per step). It reads the run's lease and newest sequence
+  number and inserts the events; it does not rewrite the run's row unless a :class:`RunUpdate`
+  asks for it, so a commit adds a single page to the log. See ``_schema`` for how ``last_seq``
+  and ``updated_at`` are derived from the newest event.
+* After ``fork`` the child never touches the parent's connection (SQLite forbids it); it opens its
+  own on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from durable._errors import ConfigurationError, LeaseLost, WorldError
+from durable.world import FINISHED_STATUSES, Event, NewEvent, NewRun, RunRecord, RunUpdate
+from durable.world import owner_is_dead as _owner_is_dead
+from worlds.sqlite import _schema
+
+DEFAULT_URL = "sqlite:///.durable/durable.db"
+"""The world used when nothing else is configured, relative to the working directory."""
+DEFAULT_BUSY_TIMEOUT = 30.0
+"""Seconds a write waits for another process's write lock before failing."""
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
+"""Accepted values of the ``synchronous`` URL parameter."""
+
+# Primary SQLite result codes (the low byte of an extended code).
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+_FINISHED_SQL = ", ".join(f"'{status}'" for status in sorted(FINISHED_STATUSES))
+
+# A run's newest event, and its updated_at: the row's own, unless an event appended later (a
+# plain append does not touch the row) is newer.
+_LAST_EVENT_JOIN = (
+    "LEFT JOIN events AS e ON e.run_id = r.id "
+    "AND e.seq = (SELECT MAX(seq) FROM events WHERE run_id = r.id)"
+)
+_UPDATED_AT = "CASE WHEN e.seq > r.updated_seq THEN e.created_at ELSE r.updated_at END"
+_SELECT_RECORD = (
+    "SELECT r.id, r.workflow_name, r.status, r.input, r.output, r.error, r.created_at, "
+    f"{_UPDATED_AT}, r.wake_at, r.lease_owner, r.lease_expires_at, r.cancel_requested, "
+    f"r.parent_id, COALESCE(e.seq, 0) FROM runs AS r {_LAST_EVENT_JOIN}"
+)
+# For UPDATE statements that change updated_at: remember which event was newest at that time.
+_CURRENT_SEQ = "(SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = runs.id)"
+
+_GET_RUN = f"{_SELECT_RECORD} WHERE r.id = ?"
+_GET_RUNS = f"{_SELECT_RECORD} WHERE r.id IN (SELECT value FROM json_each(?))"
+_LIST_RUNS = (
+    f"{_SELECT_RECORD} WHERE (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.workflow_name = ?2)"
+    " ORDER BY r.created_at DESC, r.id DESC LIMIT ?3"
+)
+_COUNT_RUNS = "SELECT status, COUNT(*) FROM runs GROUP BY status"
+_INSERT_RUN = (
+    "INSERT INTO runs (id, workflow_name, status, input, created_at, updated_at, updated_seq, "
+    "wake_at, lease_owner, lease_expires_at, parent_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, kind, op_id, name, data, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_READ_EVENTS = (
+    "SELECT run_id, seq, kind, op_id, name, data, created_at FROM events "
+    "WHERE run_id = ? AND seq > ? ORDER BY seq"
+)
+_APPEND_CHECK = (
+    "SELECT r.cancel_requested, (SELECT MAX(seq) FROM events WHERE run_id = r.id) "
+    "FROM runs AS r WHERE r.id = ? AND r.lease_owner = ?"
+)
+_APPLY_UPDATE = (
+    "UPDATE runs SET status = ?, wake_at = ?, output = COALESCE(?, output), "
+    "error = COALESCE(?, error), "
+    "lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, "
+    "lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END, "
+    "updated_at = ?, updated_seq = ? WHERE id = ?"
+)
+_TOUCH_RUN = "UPDATE runs SET updated_at = ?, updated_seq = ? WHERE id = ?"
+_LEASE_STATE = "SELECT status, wake_at, lease_owner, lease_expires_at FROM runs WHERE id = ?"
+_LEASE = (
+    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
+    f"updated_seq = {_CURRENT_SEQ} WHERE id = ?"
+)
+_LIVE_OWNERS = (
+    "SELECT DISTINCT lease_owner FROM runs WHERE status = 'running' AND lease_expires_at > ?"
+)
+_RENEW = "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ?"
+_RELEASE = (
+    "UPDATE runs SET status = CASE WHEN status = 'running' THEN 'pending' ELSE status END, "
+    "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, "
+    f"updated_seq = {_CURRENT_SEQ} WHERE id = ? AND lease_owner = ?"
+)
+_RUN_STATUS = "SELECT status FROM runs WHERE id = ?"
+_CANCEL = (
+    "UPDATE runs SET cancel_requested = 1, updated_at = ?, "
+    f"updated_seq = {_CURRENT_SEQ}, "
+    "wake_at = CASE WHEN status = 'suspended' THEN ? ELSE wake_at END WHERE id = ?"
+)
+_FINISHED_BEFORE = (
+    f"SELECT r.id FROM runs AS r {_LAST_EVENT_JOIN} "
+    f"WHERE r.status IN ({_FINISHED_SQL}) AND {_UPDATED_AT} < ?"
+)
+_DELETE_EVENTS = "DELETE FROM events WHERE run_id = ?"
+_DELETE_RUN = "DELETE FROM runs WHERE id = ?"
+
+
+def _names_filter(filtered: bool) -> str:
+    return " AND r.workflow_name IN (SELECT value FROM json_each(:names))" if filtered else ""
+
+
+def _claim_sql(filtered: bool) -> str:
+    """The ids of up to ``:limit`` runnable runs in due order (mirrors ``MemoryWorld``).
+
+    Due order is ``(wake_at or updated_at, created_at, insertion order)``. Each kind of runnable
+    run is its own branch so that each can walk an index in due order and stop after ``:limit``
+    rows; the branches are then merged.
+    """
+    names = _names_filter(filtered)
+    by_wake = "r.wake_at"
+    by_update = f"COALESCE(NULLIF(r.wake_at, 0), {_UPDATED_AT})"
+    branches = [
+        # Pending runs with a due time: created pending, or released.
+        (by_wake, "", "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NOT NULL"
+         " AND r.wake_at <> 0"),
+        # Suspended runs whose wake-up time has come.
+        (by_wake, "", "r.status = 'suspended' AND r.wake_at <= :now AND r.wake_at <> 0"),
+        # Rare cases ordered by their last change: pending without a due time (released after
+        # being created leased) and a wake-up time of exactly 0 (``0.0 or updated_at``).
+        (by_update, _LAST_EVENT_JOIN,
+         "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NULL"),
+        (by_update, _LAST_EVENT_JOIN,
+         "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at = 0"),
+        (by_update, _LAST_EVENT_JOIN,
+         "r.status = 'suspended' AND r.wake_at = 0 AND r.wake_at <= :now"),
+        # Running runs whose lease lapsed or whose owner died (a few per worker at most).
+        (by_update, _LAST_EVENT_JOIN,
+         "r.status = 'running' AND (COALESCE(r.lease_expires_at, 0) <= :now"
+         " OR r.lease_owner IN (SELECT value FROM json_each(:dead)))"),
+    ]
+    selects = [
+        f"SELECT * FROM (SELECT r.id AS id, {key} AS due, r.created_at AS created, "
+        f"r.rowid AS pos FROM runs AS r {join} WHERE {where}{names} "
+        "ORDER BY due, created, pos LIMIT :limit)"
+        for key, join, where in branches
+    ]
+    return f"SELECT id FROM ({' UNION ALL '.join(selects)}) ORDER BY due, created, pos LIMIT :limit"
+
+
+def _next_due_sql(filtered: bool) -> str:
+    names = _names_filter(filtered)
+    return (
+        "SELECT MIN(t) FROM ("
+        "SELECT * FROM (SELECT r.wake_at AS t FROM runs AS r WHERE r.status = 'suspended' "
+        f"AND r.wake_at IS NOT NULL{names} ORDER BY r.wake_at LIMIT 1) UNION ALL "
+        "SELECT * FROM (SELECT r.lease_expires_at FROM runs AS r WHERE r.status = 'running' "
+        f"AND r.lease_expires_at IS NOT NULL{names} ORDER BY r.lease_expires_at LIMIT 1))"
+    )
+
+
+_CLAIM = {filtered: _claim_sql(filtered) for filtered in (False, True)}
+_NEXT_DUE = {filtered: _next_due_sql(filtered) for filtered in (False, True)}
+
+# Connections inherited over fork: closing one in the child could disturb the parent's locks or
+# checkpoint its log, so the child keeps them referenced and never uses them.
+_abandoned: list[sqlite3.Connection] = []
+_open_worlds: weakref.WeakSet[SqliteWorld] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for world in list(_open_worlds):
+        world._forget_connection()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+class SqliteWorld:
+    """Runs and their event logs in a SQLite file (the embedded default world).
+
+    Any number of ``SqliteWorld`` objects, in any number of threads and processes on one host,
+    may use the same file at once: every write is one transaction under SQLite's write lock, and
+    a lease is only ever taken by a write that first checks it is free.
+
+    Args:
+        url: ``sqlite:///relative/path.db`` (relative to the working directory) or
+            ``sqlite:////absolute/path.db``, with optional query parameters
+            ``synchronous=NORMAL|FULL|EXTRA`` (default ``NORMAL``) and ``busy_timeout=SECONDS``
+            (default 30): how long a write waits for another process's write lock.
+        clock: Returns the current time in epoch seconds; defaults to :func:`time.time`. Tests
+            pass a fake clock to control due times and lease expiry.
+
+    Raises:
+        ConfigurationError: The URL is malformed or has an unknown parameter.
+        WorldError: The file cannot be opened, is not a durable database, is corrupt, or was
+            written by a newer version of durable.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, clock: Callable[[], float] | None = None) -> None:
+        path, synchronous, busy_timeout = parse_url(url)
+        self.url = url
+        """The URL this world was opened from."""
+        self.path = path
+        """The absolute path of the database file."""
+        self.synchronous = synchronous
+        """The ``PRAGMA synchronous`` level of this world's connection."""
+        self.busy_timeout = busy_timeout
+        """Seconds a write waits for another process's write lock before failing."""
+        self._clock = clock or time.time
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = self._open()
+        _open_worlds.add(self)
+
+    def __repr__(self) -> str:
+        return f"SqliteWorld({self.url!r})"
+
+    def __enter__(self) -> SqliteWorld:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the World protocol ----------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Current time in epoch seconds as this world sees it."""
+        return self._clock()
+
+    def create_run(
+        self, run: NewRun, *, owner: str | None, lease_ttl: float
+    ) -> tuple[RunRecord, bool]:
+        """Record a new run with a ``run_created`` event, or return the existing one.
+
+        Args:
+            run: The run to create.
+            owner: Lease the new run to this worker (status ``running``); ``None`` creates it
+                ``pending`` and due now.
+            lease_ttl: Seconds the lease lasts.
+
+        Returns:
+            The stored record and whether this call created it.
+        """
+        with self._transaction(f"creating run {run.id}") as conn:
+            now = self._clock()
+            inserted = conn.execute(
+                _INSERT_RUN,
+                (
+                    run.id,
+                    run.workflow_name,
+                    "running" if owner else "pending",
+                    run.input,
+                    now,
+                    now,
+                    None if owner else now,
+                    owner,
+                    now + lease_ttl if owner else None,
+                    run.parent_id,
+                ),
+            ).rowcount
+            if inserted:
+                conn.execute(
+                    _INSERT_EVENT, (run.id, 1, "run_created", None, run.workflow_name, None, now)
+                )
+            row = conn.execute(_GET_RUN, (run.id,)).fetchone()
+        return _record(row), bool(inserted)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run with this id, or ``None``."""
+        with self._reading(f"reading run {run_id}") as conn:
+            row = conn.execute(_GET_RUN, (run_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered by status and workflow name."""
+        with self._reading("listing runs") as conn:
+            rows = conn.execute(
+                _LIST_RUNS, (status, workflow_name, limit if limit >= 0 else -1)
+            ).fetchall()
+        records = [_record(row) for row in rows]
+        return records[:limit] if limit < 0 else records
+
+    def count_runs(self) -> dict[str, int]:
+        """Number of runs by status (statuses without runs are left out)."""
+        with self._reading("counting runs") as conn:
+            return {status: count for status, count in conn.execute(_COUNT_RUNS)}
+
+    def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with ``seq > after_seq``, oldest first."""
+        with self._reading(f"reading the events of run {run_id}") as conn:
+            rows = conn.execute(_READ_EVENTS, (run_id, after_seq)).fetchall()
+        return [Event(*row) for row in rows]
+
+    def append(
+        self,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None = None,
+    ) -> bool:
+        """Append events (and apply ``update``) in one transaction, if ``owner`` holds the lease.
+
+        Returns:
+            Whether cancellation has been requested for the run.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
+            WorldError: The database failed (locked past the busy timeout, corrupt, ...).
+        """
+        # The hot path: one call per step. Written out in full rather than through
+        # _transaction() to save the generator round trip.
+        with self._lock:
+            conn = self._conn
+            if conn is None or self._pid != os.getpid():
+                conn = self._reconnect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
+                    if row is None:
+                        raise LeaseLost(run_id)
+                    now = self._clock()
+                    seq = row[1] or 0
+                    if len(events) == 1:
+                        new = events[0]
+                        seq += 1
+                        conn.execute(
+                            _INSERT_EVENT,
+                            (run_id, seq, new.kind, new.op_id, new.name, new.data, now),
+                        )
+                    elif events:
+                        conn.executemany(
+                            _INSERT_EVENT,
+                            [
+                                (run_id, seq + i, e.kind, e.op_id, e.name, e.data, now)
+                                for i, e in enumerate(events, 1)
+                            ],
+                        )
+                        seq += len(events)
+                    if update is not None:
+                        conn.execute(
+                            _APPLY_UPDATE,
+                            (
+                                update.status,
+                                update.wake_at,
+                                update.output,
+                                update.error,
+                                update.release,
+                                update.release,
+                                now,
+                                seq,
+                                run_id,
+                            ),
+                        )
+                    elif not events:
+                        conn.execute(_TOUCH_RUN, (now, seq, run_id))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(exc, f"appending to run {run_id}") from exc
+        return bool(row[0])
+
+    def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        """Lease one run if it is runnable now and mark it ``running``.
+
+        Runnable: pending; suspended with a wake-up time that has come; running with a lapsed
+        lease or a dead owner. Finished runs never are.
+
+        Returns:
+            The leased record, or ``None`` if the run does not exist or is not runnable.
+        """
+        with self._transaction(f"leasing run {run_id}") as conn:
+            state = conn.execute(_LEASE_STATE, (run_id,)).fetchone()
+            now = self._clock()
+            if state is None or not _runnable(*state, now):
+                return None
+            conn.execute(_LEASE, (owner, now + lease_ttl, now, run_id))
+            return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
+
+    def claim_due(
+        self,
+        owner: str,
+        lease_ttl: float,
+        limit: int,
+        workflow_names: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        """Lease up to ``limit`` runnable runs (see :meth:`acquire`), oldest due first.
+
+        Args:
+            owner: The worker taking the leases.
+            lease_ttl: Seconds the leases last.
+            limit: The most runs to lease.
+            workflow_names: Only lease runs of these workflows (``None``: any).
+
+        Returns:
+            The leased records in due order.
+        """
+        if limit <= 0:
+            return []
+        with self._transaction("claiming due runs") as conn:
+            now = self._clock()
+            owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (now,))]
+            params: dict[str, Any] = {
+                "now": now,
+                "limit": limit,
+                "dead": json.dumps([o for o in owners if _owner_is_dead(o)]),
+                "names": json.dumps(list(workflow_names or ())),
+            }
+            ids = [row[0] for row in conn.execute(_CLAIM[workflow_names is not None], params)]
+            if not ids:
+                return []
+            conn.executemany(_LEASE, [(owner, now + lease_ttl, now, run_id) for run_id in ids])
+            rows = conn.execute(_GET_RUNS, (json.dumps(ids),)).fetchall()
+        order = {run_id: i for i, run_id in enumerate(ids)}
+        return sorted((_record(row) for row in rows), key=lambda record: order[record.id])
+
+    def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
+        """The earliest wake-up time of a suspended run or lease expiry of a running one.
+
+        Args:
+            workflow_names: Only consider runs of these workflows (``None``: any).
+        """
+        names = json.dumps(list(workflow_names or ()))
+        with self._reading("finding the next due run") as conn:
+            row = conn.execute(_NEXT_DUE[workflow_names is not None], {"names": names}).fetchone()
+        due: float | None = row[0]
+        return due
+
+    def renew_leases(self, owner: str, lease_ttl: float) -> int:
+        """Extend every lease ``owner`` holds to ``lease_ttl`` from now; returns how many."""
+        with self._transaction("renewing leases") as conn:
+            return conn.execute(_RENEW, (self._clock() + lease_ttl, owner)).rowcount
+
+    def release(self, run_id: str, owner: str) -> None:
+        """Give a leased run back (``running`` becomes ``pending``); no-op for non-owners."""
+        with self._transaction(f"releasing run {run_id}") as conn:
+            conn.execute(_RELEASE, (self._clock(), run_id, owner))
+
+    def request_cancel(self, run_id: str) -> RunRecord | None:
+        """Ask a run to stop at its next durable point; a suspended run becomes due now.
+
+        Returns:
+            The updated record (unchanged if the run has finished), or ``None`` if there is no
+            such run.
+        """
+        with self._transaction(f"cancelling run {run_id}") as conn:
+            row = conn.execute(_RUN_STATUS, (run_id,)).fetchone()
+            if row is None:
+                return None
+            if row[0] not in FINISHED_STATUSES:
+                now = self._clock()
+                conn.execute(_CANCEL, (now, now, run_id))
+            return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
+
+    def delete_runs(self, finished_before: float) -> int:
+        """Remove finished runs last changed before a time, with their events.
+
+        Returns:
+            How many runs were removed.
+        """
+        with self._transaction("deleting finished runs") as conn:
+            ids = [(row[0],) for row in conn.execute(_FINISHED_BEFORE, (finished_before,))]
+            conn.executemany(_DELETE_EVENTS, ids)
+            conn.executemany(_DELETE_RUN, ids)
+        return len(ids)
+
+    def close(self) -> None:
+        """Close the connection; the world may not be used afterwards. Closing twice is fine."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            _open_worlds.discard(self)
+            if conn is None:
+                return
+            if self._pid != os.getpid():
+                _abandoned.append(conn)
+                return
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "closing it") from exc
+
+    # -- connection management -------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorldError(
+                f"cannot create the directory {self.path.parent} for the durable database: "
+                f"{exc.strerror or exc}; check the path in DURABLE_WORLD and its permissions"
+            ) from exc
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            _check_identity(conn, self.path)
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            _migrate(conn, self.path)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "opening it") from exc
+            raise
+        return conn
+
+    def _reconnect(self) -> sqlite3.Connection:
+        # Called with self._lock held: the world was closed, or this is a child process that has
+        # not used the world since fork.
+        if self._closed:
+            raise WorldError(f"the sqlite world at {self.path} is closed; open a new one")
+        if self._conn is not None:
+            _abandoned.append(self._conn)
+            self._conn = None
+        self._pid = os.getpid()
+        self._conn = self._open()
+        return self._conn
+
+    def _forget_connection(self) -> None:
+        # In a freshly forked child (one thread): the lock may have been held by a parent thread
+        # that does not exist here, and the connection belongs to the parent.
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            _abandoned.append(self._conn)
+            self._conn = None
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            if conn is None or self._pid != os.getpid():
+                conn = self._reconnect()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing) from exc
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            if conn is None or self._pid != os.getpid():
+                conn = self._reconnect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing) from exc
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> WorldError:
+        return translate_error(exc, self.path, doing, self.busy_timeout)
+
+
+def parse_url(url: str) -> tuple[Path, str, float]:
+    """Split a ``sqlite://`` world URL into its file path and settings.
+
+    Args:
+        url: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, optionally with
+            ``?synchronous=NORMAL|FULL|EXTRA`` and ``&busy_timeout=SECONDS``.
+
+    Returns:
+        The absolute path (relative paths are taken from the working directory now), the
+        synchronous level and the busy timeout in seconds.
+
+    Raises:
+        ConfigurationError: The URL is not a valid sqlite world URL.
+    """
+    scheme, sep, rest = url.partition("://")
+    location, _, query = rest.partition("?")
+    if scheme != "sqlite" or not sep or not location.startswith("/") or location == "/":
+        raise ConfigurationError(
+            f"invalid sqlite world URL {url!r}: use sqlite:///relative/path.db (relative to the "
+            "working directory) or sqlite:////absolute/path.db"
+        )
+    name = unquote(location[1:])
+    if name == ":memory:":
+        raise ConfigurationError(
+            f"{url!r}: an in-memory SQLite database cannot be shared between workers; use "
+            "memory:// for an in-memory world"
+        )
+    path = Path(os.path.abspath(name))
+    synchronous = "NORMAL"
+    busy_timeout = DEFAULT_BUSY_TIMEOUT
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "synchronous":
+            synchronous = value.upper()
+            if synchronous not in SYNCHRONOUS_LEVELS:
+                raise ConfigurationError(
+                    f"invalid synchronous={value!r} in {url!r}: use one of "
+                    f"{', '.join(SYNCHRONOUS_LEVELS)}"
+                )
+        elif key == "busy_timeout":
+            try:
+                busy_timeout = float(value)
+            except ValueError:
+                busy_timeout = math.nan
+            if not math.isfinite(busy_timeout) or busy_timeout < 0:
+                raise ConfigurationError(
+                    f"invalid busy_timeout={value!r} in {url!r}: give a number of seconds >= 0"
+                )
+        else:
+            raise ConfigurationError(
+                f"unknown parameter {key!r} in {url!r}: sqlite worlds accept synchronous= and "
+                "busy_timeout="
+            )
+    return path, synchronous, busy_timeout
+
+
+def translate_error(exc: sqlite3.Error, path: Path, doing: str, busy_timeout: float) -> WorldError:
+    """Turn a ``sqlite3`` exception into a :class:`~durable.WorldError` that says what to do.
+
+    Args:
+        exc: The exception raised by ``sqlite3``.
+        path: The database file.
+        doing: What the world was doing, e.g. ``"appending to run wrun_1"``.
+        busy_timeout: The configured busy timeout in seconds, quoted for a locked database.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text:
+        return WorldError(
+            f"the durable database {path} is locked: another process holds a write lock on it "
+            f"and kept it longer than the busy timeout ({busy_timeout:g} s) while {doing}. "
+            "Nothing was written by this call. If that process is stuck, stop it; otherwise "
+            "wait longer by adding ?busy_timeout=SECONDS to the world URL "
+            f"(e.g. sqlite:///{path}?busy_timeout=120)."
+        )
+    if (
+        primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+        or "not a database" in text
+        or "malformed" in text
+    ):
+        return WorldError(
+            f"the file {path} is not a valid durable database or is corrupt ({text}; while "
+            f"{doing}). durable did not modify it. Restore it from a backup, or point "
+            "DURABLE_WORLD at another file (e.g. DURABLE_WORLD=sqlite:///.durable/new.db); "
+            "keep the damaged file until you no longer need the runs it holds."
+        )
+    if primary == _SQLITE_CANTOPEN:
+        return WorldError(
+            f"cannot open the durable database {path} ({text}): check that the path is right "
+            "and that its directory is writable by this process"
+        )
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM):
+        return WorldError(
+            f"the durable database {path} is read-only ({text}; while {doing}): give this "
+            "process write permission on the file and its directory (SQLite writes -wal and "
+            "-shm files next to it)"
+        )
+    if primary == _SQLITE_FULL:
+        return WorldError(
+            f"the disk holding the durable database {path} is full ({text}; while {doing}): "
+            "free some space (deleting old finished runs also helps)"
+        )
+    if primary == _SQLITE_IOERR:
+        return WorldError(
+            f"I/O error on the durable database {path} ({text}; while {doing}): check the disk "
+            "and the filesystem; network filesystems are not supported"
+        )
+    return WorldError(f"the durable database {path} failed while {doing}: {text}")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # The original error is the one worth reporting; a failed rollback only means SQLite has
+    # already rolled back.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse files that are another application's SQLite database, before writing anything."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    has_objects = conn.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master)").fetchone()[0]
+    if app_id != _schema.APPLICATION_ID and (app_id != 0 or has_objects):
+        raise WorldError(
+            f"the file {path} is a SQLite database but not a durable one (application_id "
+            f"{app_id:#x}, user_version {version}); durable did not modify it. Point "
+            "DURABLE_WORLD at another file, e.g. DURABLE_WORLD=sqlite:///.durable/durable.db"
+        )
+    if version > _schema.schema_version():
+        raise WorldError(
+            f"the durable database {path} has schema version {version}, written by a newer "
+            f"version of durable (this one understands up to {_schema.schema_version()}): "
+            "upgrade durable (pip install -U durable-sdk) in every process that uses it"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the file's schema up to date, once, even if several processes open it at once."""
+    target = _schema.schema_version()
+    if conn.execute("PRAGMA user_version").fetchone()[0] == target:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated (or created) the file while we waited for the lock.
+        _check_identity(conn, path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for migration in _schema.MIGRATIONS[version:]:
+            migration(conn)
+        conn.execute(f"PRAGMA application_id = {_schema.APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _runnable(
+    status: str, wake_at: float | None, lease_owner: str | None, lease_expires_at: float | None,
+    now: float,
+) -> bool:
+    # Mirrors MemoryWorld._runnable.
+    if status == "pending":
+        return lease_owner is None
+    if status == "suspended":
+        return wake_at is not None and wake_at <= now
+    if status == "running":
+        return (lease_expires_at or 0.0) <= now or _owner_is_dead(lease_owner)
+    return False
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        workflow_name=row[1],
+        status=row[2],
+        input=row[3],
+        output=row[4],
+        error=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        wake_at=row[8],
+        lease_owner=row[9],
+        lease_expires_at=row[10],
+        cancel_requested=bool(row[11]),
+        parent_id=row[12],
+        last_seq=row[13],
+    )
