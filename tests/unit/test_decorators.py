@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import durable
+from durable import ConfigurationError, RetryPolicy, step, workflow
+
+
+def test_generator_functions_are_rejected_at_decoration():
+    def numbers():
+        yield 1
+
+    with pytest.raises(ConfigurationError, match="generator function .*numbers.*Return a list"):
+        step(numbers)
+    with pytest.raises(ConfigurationError, match="generator"):
+        workflow(numbers)
+
+
+def test_async_generators_are_rejected():
+    async def numbers():
+        yield 1
+
+    with pytest.raises(ConfigurationError, match="generator"):
+        step(numbers)
+
+
+def test_lambda_workflow_needs_a_name():
+    with pytest.raises(ConfigurationError, match="no stable name"):
+        workflow(lambda: 1)
+    assert workflow(name="named_lambda")(lambda: 1).name == "named_lambda"
+
+
+def test_bare_and_configured_forms_keep_signature_and_docs():
+    @step
+    def plain(a: int, b: str = "x") -> str:
+        """Docs survive."""
+        return f"{a}{b}"
+
+    @step(name="custom", retry=RetryPolicy(max_attempts=1))
+    async def configured(a: int) -> int:
+        return a
+
+    assert plain.__doc__ == "Docs survive."
+    assert str(inspect.signature(plain)) == "(a: 'int', b: 'str' = 'x') -> 'str'"
+    assert configured.name == "custom"
+    assert plain(1) == "1x"  # outside a workflow a step is a plain call
+
+
+def test_duplicate_workflow_names_are_rejected():
+    @workflow(name="dup_name")
+    def first() -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="two different workflows are named 'dup_name'"):
+
+        @workflow(name="dup_name")
+        def second() -> None:
+            pass
+
+
+def test_unknown_serializer_and_sync_timeout_are_rejected():
+    with pytest.raises(ConfigurationError, match="unknown serializer 'xml'"):
+        step(serializer="xml")(lambda: 1)
+    with pytest.raises(ConfigurationError, match="async def steps only"):
+
+        @step(timeout="5s")
+        def slow() -> None:
+            pass
+
+
+def test_bad_retry_policy():
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_retry_delays_grow_and_are_capped():
+    policy = RetryPolicy(initial_delay=1, backoff=2, max_delay=5, jitter=False)
+    assert [policy.delay_before(n) for n in range(2, 7)] == [1, 2, 4, 5, 5]
+    jittered = RetryPolicy(initial_delay=4, jitter=True)
+    assert all(2 <= jittered.delay_before(2) <= 4 for _ in range(50))
+
+
+def test_step_info_outside_a_step_is_a_clear_error():
+    with pytest.raises(ConfigurationError, match="only available inside a @step"):
+        durable.step_info()
