@@ -227,7 +227,8 @@ class Runtime:
             force_replay=self.options.force_replay,
             cancel_requested=record.cancel_requested,
         )
-        ctx.load(self.world.read_events(record.id))
+        if record.last_seq > 1:  # more than run_created: there is history to replay
+            ctx.load(self.world.read_events(record.id))
         with self._lock:
             self._active[record.id] = ctx
         return defn, ctx

@@ -422,6 +422,21 @@ def test_missing_class_at_load_names_class_and_fix() -> None:
     assert "importable" in message
 
 
+def test_dataclass_recorded_by_older_code_loads() -> None:
+    """A field added since gets its default; a field removed since is dropped."""
+    data = (
+        f'{{"__durable__":"dataclass","t":"{__name__}:Item","v":{{"sku":"a","gone":1}}}}'
+    ).encode()
+    assert_same(loads(data), Item("a", 1))
+
+
+def test_dataclass_missing_required_field() -> None:
+    """A recorded value without a required field names the field and the fix."""
+    data = f'{{"__durable__":"dataclass","t":"{__name__}:Item","v":{{}}}}'.encode()
+    with pytest.raises(SerializationError, match="'sku'.*give the field a default"):
+        loads(data)
+
+
 def test_tagged_path_must_be_the_right_kind_of_class() -> None:
     """A payload cannot make loads call an arbitrary importable callable."""
     data = b'{"__durable__":"dataclass","t":"os:system","v":{}}'
