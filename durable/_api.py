@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step
-from durable._control import Cancelled, Suspend
+from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration, to_timestamp
 from durable._engine import Diverged, RunContext
 from durable._errors import ConfigurationError
@@ -197,7 +197,7 @@ def _collect(outcomes: list[tuple[bool, Any]]) -> list[Any]:
     errors = [value for ok, value in outcomes if not ok]
     # Engine control flow wins over user errors: a cancelled or diverged run must stop, and a
     # suspended branch must be resumed before the group's outcome is known.
-    for kind in (Cancelled, Diverged, Suspend):
+    for kind in (StorageUnavailable, Cancelled, Diverged, Suspend):
         for error in errors:
             if isinstance(error, kind):
                 raise error

@@ -21,3 +21,15 @@ class Cancelled(BaseException):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"durable: run {run_id} was cancelled; do not catch this")
+
+
+class StorageUnavailable(BaseException):
+    """Unwinds a workflow whose durable write failed for a reason other than a lost lease.
+
+    The run is neither failed nor completed: its lease is given back and it is retried later,
+    so a briefly locked or unreachable world never turns into a failed run.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -19,9 +19,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step
-from durable._control import Cancelled, Suspend
+from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration
-from durable._errors import FatalError, NonDeterminismError, RetryableError, StepFailed
+from durable._errors import (
+    FatalError,
+    LeaseLost,
+    NonDeterminismError,
+    RetryableError,
+    StepFailed,
+    WorldError,
+)
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
 from durable.world import Event, NewEvent
 
@@ -148,7 +155,15 @@ class RunContext:
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
-            if self.recorder.record(batch):
+            try:
+                cancel = self.recorder.record(batch)
+            except LeaseLost:
+                raise
+            except WorldError as exc:
+                # Keep the values for the retry; the world recorded nothing.
+                self.buffered[:0] = [e for e in batch if e.kind == "value_recorded"]
+                raise StorageUnavailable(exc) from exc
+            if cancel:
                 self.cancel_requested = True
         if self.force_replay:
             self.waits.append(self.clock())

@@ -70,6 +70,7 @@ class Run:
             TimeoutError: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
         with self._runtime.waiting():
             delay = 0.002
             while True:
@@ -86,6 +87,7 @@ class Run:
     async def wait(self, timeout: float | None = None) -> Any:
         """Await the run's result (the async form of :meth:`result`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
         with self._runtime.waiting():
             delay = 0.002
             while True:

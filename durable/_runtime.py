@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from durable._context import Frame, current_frame
-from durable._control import Cancelled, Suspend
+from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._decorators import (
     StartOptions,
     WorkflowDefinition,
@@ -35,6 +35,7 @@ from durable._errors import (
     SerializationError,
     UnknownWorkflow,
     WorkflowCancelled,
+    WorldError,
 )
 from durable._run import Run, failure_of, outcome_of
 from durable._serialization import dumps, error_to_dict, loads
@@ -119,6 +120,9 @@ class Runtime:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._last_renew = time.monotonic()
+        self._stranded: set[str] = set()
+        self._last_unknown_check = 0.0
+        self._reported_unknown: set[str] = set()
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -249,9 +253,13 @@ class Runtime:
         except LeaseLost as exc:
             log.warning("%s", exc)
             return Outcome("lost")
+        except WorldError as exc:
+            log.warning("run %s: the world failed (%s); it will be retried", record.id, exc)
+            self._give_back(record.id)
+            return Outcome("error", error=exc)
         except Exception:
-            log.exception("run %s: the engine failed; another worker will retry it", record.id)
-            self._release_quietly(record.id)
+            log.exception("run %s: the engine failed; it will be retried", record.id)
+            self._give_back(record.id)
             return Outcome("error")
         finally:
             self._finished(record.id)
@@ -288,9 +296,13 @@ class Runtime:
         except LeaseLost as exc:
             log.warning("%s", exc)
             return Outcome("lost")
+        except WorldError as exc:
+            log.warning("run %s: the world failed (%s); it will be retried", record.id, exc)
+            self._give_back(record.id)
+            return Outcome("error", error=exc)
         except Exception:
-            log.exception("run %s: the engine failed; another worker will retry it", record.id)
-            self._release_quietly(record.id)
+            log.exception("run %s: the engine failed; it will be retried", record.id)
+            self._give_back(record.id)
             return Outcome("error")
         finally:
             self._finished(record.id)
@@ -325,6 +337,8 @@ class Runtime:
         self, ctx: RunContext, exc: BaseException | None, result: Any
     ) -> Outcome:
         """Record how an execution ended, in one write that also releases the lease."""
+        if isinstance(exc, StorageUnavailable):
+            raise exc.error
         if isinstance(exc, (LeaseLost, KeyboardInterrupt, SystemExit)):
             raise exc
         if exc is None:
@@ -367,9 +381,13 @@ class Runtime:
         ctx.buffered.clear()
         self.world.append(ctx.run_id, self.owner, events, update)
 
-    def _release_quietly(self, run_id: str) -> None:
-        with contextlib.suppress(DurableError):
+    def _give_back(self, run_id: str) -> None:
+        try:
             self.world.release(run_id, self.owner)
+        except DurableError:
+            # Still leased to us: the worker retries it instead of renewing the lease forever.
+            with self._lock:
+                self._stranded.add(run_id)
 
     def _finished(self, run_id: str) -> None:
         with self._progress:
@@ -429,6 +447,7 @@ class Runtime:
                 claimed = 0
             if claimed:
                 continue
+            self._report_unknown()
             self._wake.wait(self._idle_wait())
             self._wake.clear()
 
@@ -445,10 +464,34 @@ class Runtime:
         names = self._names()
         if not names:
             return 0
+        with self._lock:
+            stranded, self._stranded = self._stranded, set()
+        for run_id in stranded:
+            self._give_back(run_id)
         claimed = self.world.claim_due(self.owner, self.options.lease_ttl, capacity, names)
         for record in claimed:
             self.submit(record)
         return len(claimed)
+
+    def _report_unknown(self) -> None:
+        # Runs of workflows this process does not know stay pending for another worker; say so
+        # once per workflow name so a missing import is easy to spot.
+        now = time.monotonic()
+        if now - self._last_unknown_check < 10.0:
+            return
+        self._last_unknown_check = now
+        known = set(self._names())
+        try:
+            pending = self.world.list_runs(status="pending", limit=200)
+        except DurableError:
+            return
+        for record in pending:
+            name = record.workflow_name
+            if name not in known and name not in self._reported_unknown:
+                self._reported_unknown.add(name)
+                log.warning(
+                    "run %s stays pending: %s", record.id, UnknownWorkflow(name)
+                )
 
     def _idle_wait(self) -> float:
         wait = self.options.poll_interval
