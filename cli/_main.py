@@ -92,6 +92,8 @@ def worker(
     )
     runtime.ensure_worker()
     while not stop.wait(0.5):
-        pass
+        if runtime.fatal_error is not None:
+            runtime.stop()
+            raise click.ClickException(str(runtime.fatal_error))
     logging.getLogger("durable").info("stopping: waiting for runs in progress")
     runtime.stop()

@@ -142,7 +142,26 @@ class UnknownWorkflow(DurableError):
 
 
 class WorldError(DurableError):
-    """The world (storage backend) failed; the message says what to check."""
+    """The world (storage backend) failed; the message says what to check.
+
+    Attributes:
+        transient: the failure may pass by itself (a lock held too long, a throttled or
+            unreachable service); workers keep retrying. Otherwise (a corrupt file, no
+            permission) retrying cannot help and a worker stops.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_world_error, (type(self), str(self), self.transient))
+
+
+def _rebuild_world_error(cls: type[WorldError], message: str, transient: bool) -> WorldError:
+    error = cls.__new__(cls)
+    WorldError.__init__(error, message, transient=transient)
+    return error
 
 
 class LeaseLost(WorldError):

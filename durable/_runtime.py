@@ -113,6 +113,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._active: dict[str, RunContext] = {}
+        self._executing: dict[str, int] = {}  # executions in flight (or queued) per run id
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._waiters = 0
@@ -121,6 +122,8 @@ class Runtime:
         self._wake = threading.Event()
         self._last_renew = time.monotonic()
         self._stranded: set[str] = set()
+        self.fatal_error: WorldError | None = None
+        """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
         self._reported_unknown: set[str] = set()
 
@@ -202,12 +205,27 @@ class Runtime:
     def submit(self, record: RunRecord) -> None:
         """Execute a leased run in the background (thread pool or event loop thread)."""
         defn = lookup_workflow(record.workflow_name)
-        with self._lock:
-            self._active.setdefault(record.id, _PLACEHOLDER)
+        self._enter(record.id)
         if defn is not None and defn.is_async:
-            asyncio.run_coroutine_threadsafe(self.execute_async(record), self._event_loop())
+            future = asyncio.run_coroutine_threadsafe(
+                self.execute_async(record), self._event_loop()
+            )
         else:
-            self._thread_pool().submit(self.execute, record)
+            future = self._thread_pool().submit(self.execute, record)
+        future.add_done_callback(lambda _: self._leave(record.id))
+
+    def _enter(self, run_id: str) -> None:
+        with self._lock:
+            self._executing[run_id] = self._executing.get(run_id, 0) + 1
+
+    def _leave(self, run_id: str) -> None:
+        with self._progress:
+            count = self._executing.pop(run_id, 1) - 1
+            if count > 0:
+                self._executing[run_id] = count
+            else:
+                self._active.pop(run_id, None)
+            self._progress.notify_all()
 
     # -- executing runs ----------------------------------------------------------------------
 
@@ -239,6 +257,7 @@ class Runtime:
 
     def execute(self, record: RunRecord) -> Outcome:
         """Execute a run this process has leased until it finishes or suspends."""
+        self._enter(record.id)
         try:
             while True:
                 prepared = self._prepare(record)
@@ -262,7 +281,7 @@ class Runtime:
             self._give_back(record.id)
             return Outcome("error")
         finally:
-            self._finished(record.id)
+            self._leave(record.id)
 
     def _execute_sync(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
@@ -282,6 +301,7 @@ class Runtime:
     async def execute_async(self, record: RunRecord) -> Outcome:
         """Async :meth:`execute`, on the running event loop."""
         install_task_factory(asyncio.get_running_loop())
+        self._enter(record.id)
         try:
             while True:
                 prepared = self._prepare(record)
@@ -305,7 +325,7 @@ class Runtime:
             self._give_back(record.id)
             return Outcome("error")
         finally:
-            self._finished(record.id)
+            self._leave(record.id)
 
     async def _execute_async(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
@@ -389,10 +409,6 @@ class Runtime:
             with self._lock:
                 self._stranded.add(run_id)
 
-    def _finished(self, run_id: str) -> None:
-        with self._progress:
-            self._active.pop(run_id, None)
-            self._progress.notify_all()
 
     # -- waiting and cancelling --------------------------------------------------------------
 
@@ -417,7 +433,7 @@ class Runtime:
         """Flag a run executing here as cancelled so it stops at its next durable point."""
         with self._lock:
             ctx = self._active.get(run_id)
-        if ctx is not None and ctx is not _PLACEHOLDER:
+        if ctx is not None:
             ctx.cancel_requested = True
         self._wake.set()
 
@@ -442,6 +458,14 @@ class Runtime:
         while not self._stopping.is_set():
             try:
                 claimed = self.poll_once()
+            except WorldError as exc:
+                if not exc.transient:
+                    log.error("worker stopped: %s", exc)
+                    self.fatal_error = exc
+                    self._stopping.set()
+                    return
+                log.warning("worker: %s", exc)
+                claimed = 0
             except DurableError as exc:
                 log.warning("worker: %s", exc)
                 claimed = 0
@@ -458,7 +482,7 @@ class Runtime:
             self._last_renew = now
             self.world.renew_leases(self.owner, self.options.lease_ttl)
         with self._lock:
-            capacity = self.options.max_concurrent_runs - len(self._active)
+            capacity = self.options.max_concurrent_runs - len(self._executing)
         if capacity <= 0:
             return 0
         names = self._names()
@@ -499,7 +523,7 @@ class Runtime:
         if skip is None:
             return wait
         with self._lock:
-            idle = not self._active and self._waiters > 0
+            idle = not self._executing and self._waiters > 0
         if idle:
             due = self.world.next_due_at(self._names())
             if due is not None and due > self.world.now():
@@ -547,9 +571,6 @@ class Runtime:
     def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run a coroutine on the runtime's event loop thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result()
-
-
-_PLACEHOLDER: Any = object()
 
 
 def _decode_input(record: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -175,11 +175,6 @@ def test_run_of_unknown_workflow_stays_pending_for_a_worker_that_knows_it(tmp_pa
         assert [e.name for e in events if e.kind == "step_completed"] == ["reserve", "charge"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: a worker filters claims by its registered workflow names, so it never "
-    "sees runs of unknown workflows and logs nothing about them (see report)",
-)
 @pytest.mark.timeout(60)
 def test_worker_log_says_why_a_run_of_an_unknown_workflow_is_left_pending(tmp_path, procs):
     url = sqlite_url(tmp_path / "world.db")
@@ -262,11 +257,6 @@ def test_damaged_pages_give_an_error_naming_the_file_and_are_left_unchanged(tmp_
     assert _digest(db) == digest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: the worker loop logs a WARNING for every poll on a corrupt database and "
-    "never exits (see report)",
-)
 @pytest.mark.timeout(60)
 def test_worker_on_damaged_database_exits_with_an_error(tmp_path, procs):
     db, url = _damaged_copy(tmp_path)
@@ -332,11 +322,6 @@ def test_locked_database_gives_world_error_naming_the_lock(tmp_path, monkeypatch
     check.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a WorldError while recording a step result is treated as the workflow's "
-    "own failure (run recorded failed) or leaves the run leased forever (see report)",
-)
 @pytest.mark.timeout(60)
 def test_lock_during_a_step_commit_does_not_fail_or_strand_the_run(tmp_path, procs):
     db = tmp_path / "world.db"

@@ -51,8 +51,8 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_lease ON runs (status, lease_expires_at)")
     # renew_leases touches every run one owner holds.
     conn.execute("CREATE INDEX runs_owner ON runs (lease_owner)")
-    # list_runs is newest first.
-    conn.execute("CREATE INDEX runs_created ON runs (created_at)")
+    # list_runs is newest first (ties broken by id).
+    conn.execute("CREATE INDEX runs_created ON runs (created_at, id)")
     conn.execute(
         """
         CREATE TABLE events (

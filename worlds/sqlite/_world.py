@@ -3,17 +3,19 @@
 Design notes:
 
 * One connection per :class:`SqliteWorld`, guarded by a lock; the connection is in autocommit
-  mode (``isolation_level=None``) and every write is an explicit ``BEGIN IMMEDIATE`` ...
-  ``COMMIT``. ``BEGIN IMMEDIATE`` takes the database's write lock before the transaction reads
+  mode (``isolation_level=None``). A write is either a single statement or an explicit
+  ``BEGIN IMMEDIATE`` ... ``COMMIT``; both take the database's write lock before reading
   anything, so a check and the write that depends on it (is the lease ours? is this run due?)
-  see the latest committed state and no other process can write in between.
+  see the latest committed state and no other process can write in between. Leases therefore
+  never need compare-and-swap retries: the check and the update are serialized.
 * The journal is a write-ahead log; ``synchronous=NORMAL`` (the default) makes a commit durable
   against a process crash and keeps the database consistent across a power loss, ``FULL`` also
   makes the last commits survive a power loss.
-* ``append`` is the hot path (one call per step). It reads the run's lease and newest sequence
-  number and inserts the events; it does not rewrite the run's row unless a :class:`RunUpdate`
-  asks for it, so a commit adds a single page to the log. See ``_schema`` for how ``last_seq``
-  and ``updated_at`` are derived from the newest event.
+* ``append`` is the hot path (one call per step). A single event without a :class:`RunUpdate`
+  is one ``INSERT`` statement that checks the lease and computes the sequence number itself; it
+  does not rewrite the run's row, so a commit adds a single page to the log and costs about as
+  much as a bare insert. See ``_schema`` for how ``last_seq`` and ``updated_at`` are derived
+  from the newest event. Everything else takes a ``BEGIN IMMEDIATE`` transaction.
 * After ``fork`` the child never touches the parent's connection (SQLite forbids it); it opens its
   own on first use.
 """
@@ -94,25 +96,42 @@ _READ_EVENTS = (
     "SELECT run_id, seq, kind, op_id, name, data, created_at FROM events "
     "WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
+# The hot path: one event, no run update, as one statement (one implicit transaction: SQLite takes
+# the write lock before the statement reads anything). The sequence number is NULL, which fails the
+# NOT NULL constraint and writes nothing, unless the owner holds the lease and no cancellation was
+# requested; append() then takes the full path, which tells the two apart. A plain INSERT ... VALUES
+# keeps this as cheap as a bare insert (INSERT ... SELECT and RETURNING both buffer their rows).
+_APPEND_ONE = (
+    "INSERT INTO events (run_id, seq, kind, op_id, name, data, created_at) VALUES (?1, "
+    "(SELECT (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = r.id) + 1 "
+    "FROM runs AS r WHERE r.id = ?1 AND r.lease_owner = ?2 AND r.cancel_requested = 0), "
+    "?3, ?4, ?5, ?6, ?7)"
+)
 _APPEND_CHECK = (
     "SELECT r.cancel_requested, (SELECT MAX(seq) FROM events WHERE run_id = r.id) "
     "FROM runs AS r WHERE r.id = ? AND r.lease_owner = ?"
 )
-_APPLY_UPDATE = (
-    "UPDATE runs SET status = ?, wake_at = ?, output = COALESCE(?, output), "
-    "error = COALESCE(?, error), "
-    "lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, "
-    "lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END, "
-    "updated_at = ?, updated_seq = ? WHERE id = ?"
-)
+# Two statements rather than a CASE, so that keeping the lease leaves the lease indexes alone.
+_APPLY_UPDATE = {
+    release: (
+        "UPDATE runs SET status = ?, wake_at = ?, output = COALESCE(?, output), "
+        "error = COALESCE(?, error), updated_at = ?, updated_seq = ?"
+        + (", lease_owner = NULL, lease_expires_at = NULL" if release else "")
+        + " WHERE id = ?"
+    )
+    for release in (False, True)
+}
 _TOUCH_RUN = "UPDATE runs SET updated_at = ?, updated_seq = ? WHERE id = ?"
 _LEASE_STATE = "SELECT status, wake_at, lease_owner, lease_expires_at FROM runs WHERE id = ?"
 _LEASE = (
     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
     f"updated_seq = {_CURRENT_SEQ} WHERE id = ?"
 )
+# Pinned to the lease index: with ANALYZE statistics the planner prefers walking all of
+# runs_owner for the DISTINCT, which reads every run.
 _LIVE_OWNERS = (
-    "SELECT DISTINCT lease_owner FROM runs WHERE status = 'running' AND lease_expires_at > ?"
+    "SELECT DISTINCT lease_owner FROM runs INDEXED BY runs_lease "
+    "WHERE status = 'running' AND lease_expires_at > ?"
 )
 _RENEW = "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ?"
 _RELEASE = (
@@ -132,6 +151,11 @@ _FINISHED_BEFORE = (
 )
 _DELETE_EVENTS = "DELETE FROM events WHERE run_id = ?"
 _DELETE_RUN = "DELETE FROM runs WHERE id = ?"
+_IDENTITY = (
+    "SELECT (SELECT application_id FROM pragma_application_id()), "
+    "(SELECT user_version FROM pragma_user_version()), "
+    "EXISTS (SELECT 1 FROM sqlite_master)"
+)
 
 
 def _names_filter(filtered: bool) -> str:
@@ -150,22 +174,38 @@ def _claim_sql(filtered: bool) -> str:
     by_update = f"COALESCE(NULLIF(r.wake_at, 0), {_UPDATED_AT})"
     branches = [
         # Pending runs with a due time: created pending, or released.
-        (by_wake, "", "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NOT NULL"
-         " AND r.wake_at <> 0"),
+        (
+            by_wake,
+            "",
+            "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NOT NULL"
+            " AND r.wake_at <> 0",
+        ),
         # Suspended runs whose wake-up time has come.
         (by_wake, "", "r.status = 'suspended' AND r.wake_at <= :now AND r.wake_at <> 0"),
         # Rare cases ordered by their last change: pending without a due time (released after
         # being created leased) and a wake-up time of exactly 0 (``0.0 or updated_at``).
-        (by_update, _LAST_EVENT_JOIN,
-         "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NULL"),
-        (by_update, _LAST_EVENT_JOIN,
-         "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at = 0"),
-        (by_update, _LAST_EVENT_JOIN,
-         "r.status = 'suspended' AND r.wake_at = 0 AND r.wake_at <= :now"),
+        (
+            by_update,
+            _LAST_EVENT_JOIN,
+            "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at IS NULL",
+        ),
+        (
+            by_update,
+            _LAST_EVENT_JOIN,
+            "r.status = 'pending' AND r.lease_owner IS NULL AND r.wake_at = 0",
+        ),
+        (
+            by_update,
+            _LAST_EVENT_JOIN,
+            "r.status = 'suspended' AND r.wake_at = 0 AND r.wake_at <= :now",
+        ),
         # Running runs whose lease lapsed or whose owner died (a few per worker at most).
-        (by_update, _LAST_EVENT_JOIN,
-         "r.status = 'running' AND (COALESCE(r.lease_expires_at, 0) <= :now"
-         " OR r.lease_owner IN (SELECT value FROM json_each(:dead)))"),
+        (
+            by_update,
+            _LAST_EVENT_JOIN,
+            "r.status = 'running' AND (COALESCE(r.lease_expires_at, 0) <= :now"
+            " OR r.lease_owner IN (SELECT value FROM json_each(:dead)))",
+        ),
     ]
     selects = [
         f"SELECT * FROM (SELECT r.id AS id, {key} AS due, r.created_at AS created, "
@@ -348,60 +388,24 @@ class SqliteWorld:
             LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
             WorldError: The database failed (locked past the busy timeout, corrupt, ...).
         """
-        # The hot path: one call per step. Written out in full rather than through
-        # _transaction() to save the generator round trip.
         with self._lock:
             conn = self._conn
             if conn is None or self._pid != os.getpid():
                 conn = self._reconnect()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
-                    if row is None:
-                        raise LeaseLost(run_id)
-                    now = self._clock()
-                    seq = row[1] or 0
-                    if len(events) == 1:
-                        new = events[0]
-                        seq += 1
+                if update is None and len(events) == 1:
+                    new = events[0]
+                    try:
                         conn.execute(
-                            _INSERT_EVENT,
-                            (run_id, seq, new.kind, new.op_id, new.name, new.data, now),
+                            _APPEND_ONE,
+                            (run_id, owner, new.kind, new.op_id, new.name, new.data, self._clock()),
                         )
-                    elif events:
-                        conn.executemany(
-                            _INSERT_EVENT,
-                            [
-                                (run_id, seq + i, e.kind, e.op_id, e.name, e.data, now)
-                                for i, e in enumerate(events, 1)
-                            ],
-                        )
-                        seq += len(events)
-                    if update is not None:
-                        conn.execute(
-                            _APPLY_UPDATE,
-                            (
-                                update.status,
-                                update.wake_at,
-                                update.output,
-                                update.error,
-                                update.release,
-                                update.release,
-                                now,
-                                seq,
-                                run_id,
-                            ),
-                        )
-                    elif not events:
-                        conn.execute(_TOUCH_RUN, (now, seq, run_id))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
+                        return False
+                    except sqlite3.IntegrityError:
+                        pass  # the lease is not held or cancellation was requested: see below
+                return self._append_many(conn, run_id, owner, events, update)
             except sqlite3.Error as exc:
                 raise self._error(exc, f"appending to run {run_id}") from exc
-        return bool(row[0])
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
         """Lease one run if it is runnable now and mark it ``running``.
@@ -415,7 +419,7 @@ class SqliteWorld:
         with self._transaction(f"leasing run {run_id}") as conn:
             state = conn.execute(_LEASE_STATE, (run_id,)).fetchone()
             now = self._clock()
-            if state is None or not _runnable(*state, now):
+            if state is None or not _runnable(state[0], state[1], state[2], state[3], now):
                 return None
             conn.execute(_LEASE, (owner, now + lease_ttl, now, run_id))
             return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
@@ -440,16 +444,20 @@ class SqliteWorld:
         """
         if limit <= 0:
             return []
+        claim = _CLAIM[workflow_names is not None]
+        params: dict[str, Any] = {"limit": limit, "names": json.dumps(list(workflow_names or ()))}
+        # Idle workers poll often: look without the write lock first, so that polling an idle
+        # world never makes other processes' appends wait.
+        with self._reading("looking for due runs") as conn:
+            params["now"] = self._clock()
+            owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (params["now"],))]
+            params["dead"] = json.dumps([o for o in owners if _owner_is_dead(o)])
+            if not conn.execute(claim, params).fetchall():
+                return []
         with self._transaction("claiming due runs") as conn:
-            now = self._clock()
-            owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (now,))]
-            params: dict[str, Any] = {
-                "now": now,
-                "limit": limit,
-                "dead": json.dumps([o for o in owners if _owner_is_dead(o)]),
-                "names": json.dumps(list(workflow_names or ())),
-            }
-            ids = [row[0] for row in conn.execute(_CLAIM[workflow_names is not None], params)]
+            # Under the write lock: whatever this finds is still runnable when it is leased.
+            now = params["now"] = self._clock()
+            ids = [row[0] for row in conn.execute(claim, params)]
             if not ids:
                 return []
             conn.executemany(_LEASE, [(owner, now + lease_ttl, now, run_id) for run_id in ids])
@@ -523,6 +531,49 @@ class SqliteWorld:
             except sqlite3.Error as exc:
                 raise self._error(exc, "closing it") from exc
 
+    def _append_many(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None,
+    ) -> bool:
+        # Called with self._lock held; sqlite3 errors are translated by the caller.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
+            if row is None:
+                raise LeaseLost(run_id)
+            now = self._clock()
+            seq = row[1] or 0
+            if len(events) == 1:
+                new = events[0]
+                conn.execute(
+                    _INSERT_EVENT, (run_id, seq + 1, new.kind, new.op_id, new.name, new.data, now)
+                )
+            elif events:
+                conn.executemany(
+                    _INSERT_EVENT,
+                    [
+                        (run_id, seq + i, e.kind, e.op_id, e.name, e.data, now)
+                        for i, e in enumerate(events, 1)
+                    ],
+                )
+            seq += len(events)
+            if update is not None:
+                conn.execute(
+                    _APPLY_UPDATE[update.release],
+                    (update.status, update.wake_at, update.output, update.error, now, seq, run_id),
+                )
+            elif not events:
+                conn.execute(_TOUCH_RUN, (now, seq, run_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return bool(row[0])
+
     # -- connection management -------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
@@ -543,7 +594,9 @@ class SqliteWorld:
                 cached_statements=256,
             )
             _check_identity(conn, self.path)
-            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            _use_wal(conn, self.busy_timeout)
+            # Truncate the log back to 64 MiB after a checkpoint (a big delete_runs can grow it).
+            conn.execute("PRAGMA journal_size_limit = 67108864").fetchall()
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             _migrate(conn, self.path)
         except BaseException as exc:
@@ -673,13 +726,14 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str, busy_timeout: fl
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc)
-    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text:
+    if _is_busy(exc):
         return WorldError(
             f"the durable database {path} is locked: another process holds a write lock on it "
             f"and kept it longer than the busy timeout ({busy_timeout:g} s) while {doing}. "
             "Nothing was written by this call. If that process is stuck, stop it; otherwise "
             "wait longer by adding ?busy_timeout=SECONDS to the world URL "
-            f"(e.g. sqlite:///{path}?busy_timeout=120)."
+            f"(e.g. sqlite:///{path}?busy_timeout=120).",
+            transient=True,
         )
     if (
         primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
@@ -688,7 +742,7 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str, busy_timeout: fl
     ):
         return WorldError(
             f"the file {path} is not a valid durable database or is corrupt ({text}; while "
-            f"{doing}). durable did not modify it. Restore it from a backup, or point "
+            f"{doing}). durable leaves the file as it is. Restore it from a backup, or point "
             "DURABLE_WORLD at another file (e.g. DURABLE_WORLD=sqlite:///.durable/new.db); "
             "keep the damaged file until you no longer need the runs it holds."
         )
@@ -706,12 +760,14 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str, busy_timeout: fl
     if primary == _SQLITE_FULL:
         return WorldError(
             f"the disk holding the durable database {path} is full ({text}; while {doing}): "
-            "free some space (deleting old finished runs also helps)"
+            "free some space (deleting old finished runs also helps)",
+            transient=True,
         )
     if primary == _SQLITE_IOERR:
         return WorldError(
             f"I/O error on the durable database {path} ({text}; while {doing}): check the disk "
-            "and the filesystem; network filesystems are not supported"
+            "and the filesystem; network filesystems are not supported",
+            transient=True,
         )
     return WorldError(f"the durable database {path} failed while {doing}: {text}")
 
@@ -726,11 +782,39 @@ def _rollback(conn: sqlite3.Connection) -> None:
             pass
 
 
+def _use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to write-ahead logging (a no-op once any process has done it).
+
+    Switching needs the file to itself for a moment, and SQLite reports "database is locked" at
+    once rather than waiting when another process is opening it too, so retry until the busy
+    timeout.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
 def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse files that are another application's SQLite database, before writing anything."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    has_objects = conn.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master)").fetchone()[0]
+    # One statement, so one snapshot: another process may be creating the schema right now.
+    app_id, version, has_objects = conn.execute(_IDENTITY).fetchone()
     if app_id != _schema.APPLICATION_ID and (app_id != 0 or has_objects):
         raise WorldError(
             f"the file {path} is a SQLite database but not a durable one (application_id "
@@ -766,7 +850,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _runnable(
-    status: str, wake_at: float | None, lease_owner: str | None, lease_expires_at: float | None,
+    status: str,
+    wake_at: float | None,
+    lease_owner: str | None,
+    lease_expires_at: float | None,
     now: float,
 ) -> bool:
     # Mirrors MemoryWorld._runnable.
