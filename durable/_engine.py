@@ -97,6 +97,7 @@ class RunContext:
     commands: list[StepCommand] = field(default_factory=list)
     new_events: list[NewEvent] = field(default_factory=list)
     cancel_requested: bool = False
+    unflushed: bool = False
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -155,6 +156,7 @@ class RunContext:
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
+            self.unflushed = False
             try:
                 cancel = self.recorder.record(batch)
             except LeaseLost:
@@ -162,6 +164,7 @@ class RunContext:
             except WorldError as exc:
                 # Keep the values for the retry; the world recorded nothing.
                 self.buffered[:0] = [e for e in batch if e.kind == "value_recorded"]
+                # A deferred step completion is lost with this write: the step runs again.
                 raise StorageUnavailable(exc) from exc
             if cancel:
                 self.cancel_requested = True
@@ -227,6 +230,7 @@ class RunContext:
             if retry_at is not None and retry_at > self.clock():
                 raise self.suspend_until(retry_at, "waiting to retry")
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
+        self.flush()
         self.check_cancel()
         return attempt, retry_at
 
@@ -235,9 +239,26 @@ class RunContext:
         return StepInfo(self.run_id, op_id, step.name, attempt)
 
     def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
-        """Record a step's result; raises SerializationError (writing nothing) if it can't."""
+        """Record a step's result; raises SerializationError (writing nothing) if it can't.
+
+        In a sync workflow's main branch the completion is committed with the next durable
+        write, which always comes before another step starts or the run ends: the last step's
+        result and the run's outcome then share one transaction. A crash in between loses only
+        the step that was in flight, as a crash during any step does.
+        """
         data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
-        self.record(NewEvent("step_completed", op_id, step.name, data))
+        event = NewEvent("step_completed", op_id, step.name, data)
+        if self.is_async or self.force_replay or self.pure or "." in op_id:
+            self.record(event)
+            return
+        with self.lock:
+            self.buffered.append(event)
+            self.unflushed = True
+
+    def flush(self) -> None:
+        """Commit deferred step completions before anything else can happen."""
+        if self.unflushed:
+            self.record()
 
     def step_errored(
         self, op_id: str, step: StepDefinition, attempt: int, exc: BaseException

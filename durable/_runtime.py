@@ -399,6 +399,7 @@ class Runtime:
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
         events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)
         ctx.buffered.clear()
+        ctx.unflushed = False
         self.world.append(ctx.run_id, self.owner, events, update)
 
     def _give_back(self, run_id: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
@@ -41,7 +40,7 @@ def _run_sync(
         tokens = enter_step(ctx.step_info(op_id, step, attempt))
         try:
             result = step.fn(*args, **kwargs)
-            if inspect.isawaitable(result):
+            if step.is_async:
                 result = asyncio.run(_await(result))
         except Exception as exc:
             exit_step(tokens)
