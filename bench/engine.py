@@ -110,7 +110,7 @@ def _define_resumable(steps: int) -> Any:
         total = 0
         for i in range(n):
             total = work(i)
-        durable.sleep("1 day")
+        durable.sleep("1s")
         return work(total)
 
     return flow
@@ -119,7 +119,7 @@ def _define_resumable(steps: int) -> Any:
 def child_record(path: str, steps: int) -> dict[str, Any]:
     import durable
 
-    durable.configure(_fresh(Path(path)), worker=False)
+    durable.configure(_fresh(Path(path)), worker=False, inline_wait_limit=0)
     flow = _define_resumable(steps)
     run = flow.start(steps)
     while run.status not in ("suspended", "failed"):
@@ -129,29 +129,18 @@ def child_record(path: str, steps: int) -> dict[str, Any]:
 
 def child_resume(path: str, run_id: str, steps: int) -> dict[str, Any]:
     import durable
-    from durable._client import configure
 
-    runtime = configure(f"sqlite:///{path}", worker=False)
+    runtime = durable.configure(f"sqlite:///{path}", worker=False)
     _define_resumable(steps)
+    pending = runtime.world.get_run(run_id)
+    assert pending is not None and pending.wake_at is not None
+    time.sleep(max(0.0, pending.wake_at - time.time()))  # let the 1 s sleep come due
     start = time.perf_counter()
-    record = runtime.world.get_run(run_id)
-    assert record is not None
-    # Pretend the day has passed: acquire the run as a worker would once it is due.
-    record = runtime.world.acquire(run_id, runtime.owner, 30.0) or _force_due(runtime, run_id)
+    record = runtime.world.acquire(run_id, runtime.owner, 30.0)
+    assert record is not None, "the run was not due"
     outcome = runtime.execute(record)
     elapsed = time.perf_counter() - start
     return {"elapsed": elapsed, "status": outcome.status, "result": outcome.value}
-
-
-def _force_due(runtime: Any, run_id: str) -> Any:
-    import sqlite3
-
-    world = runtime.world
-    conn = sqlite3.connect(world.path)
-    conn.execute("UPDATE runs SET wake_at = 0 WHERE id = ?", (run_id,))
-    conn.commit()
-    conn.close()
-    return world.acquire(run_id, runtime.owner, 30.0)
 
 
 # -- parent side -----------------------------------------------------------------------------
