@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
-import sys
 import threading
 from types import FrameType
 
 import click
 
 import durable
+from cli._common import import_modules
+from cli._dev import dev
+from cli._runs import cancel, events, gc, inspect, runs, start, world
 from durable._errors import DurableError
+
+__all__ = ["import_modules", "main"]
 
 
 class _Group(click.Group):
-    """Turns durable errors into one clear line and a non-zero exit code."""
+    """Turns every error into one clear line on stderr and a non-zero exit code.
+
+    ``DURABLE_DEBUG=1`` shows the traceback of unexpected errors instead.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except DurableError as exc:
             raise click.ClickException(str(exc)) from exc
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("DURABLE_DEBUG") == "1":
+                raise
+            message = " ".join(str(exc).split()) or "(no message)"
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {message} (DURABLE_DEBUG=1 shows the traceback)"
+            ) from exc
 
 
 @click.group(cls=_Group)
@@ -33,26 +48,17 @@ class _Group(click.Group):
     default=None,
     help="World URL (default: $DURABLE_WORLD or sqlite:///.durable/durable.db).",
 )
+@click.version_option(package_name="durable-sdk", prog_name="durable")
 @click.pass_context
 def main(ctx: click.Context, world: str | None) -> None:
-    """durable: run and inspect durable workflows."""
+    """durable: run and inspect durable workflows.
+
+    \b
+    Run workflows:   worker, dev, start
+    Look at runs:    runs, inspect, events, world info
+    Change runs:     cancel, gc
+    """  # noqa: D301 - "\b" keeps click from rewrapping the lines
     ctx.obj = {"world": world}
-
-
-def import_modules(modules: tuple[str, ...]) -> None:
-    """Import the user's modules (by dotted name or file path) so their workflows register."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in modules:
-        name = module
-        if module.endswith(".py"):
-            name = module[:-3].replace(os.sep, ".")
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            raise click.ClickException(
-                f"could not import {module!r}: {type(exc).__name__}: {exc}"
-            ) from exc
 
 
 @main.command()
@@ -91,9 +97,13 @@ def worker(
         "worker %s on %s: %s", runtime.owner, runtime.world.url, ", ".join(names)
     )
     runtime.ensure_worker()
-    while not stop.wait(0.5):
-        if runtime.fatal_error is not None:
-            runtime.stop()
-            raise click.ClickException(str(runtime.fatal_error))
+    while not stop.wait(0.2) and runtime.fatal_error is None:
+        pass
     logging.getLogger("durable").info("stopping: waiting for runs in progress")
     runtime.stop()
+    if runtime.fatal_error is not None:
+        raise click.ClickException(f"worker stopped: {runtime.fatal_error}")
+
+
+for _command in (dev, start, runs, inspect, events, cancel, gc, world):
+    main.add_command(_command)

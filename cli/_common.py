@@ -1,0 +1,144 @@
+"""What every command shares: the world to use, importing user code, and printing."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console, RenderableType
+
+from durable._client import DEFAULT_WORLD
+from durable._decorators import Workflow, registered_workflows
+from durable.world import World, open_world
+
+__all__ = [
+    "console",
+    "echo_json",
+    "import_modules",
+    "json_option",
+    "load_workflow",
+    "opened_world",
+    "show",
+    "world_url",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PIPE_WIDTH = 240
+"""Console width when stdout is not a terminal, so piped tables keep whole run ids."""
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console for tables; wide and colourless when output goes to a pipe or file."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(file=stream, highlight=False)
+    return Console(file=stream, width=_PIPE_WIDTH, highlight=False, no_color=True)
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print tables and text on stdout (without trailing padding when it is not a terminal)."""
+    out = console()
+    if out.is_terminal:
+        for renderable in renderables:
+            out.print(renderable)
+        return
+    with out.capture() as captured:
+        for renderable in renderables:
+            out.print(renderable)
+    lines = captured.get().split("\n")
+    sys.stdout.write("\n".join(line.rstrip() for line in lines))
+    sys.stdout.flush()
+
+
+def json_option(fn: F) -> F:
+    """Add ``--json`` to a command (passed to it as ``as_json``)."""
+    option = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print machine-readable JSON (stable keys, ISO 8601 UTC times) instead of tables.",
+    )
+    return option(fn)
+
+
+def echo_json(value: object) -> None:
+    """Print a JSON document on stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def world_url(ctx: click.Context) -> str:
+    """The world URL: ``--world``, else ``DURABLE_WORLD``, else the default SQLite file."""
+    obj = ctx.find_root().obj or {}
+    url = obj.get("world")
+    return url if isinstance(url, str) and url else DEFAULT_WORLD
+
+
+@contextmanager
+def opened_world(ctx: click.Context) -> Iterator[World]:
+    """Open the world for a command that only reads or edits records (no worker starts)."""
+    world = open_world(world_url(ctx))
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def import_modules(modules: tuple[str, ...]) -> None:
+    """Import the user's modules (by dotted name or file path) so their workflows register.
+
+    Raises:
+        click.ClickException: a module failed to import (one line naming the error).
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        _import(module)
+
+
+def _import(module: str) -> Any:
+    name = module
+    if module.endswith(".py"):
+        name = os.path.normpath(module[:-3]).replace(os.sep, ".")
+    try:
+        return importlib.import_module(name)
+    except (Exception, SystemExit) as exc:
+        raise click.ClickException(
+            f"could not import {module!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_workflow(spec: str) -> Workflow[..., Any]:
+    """Import ``MODULE:WORKFLOW`` and return the workflow it names.
+
+    ``WORKFLOW`` is an attribute of the module, or the registered name of a workflow the module
+    defines (``@workflow(name=...)``).
+
+    Raises:
+        click.ClickException: the spec is malformed, the module fails to import, or it has no
+            such workflow.
+    """
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise click.ClickException(
+            f"expected MODULE:WORKFLOW, got {spec!r} (for example examples.signup:signup)"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = _import(module_name)
+    found = getattr(module, attr, None)
+    if isinstance(found, Workflow):
+        return found
+    defn = registered_workflows().get(attr)
+    if defn is not None:
+        return Workflow(defn)
+    defined = sorted(v.name for v in vars(module).values() if isinstance(v, Workflow))
+    hint = f"it defines: {', '.join(defined)}" if defined else "it defines no @workflow"
+    what = "is not a @workflow" if found is not None else "not found"
+    raise click.ClickException(f"workflow {attr!r} {what} in module {module_name!r} ({hint})")

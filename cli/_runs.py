@@ -1,0 +1,366 @@
+"""Commands that start, list, inspect, cancel and clean up runs."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect as pyinspect
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from rich.console import RenderableType
+from rich.text import Text
+
+import durable
+from cli._common import (
+    console,
+    echo_json,
+    json_option,
+    load_workflow,
+    opened_world,
+    show,
+    world_url,
+)
+from cli._render import (
+    events_table,
+    operations_table,
+    run_header,
+    runs_table,
+    timeline_chart,
+    world_table,
+)
+from cli._schema import event_json, run_json, timeline_json
+from cli._timeline import build_timeline
+from cli._values import format_duration, iso
+from durable._durations import parse_duration
+from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable.world import (
+    FINISHED_STATUSES,
+    RUN_STATUSES,
+    NewEvent,
+    RunRecord,
+    RunUpdate,
+    World,
+    make_owner_id,
+)
+
+__all__ = ["cancel", "events", "gc", "inspect", "runs", "start", "world"]
+
+_CANCEL_LEASE_TTL = 30.0
+"""Seconds ``durable cancel`` holds a run while it records the cancellation."""
+
+
+def parse_args(text: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """Split the ARGS of ``durable start`` into positional and keyword arguments.
+
+    Raises:
+        click.ClickException: ``text`` is not JSON, or neither a list nor an object.
+    """
+    if text is None:
+        return [], {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.ClickException(
+            f"ARGS is not valid JSON ({exc}): pass a JSON list of positional arguments or an "
+            "object of keyword arguments, e.g. '[\"ada@example.com\"]' or "
+            "'{\"email\": \"ada@example.com\"}'"
+        ) from exc
+    if isinstance(value, list):
+        return value, {}
+    if isinstance(value, dict):
+        return [], value
+    raise click.ClickException(
+        f"ARGS must be a JSON list (positional arguments) or object (keyword arguments), "
+        f"got {type(value).__name__}: {text}"
+    )
+
+
+def _check_arguments(
+    wf: durable.Workflow[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    try:
+        signature = pyinspect.signature(wf.definition.fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        params = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+        shown = signature.replace(parameters=params, return_annotation=signature.empty)
+        raise click.ClickException(f"ARGS do not match {wf.name}{shown}: {exc}") from exc
+
+
+def _get(world: World, run_id: str) -> RunRecord:
+    record = world.get_run(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    return record
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    # Keeps the user's print() calls out of a --json document on stdout.
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:WORKFLOW")
+@click.argument("args", metavar="[ARGS]", required=False)
+@click.option("--run-id", help="Choose the run id; starting an existing id returns that run.")
+@click.option("--wait", is_flag=True, help="Execute the run in this process and print its result.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@json_option
+@click.pass_context
+def start(
+    ctx: click.Context,
+    target: str,
+    args: str | None,
+    run_id: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Start a run of WORKFLOW (defined in MODULE) and print its id.
+
+    ARGS is JSON: a list is passed as positional arguments, an object as keyword arguments.
+    Without --wait the run is recorded as pending for a worker (`durable worker MODULE` or
+    `durable dev MODULE`); with --wait this process executes it and prints the result.
+
+    \b
+    Examples:
+      durable start examples.signup:signup '["ada@example.com"]'
+      durable start examples.signup:signup '{"email": "ada@example.com"}' --wait
+    """  # noqa: D301 - "\b" keeps click from rewrapping the examples
+    positional, keywords = parse_args(args)
+    wf = load_workflow(target)
+    _check_arguments(wf, positional, keywords)
+    runtime = durable.configure(world_url(ctx), worker=wait)
+    try:
+        existing = runtime.world.get_run(run_id) if run_id else None
+        options = wf.with_options(run_id=run_id, execute=wait)
+        with _stdout_to_stderr(as_json):
+            run = options.start(*positional, **keywords)
+            if not as_json:
+                click.echo(run.id)
+            if existing is not None:
+                click.echo(f"run {run.id} already exists ({existing.status})", err=True)
+            elif not wait:
+                module = target.rpartition(":")[0]
+                click.echo(
+                    f"started {wf.name} run {run.id}: a worker executes it "
+                    f"(durable worker {module})",
+                    err=True,
+                )
+            if wait:
+                _wait(run, timeout, as_json)
+        record = _get(runtime.world, run.id)
+        if as_json:
+            echo_json({**run_json(record, detail=wait), "created": existing is None})
+            if wait and record.status != "completed":
+                ctx.exit(1)
+        elif wait:
+            click.echo(json.dumps(run_json(record, detail=True)["result"], ensure_ascii=False))
+    finally:
+        runtime.stop()
+        runtime.world.close()
+
+
+def _wait(run: durable.Run, timeout: float | None, quiet: bool) -> None:
+    try:
+        run.result(timeout=timeout)
+    except TimeoutError:
+        raise click.ClickException(
+            f"run {run.id} is still {run.status} after {timeout:g} s; a worker can finish it "
+            f"(follow it with `durable inspect {run.id}`)"
+        ) from None
+    except (WorkflowFailed, WorkflowCancelled):
+        if not quiet:
+            raise
+
+
+@click.command()
+@click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
+@click.option("--workflow", help="Only runs of this workflow (its registered name).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@json_option
+@click.pass_context
+def runs(
+    ctx: click.Context, status: str | None, workflow: str | None, limit: int, as_json: bool
+) -> None:
+    """List runs, newest first."""
+    with opened_world(ctx) as world:
+        records = world.list_runs(status=status, workflow_name=workflow, limit=limit)
+        now = world.now()
+        url = world.url
+    if as_json:
+        echo_json({"world": url, "runs": [run_json(r) for r in records]})
+        return
+    if not records:
+        click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
+        return
+    show(runs_table(records, now))
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run: its steps in order (status, attempts, duration, errors), sleeps and timeline.
+
+    Durations are measured between recorded events; they include time the run waited for a
+    worker.
+    """
+    with opened_world(ctx) as world:
+        record = _get(world, run_id)
+        log = world.read_events(run_id)
+        now = world.now()
+    timeline = build_timeline(record, log, now)
+    if as_json:
+        echo_json(timeline_json(record, timeline))
+        return
+    parts: list[RenderableType] = [run_header(record, timeline, now), Text("")]
+    if timeline.operations:
+        parts += [operations_table(timeline), Text(""), Text("timeline", style="bold")]
+    parts.append(timeline_chart(timeline, min(console().width, 140)))
+    show(*parts)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--after", default=0, type=click.IntRange(min=0), help="Only events after this seq.")
+@json_option
+@click.pass_context
+def events(ctx: click.Context, run_id: str, after: int, as_json: bool) -> None:
+    """Print a run's event log, oldest first."""
+    with opened_world(ctx) as world:
+        record = _get(world, run_id)
+        log = world.read_events(run_id, after)
+    if as_json:
+        echo_json({"run_id": run_id, "events": [event_json(e) for e in log]})
+        return
+    show(events_table(log, record.created_at))
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Cancel a run.
+
+    A run that no worker is executing is cancelled at once; a run being executed stops at its
+    next durable point (step, sleep) on its worker.
+    """
+    with opened_world(ctx) as world:
+        before = _get(world, run_id)
+        if before.status in FINISHED_STATUSES:
+            outcome, record = "already_finished", before
+        else:
+            outcome, record = _cancel(world, run_id)
+    if as_json:
+        echo_json({**run_json(record), "outcome": outcome})
+        return
+    messages = {
+        "cancelled": f"cancelled run {run_id}",
+        "requested": f"asked run {run_id} to stop: its worker cancels it at the next step or "
+        "sleep",
+        "already_finished": f"run {run_id} already {record.status}; nothing to cancel",
+    }
+    click.echo(messages[outcome])
+
+
+def _cancel(world: World, run_id: str) -> tuple[str, RunRecord]:
+    requested = world.request_cancel(run_id)
+    if requested is None:
+        raise RunNotFound(run_id)
+    if requested.status in FINISHED_STATUSES:
+        return "already_finished", requested
+    # Nobody may be executing it (no worker running, or its workflow's code is not loaded
+    # anywhere): take the lease and record the cancellation here, as a worker would. If a worker
+    # holds the run, acquiring fails and that worker stops it at its next durable point.
+    owner = make_owner_id()
+    leased = world.acquire(run_id, owner, _CANCEL_LEASE_TTL)
+    if leased is not None:
+        try:
+            world.append(
+                run_id, owner, [NewEvent("run_cancelled")], RunUpdate("cancelled", release=True)
+            )
+        except durable.LeaseLost:
+            pass
+    record = _get(world, run_id)
+    return ("cancelled" if record.status == "cancelled" else "requested"), record
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help='Age of finished runs to remove: "30d", "12h", "90 minutes", seconds.',
+)
+@json_option
+@click.pass_context
+def gc(ctx: click.Context, older_than: str, as_json: bool) -> None:
+    """Delete finished runs (completed, failed, cancelled) and their events after a while."""
+    seconds = parse_duration(older_than)
+    with opened_world(ctx) as world:
+        cutoff = world.now() - seconds
+        deleted = world.delete_runs(cutoff)
+    if as_json:
+        echo_json({"deleted": deleted, "older_than_seconds": seconds, "cutoff": iso(cutoff)})
+        return
+    noun = "run" if deleted == 1 else "runs"
+    click.echo(f"deleted {deleted} finished {noun} older than {format_duration(seconds)}")
+
+
+@click.group()
+def world() -> None:
+    """Inspect the world (where runs are stored)."""
+
+
+@world.command()
+@json_option
+@click.pass_context
+def info(ctx: click.Context, as_json: bool) -> None:
+    """Which world this is, where it lives and how many runs it holds by status."""
+    with opened_world(ctx) as opened:
+        counts = opened.count_runs()
+        url = opened.url
+        location = getattr(opened, "path", None)
+    path = str(location) if location is not None else None
+    size = _size(path) if path is not None else None
+    by_status: dict[str, int] = {status: counts.get(status, 0) for status in RUN_STATUSES}
+    by_status.update({k: v for k, v in counts.items() if k not in by_status})
+    if as_json:
+        echo_json(
+            {
+                "url": url,
+                "backend": url.partition("://")[0],
+                "path": path,
+                "size_bytes": size,
+                "runs": by_status,
+                "total_runs": sum(by_status.values()),
+            }
+        )
+        return
+    show(world_table(url, path, size, by_status))
+
+
+def _size(path: str) -> int | None:
+    # SQLite in WAL mode keeps recent writes in the -wal file until a checkpoint.
+    total, found = 0, False
+    for suffix in ("", "-wal"):
+        try:
+            total += os.path.getsize(path + suffix)
+            found = True
+        except OSError:
+            continue
+    return total if found else None

@@ -1,0 +1,54 @@
+"""Workflows the CLI tests start, run and inspect in subprocesses."""
+
+from __future__ import annotations
+
+import durable
+from durable import FatalError, RetryPolicy, step, workflow
+
+QUICK_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, jitter=False)
+
+
+@step
+def make_greeting(name: str) -> str:
+    return f"hello {name}"
+
+
+@step(retry=QUICK_RETRY)
+def wobbly(label: str) -> str:
+    if durable.step_info().attempt < 3:
+        raise ConnectionError(f"{label}: try again")
+    return f"{label} ok"
+
+
+@step
+def refuse(reason: str) -> None:
+    raise FatalError(reason)
+
+
+@workflow
+def greet(name: str, punctuation: str = "!") -> dict[str, str]:
+    """One step; the simplest run."""
+    return {"greeting": make_greeting(name) + punctuation}
+
+
+@workflow
+def flaky(label: str) -> list[str]:
+    """A step that fails twice before it succeeds, then a short sleep and parallel branches."""
+    first = wobbly(label)
+    durable.sleep(0.05)
+    rest = durable.parallel(lambda: make_greeting("a"), lambda: make_greeting("b"))
+    return [first, *rest]
+
+
+@workflow
+def doomed(reason: str) -> None:
+    """Fails at once: a FatalError is never retried."""
+    refuse(reason)
+
+
+@workflow
+def nap(duration: str) -> str:
+    """Records a step, then sleeps (a long sleep suspends the run)."""
+    make_greeting("sleeper")
+    durable.sleep(duration)
+    return "rested"

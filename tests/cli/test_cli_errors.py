@@ -1,0 +1,58 @@
+"""Mistakes give one clear line on stderr and a non-zero exit code, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+WORKLOAD = "tests.cli.cli_workload"
+
+CASES = [
+    pytest.param(["inspect", "wrun_nope"], "no run with id 'wrun_nope'", id="inspect-unknown-run"),
+    pytest.param(["events", "wrun_nope", "--json"], "no run with id", id="events-unknown-run"),
+    pytest.param(["cancel", "wrun_nope"], "no run with id", id="cancel-unknown-run"),
+    pytest.param(
+        ["start", f"{WORKLOAD}:greet", '["unterminated'], "ARGS is not valid JSON", id="bad-json"
+    ),
+    pytest.param(
+        ["start", f"{WORKLOAD}:greet", '"ada"'], "must be a JSON list", id="json-not-list"
+    ),
+    pytest.param(
+        ["start", "no_such_module_xyz:greet", "[]"],
+        "could not import 'no_such_module_xyz': ModuleNotFoundError",
+        id="bad-module",
+    ),
+    pytest.param(
+        ["start", f"{WORKLOAD}:missing", "[]"],
+        "workflow 'missing' not found in module 'tests.cli.cli_workload' (it defines: ",
+        id="unknown-workflow",
+    ),
+    pytest.param(
+        ["start", f"{WORKLOAD}:QUICK_RETRY", "[]"], "is not a @workflow", id="not-a-workflow"
+    ),
+    pytest.param(["start", f"{WORKLOAD}:greet", "[]"], "missing a required argument", id="arity"),
+    pytest.param(["start", "greet", "[]"], "expected MODULE:WORKFLOW", id="no-colon"),
+    pytest.param(["gc", "--older-than", "soon"], 'invalid duration "soon"', id="bad-duration"),
+    pytest.param(["--world", "nowhere", "runs"], "has no scheme", id="bad-world-url"),
+    pytest.param(["--world", "ftp://x", "world", "info"], "unknown world scheme", id="bad-scheme"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES)
+def test_error_is_one_line_and_nonzero_exit(cli, args, message):
+    proc = cli(*args, ok=False)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stdout == ""
+
+
+def test_a_module_that_raises_on_import_is_one_line(cli, tmp_path):
+    (tmp_path / "broken_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    cli.env["PYTHONPATH"] = f"{tmp_path}:{cli.env['PYTHONPATH']}"
+    proc = cli("start", "broken_mod:anything", "[]", ok=False)
+    assert proc.stderr.strip() == (
+        "Error: could not import 'broken_mod': RuntimeError: boom at import"
+    )
+    worker = cli("worker", "broken_mod", ok=False)
+    assert worker.stderr.strip().splitlines()[-1].startswith("Error: could not import")

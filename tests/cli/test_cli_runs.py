@@ -1,0 +1,169 @@
+"""`durable start / runs / inspect / events / cancel / world info / gc` in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+WORKLOAD = "tests.cli.cli_workload"
+
+
+def test_start_records_a_pending_run_that_runs_lists(cli):
+    proc = cli("start", f"{WORKLOAD}:greet", '["ada"]')
+    run_id = proc.stdout.strip()
+    assert run_id.startswith("wrun_")
+    assert "durable worker tests.cli.cli_workload" in proc.stderr
+
+    listed = cli.json("runs")
+    assert listed["world"] == cli.url
+    [run] = listed["runs"]
+    assert run["id"] == run_id
+    assert run["workflow"] == "greet"
+    assert run["status"] == "pending"  # no worker: `start` without --wait executes nothing
+    assert set(run) >= {"created_at", "updated_at", "wake_at", "error", "cancel_requested"}
+
+    table = cli("runs").stdout
+    assert run_id in table and "pending" in table and "waiting for a worker" in table
+    assert cli.json("runs", "--status", "completed")["runs"] == []
+    assert cli.json("runs", "--workflow", "greet", "--limit", "1")["runs"][0]["id"] == run_id
+
+
+def test_start_wait_executes_and_prints_the_result(cli):
+    proc = cli("start", f"{WORKLOAD}:greet", '{"name": "bo", "punctuation": "?"}', "--wait")
+    run_id, result = proc.stdout.splitlines()
+    assert run_id.startswith("wrun_")
+    assert json.loads(result) == {"greeting": "hello bo?"}
+
+    doc = cli.json("start", f"{WORKLOAD}:greet", '["cy"]', "--wait", "--run-id", "greet-cy")
+    assert doc["id"] == "greet-cy"
+    assert doc["status"] == "completed"
+    assert doc["result"] == {"greeting": "hello cy!"}
+    assert doc["input"] == {"args": ["cy"], "kwargs": {}}
+    assert doc["created"] is True
+
+    again = cli.json("start", f"{WORKLOAD}:greet", '["zz"]', "--run-id", "greet-cy")
+    assert again["created"] is False  # the same id returns the existing run
+    assert again["status"] == "completed"
+    assert len(cli.json("runs")["runs"]) == 2
+
+
+def test_inspect_shows_steps_attempts_durations_and_sleeps(cli):
+    cli("start", f"{WORKLOAD}:flaky", '["x"]', "--wait", "--run-id", "flaky-1")
+    doc = cli.json("inspect", "flaky-1")
+    assert doc["run"]["status"] == "completed"
+    assert doc["run"]["result"] == ["x ok", "hello a", "hello b"]
+    ops = {op["op_id"]: op for op in doc["operations"]}
+    assert list(ops) == ["1", "2", "3.0.1", "3.1.1"]
+
+    wobbly = ops["1"]
+    assert (wobbly["kind"], wobbly["name"], wobbly["status"]) == ("step", "wobbly", "completed")
+    assert wobbly["attempts"] == 3
+    errors = [a["error"] for a in wobbly["attempt_log"]]
+    assert errors[:2] == [{"type": "ConnectionError", "message": "x: try again"}] * 2
+    assert errors[2] is None
+    assert wobbly["duration_seconds"] >= 0.1  # two retry delays of 0.05 s and 0.1 s
+
+    sleep = ops["2"]
+    assert (sleep["kind"], sleep["status"]) == ("sleep", "completed")
+    assert sleep["wake_at"] is not None
+    assert abs(sleep["duration_seconds"] - 0.05) < 0.01
+
+    for op_id in ("3.0.1", "3.1.1"):  # parallel branches start when the sleep ends
+        assert ops[op_id]["started_at"] == sleep["wake_at"]
+        assert ops[op_id]["duration_seconds"] >= 0
+    assert doc["duration_seconds"] >= 0.15
+
+    table = cli("inspect", "flaky-1").stdout
+    for text in ("flaky-1", "completed", "step wobbly", "ConnectionError", "sleep", "timeline"):
+        assert text in table
+
+
+def test_events_prints_the_log(cli):
+    cli("start", f"{WORKLOAD}:flaky", '["y"]', "--wait", "--run-id", "flaky-2")
+    doc = cli.json("events", "flaky-2")
+    assert doc["run_id"] == "flaky-2"
+    kinds = [e["kind"] for e in doc["events"]]
+    assert kinds == [
+        "run_created",
+        "step_retrying",
+        "step_retrying",
+        "step_completed",
+        "sleep_started",
+        "step_completed",
+        "step_completed",
+        "run_completed",
+    ]
+    first_step = doc["events"][3]
+    assert first_step["data"] == "y ok" and first_step["data_encoding"] == "json"
+    assert [e["seq"] for e in doc["events"]] == list(range(1, 9))
+    assert [e["seq"] for e in cli.json("events", "flaky-2", "--after", "6")["events"]] == [7, 8]
+
+    table = cli("events", "flaky-2").stdout
+    assert "step_retrying" in table and "attempt 1 failed: ConnectionError" in table
+
+
+def test_failed_run_is_listed_with_its_error(cli):
+    proc = cli("start", f"{WORKLOAD}:doomed", '["card declined"]', "--wait", ok=False)
+    run_id = proc.stdout.strip()
+    [line] = proc.stderr.strip().splitlines()
+    assert run_id in line and "FatalError: card declined" in line
+
+    [run] = cli.json("runs", "--status", "failed")["runs"]
+    assert run["id"] == run_id
+    assert run["error"]["type"].endswith("FatalError")
+    assert run["error"]["message"] == "card declined"
+    inspected = cli.json("inspect", run_id)
+    assert inspected["operations"][0]["status"] == "failed"
+    assert inspected["run"]["error"]["traceback"]
+
+
+def test_cancel_a_pending_and_a_suspended_run(cli):
+    pending = cli.start("nap", '["1h"]')
+    out = cli("cancel", pending).stdout
+    assert f"cancelled run {pending}" in out
+    assert cli.json("inspect", pending)["run"]["status"] == "cancelled"
+
+    # --wait executes the first step, the long sleep suspends the run, and --timeout gives up.
+    proc = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--wait", "--timeout", "0.3", ok=False)
+    suspended = proc.stdout.strip()
+    assert "still suspended" in proc.stderr
+    doc = cli.json("inspect", suspended)
+    assert doc["run"]["status"] == "suspended"
+    assert doc["operations"][1]["status"] == "sleeping"
+
+    cancelled = cli.json("cancel", suspended)
+    assert (cancelled["outcome"], cancelled["status"]) == ("cancelled", "cancelled")
+    again = cli("cancel", suspended).stdout
+    assert "already cancelled" in again
+    assert cli.json("runs", "--status", "cancelled")["runs"][0]["id"] in (pending, suspended)
+
+
+def test_world_info_says_which_world_where_and_how_many_runs(cli, tmp_path):
+    cli.start("greet", '["a"]')
+    cli("start", f"{WORKLOAD}:greet", '["b"]', "--wait")
+    info = cli.json("world", "info")
+    assert info["url"] == cli.url
+    assert info["backend"] == "sqlite"
+    assert info["path"] == str(tmp_path / "world.db")
+    assert info["size_bytes"] > 0
+    assert info["runs"]["pending"] + info["runs"]["completed"] == 2
+    assert info["total_runs"] == 2
+    assert set(info["runs"]) >= {"pending", "running", "suspended", "completed", "failed"}
+
+    table = cli("world", "info").stdout
+    assert cli.url in table and str(tmp_path / "world.db") in table
+
+    other = tmp_path / "other.db"
+    elsewhere = cli.json("--world", f"sqlite:///{other}", "world", "info")
+    assert elsewhere["path"] == str(other) and elsewhere["total_runs"] == 0
+
+
+def test_gc_deletes_finished_runs_older_than_a_duration(cli):
+    cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait")
+    cli("start", f"{WORKLOAD}:doomed", '["no"]', "--wait", ok=False)
+    pending = cli.start("greet", '["later"]')
+
+    assert cli.json("gc", "--older-than", "30d")["deleted"] == 0
+    assert "deleted 0 finished runs" in cli("gc", "--older-than", "30d").stdout
+    doc = cli.json("gc", "--older-than", "0s")
+    assert doc["deleted"] == 2 and doc["older_than_seconds"] == 0
+    assert [r["id"] for r in cli.json("runs")["runs"]] == [pending]  # unfinished runs stay
