@@ -7,9 +7,9 @@ import contextvars
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step
@@ -70,7 +70,9 @@ def _sleep(seconds: float | None, until: float | None) -> Any:
 
 
 @own_coroutine
-async def _sleep_async(ctx: RunContext, op_id: str, seconds: float | None, until: float | None) -> None:
+async def _sleep_async(
+    ctx: RunContext, op_id: str, seconds: float | None, until: float | None
+) -> None:
     await ctx.wait_until_async(ctx.sleep_target(op_id, seconds, until))
 
 
@@ -90,7 +92,7 @@ def now() -> datetime:
     frame = current_frame.get()
     clock = frame.ctx.clock if frame is not None else time.time
     stamp = _recorded("now", clock)
-    return datetime.fromtimestamp(stamp, tz=timezone.utc)
+    return datetime.fromtimestamp(stamp, tz=UTC)
 
 
 def random() -> float:
@@ -237,7 +239,7 @@ async def _gather_plain(calls: list[Callable[[], Any]], limit: int | None) -> li
     return await _await_all([asyncio.ensure_future(branch(c)) for c in calls])
 
 
-async def _await_all(tasks: list[asyncio.Future[Any]]) -> list[Any]:
+async def _await_all(tasks: Sequence[asyncio.Future[Any]]) -> list[Any]:
     if tasks:
         await asyncio.wait(tasks)
     outcomes: list[tuple[bool, Any]] = []

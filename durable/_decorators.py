@@ -156,7 +156,9 @@ class Workflow(Generic[P, R]):
         """The workflow's registered name (recorded in every run)."""
         return self.definition.name
 
-    def with_options(self, *, run_id: str | None = None, execute: bool | None = None) -> Workflow[P, R]:
+    def with_options(
+        self, *, run_id: str | None = None, execute: bool | None = None
+    ) -> Workflow[P, R]:
         """A copy of this workflow that starts runs with these options.
 
         Args:

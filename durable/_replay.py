@@ -57,13 +57,14 @@ def replay(
     """
     target = getattr(getattr(fn, "definition", None), "fn", fn)
     is_async = asyncio.iscoroutinefunction(target)
-    clock_value = now
+    fixed = now
+    clock: Callable[[], float] = time.time if fixed is None else (lambda: fixed)
     ctx = RunContext(
         run_id=run_id,
         workflow_name=getattr(target, "__qualname__", "workflow"),
         is_async=is_async,
         recorder=None,
-        clock=(lambda: clock_value) if clock_value is not None else time.time,  # type: ignore[arg-type,return-value]
+        clock=clock,
     )
     ctx.load(list(events))
     token = current_frame.set(Frame(ctx, ctx.root))

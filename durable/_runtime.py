@@ -353,9 +353,7 @@ class Runtime:
             return None
         return self.world.acquire(run_id, self.owner, self.options.lease_ttl)
 
-    def _finish(
-        self, ctx: RunContext, exc: BaseException | None, result: Any
-    ) -> Outcome:
+    def _finish(self, ctx: RunContext, exc: BaseException | None, result: Any) -> Outcome:
         """Record how an execution ended, in one write that also releases the lease."""
         if isinstance(exc, StorageUnavailable):
             raise exc.error
@@ -370,14 +368,12 @@ class Runtime:
                     what=f"result of workflow {ctx.workflow_name!r}",
                 )
             except (Diverged, SerializationError) as error:
-                exc = error
-            else:
-                self._write(ctx, NewEvent("run_completed"), RunUpdate(
-                    "completed", output=output, release=True
-                ))
-                return Outcome("completed", result)
+                return self._fail(ctx, error.error if isinstance(error, Diverged) else error)
+            update = RunUpdate("completed", output=output, release=True)
+            self._write(ctx, NewEvent("run_completed"), update)
+            return Outcome("completed", result)
         if isinstance(exc, Diverged):
-            exc = exc.error
+            return self._fail(ctx, exc.error)
         if isinstance(exc, Cancelled):
             self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
             return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
@@ -386,14 +382,13 @@ class Runtime:
             wake_at = min(waits) if waits else None
             self._write(ctx, None, RunUpdate("suspended", wake_at=wake_at, release=True))
             return Outcome("suspended", wake_at)
-        assert exc is not None  # noqa: S101 - narrowed for the type checker
+        return self._fail(ctx, exc)
+
+    def _fail(self, ctx: RunContext, exc: BaseException) -> Outcome:
         info = error_to_dict(exc)
-        error = json.dumps(info, separators=(",", ":"), default=str).encode()
-        self._write(
-            ctx,
-            NewEvent("run_failed", data=error),
-            RunUpdate("failed", error=error, release=True),
-        )
+        data = json.dumps(info, separators=(",", ":"), default=str).encode()
+        update = RunUpdate("failed", error=data, release=True)
+        self._write(ctx, NewEvent("run_failed", data=data), update)
         return Outcome("failed", error=exc)
 
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:

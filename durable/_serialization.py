@@ -28,6 +28,7 @@ import enum
 import importlib
 import json
 import math
+import os
 import pickle
 import sys
 import traceback
@@ -258,29 +259,37 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def _encode_enum(v: enum.Enum) -> Any:
+    path = _class_path(v)
+    try:
+        ev = _encode(v.value)
+    except _Unserializable as exc:
+        exc.path.append(".value")
+        raise
+    return {_TAG: "enum", "t": path, "v": ev}
+
+
+def _encode_dataclass(v: Any) -> Any:
+    path = _class_path(v)
+    fields = {}
+    for f in dataclasses.fields(v):
+        try:
+            fields[f.name] = _encode(getattr(v, f.name))
+        except _Unserializable as exc:
+            exc.path.append(f".{f.name}")
+            raise
+    # Values are already encoded; only a field named like the tag key needs escaping.
+    if _TAG in fields:
+        return {_TAG: "dataclass", "t": path, "v": {_TAG: "dict", "v": _pairs(fields)}}
+    return {_TAG: "dataclass", "t": path, "v": fields}
+
+
 def _encode_other(v: object) -> Any:
     """Encode values whose exact type is not in the fast tables (mostly user classes)."""
     if isinstance(v, enum.Enum):
-        path = _class_path(v)
-        try:
-            ev = _encode(v.value)
-        except _Unserializable as exc:
-            exc.path.append(".value")
-            raise
-        return {_TAG: "enum", "t": path, "v": ev}
+        return _encode_enum(v)
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        path = _class_path(v)
-        fields = {}
-        for f in dataclasses.fields(v):
-            try:
-                fields[f.name] = _encode(getattr(v, f.name))
-            except _Unserializable as exc:
-                exc.path.append(f".{f.name}")
-                raise
-        # Values are already encoded; only a field named like the tag key needs escaping.
-        if _TAG in fields:
-            return {_TAG: "dataclass", "t": path, "v": {_TAG: "dict", "v": _pairs(fields)}}
-        return {_TAG: "dataclass", "t": path, "v": fields}
+        return _encode_dataclass(v)
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(v, pydantic.BaseModel):
         return _encode_pydantic(v)
@@ -343,7 +352,34 @@ def _class_path(v: object) -> str:
             "imported when the value is loaded; define it at module level under its own name, "
             'or opt in to pickle with serializer="pickle"',
         )
+    if module == "__main__":
+        module = _main_module_name() or module
     return f"{module}:{qualname}"
+
+
+def _main_module_name() -> str | None:
+    """An importable name for the script running as ``__main__`` (``examples.signup``).
+
+    A value recorded by ``python examples/signup.py`` must load in a worker that imported
+    ``examples.signup``; ``__main__`` would name the worker's own entry point instead.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    filename = getattr(main, "__file__", None)
+    if not filename:
+        return None
+    path = os.path.abspath(filename)
+    roots = [os.getcwd(), *sys.path[1:]]
+    for root in roots:
+        root = os.path.abspath(root or os.curdir)
+        if path.startswith(root + os.sep):
+            relative = os.path.splitext(os.path.relpath(path, root))[0]
+            parts = relative.split(os.sep)
+            if all(part.isidentifier() for part in parts):
+                return ".".join(parts)
+    return None
 
 
 def _dumps_pickle(value: object, what: str) -> bytes:

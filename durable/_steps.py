@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
@@ -82,9 +83,8 @@ async def _run_async(
             else:
                 context = contextvars.copy_context()
                 context.run(enter_step, info)
-                result = await loop.run_in_executor(
-                    None, lambda: context.run(step.fn, *args, **kwargs)
-                )
+                call = functools.partial(context.run, step.fn, *args, **kwargs)
+                result = await loop.run_in_executor(None, call)
         except Exception as exc:
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
             attempt += 1

@@ -49,7 +49,7 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
         ):
             kwargs["context"] = _branch_context(frame)
         if previous is not None:
-            task = previous(loop, coro, **kwargs)  # type: ignore[arg-type]
+            task = previous(loop, coro, **kwargs)
         else:
             task = asyncio.Task(coro, loop=loop, **kwargs)
         if frame is not None:
@@ -57,7 +57,7 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
         return task
 
     setattr(factory, _INSTALLED, True)
-    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    loop.set_task_factory(factory)
 
 
 def _branch_context(frame: Frame) -> contextvars.Context:

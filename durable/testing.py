@@ -34,6 +34,7 @@ class Clock:
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
+        """The current time in epoch seconds."""
         with self._lock:
             return self._now
 

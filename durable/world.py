@@ -181,8 +181,11 @@ class World(Protocol):
         ...
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
-        """Lease one run if it is runnable now (pending; suspended and due; running with an
-        expired lease). Marks it ``running``. Returns the leased record or ``None``."""
+        """Lease one run if it is runnable now, marking it ``running``.
+
+        Runnable: pending; suspended and due; running with an expired lease. Returns the leased
+        record or ``None``.
+        """
         ...
 
     def claim_due(
@@ -192,8 +195,10 @@ class World(Protocol):
         limit: int,
         workflow_names: Sequence[str] | None = None,
     ) -> list[RunRecord]:
-        """Lease up to ``limit`` runnable runs (see ``acquire``), oldest due first, optionally
-        only of the named workflows."""
+        """Lease up to ``limit`` runnable runs (see ``acquire``), oldest due first.
+
+        With ``workflow_names``, only runs of those workflows are considered.
+        """
         ...
 
     def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
@@ -209,8 +214,10 @@ class World(Protocol):
         ...
 
     def request_cancel(self, run_id: str) -> RunRecord | None:
-        """Ask a run to stop at its next durable point; an unleased unfinished run becomes due
-        at once so a worker records the cancellation. Returns the updated record."""
+        """Ask a run to stop at its next durable point; returns the updated record.
+
+        An unleased unfinished run becomes due at once so a worker records the cancellation.
+        """
         ...
 
     def delete_runs(self, finished_before: float) -> int:
