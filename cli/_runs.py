@@ -37,19 +37,16 @@ from cli._timeline import build_timeline
 from cli._values import format_duration, iso
 from durable._durations import parse_duration
 from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._run import cancel_run
 from durable.world import (
     FINISHED_STATUSES,
     RUN_STATUSES,
-    NewEvent,
     RunRecord,
-    RunUpdate,
     World,
-    make_owner_id,
 )
 
 __all__ = ["cancel", "events", "gc", "inspect", "runs", "start", "world"]
 
-_CANCEL_LEASE_TTL = 30.0
 """Seconds ``durable cancel`` holds a run while it records the cancellation."""
 
 
@@ -279,25 +276,8 @@ def cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
 
 def _cancel(world: World, run_id: str) -> tuple[str, RunRecord]:
-    requested = world.request_cancel(run_id)
-    if requested is None:
-        raise RunNotFound(run_id)
-    if requested.status in FINISHED_STATUSES:
-        return "already_finished", requested
-    # Nobody may be executing it (no worker running, or its workflow's code is not loaded
-    # anywhere): take the lease and record the cancellation here, as a worker would. If a worker
-    # holds the run, acquiring fails and that worker stops it at its next durable point.
-    owner = make_owner_id()
-    leased = world.acquire(run_id, owner, _CANCEL_LEASE_TTL)
-    if leased is not None:
-        try:
-            world.append(
-                run_id, owner, [NewEvent("run_cancelled")], RunUpdate("cancelled", release=True)
-            )
-        except durable.LeaseLost:
-            pass
-    record = _get(world, run_id)
-    return ("cancelled" if record.status == "cancelled" else "requested"), record
+    outcome = cancel_run(world, run_id)
+    return outcome, _get(world, run_id)
 
 
 @click.command()

@@ -8,9 +8,18 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._errors import LeaseLost, RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._serialization import error_from_dict, loads
-from durable.world import FINISHED_STATUSES, Event, RunRecord, RunStatus
+from durable.world import (
+    FINISHED_STATUSES,
+    Event,
+    NewEvent,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+    World,
+    make_owner_id,
+)
 
 if TYPE_CHECKING:
     from durable._runtime import Runtime
@@ -56,10 +65,12 @@ class Run:
         return self._runtime.world.read_events(self.id)
 
     def cancel(self) -> None:
-        """Ask the run to stop at its next durable point; it then becomes ``cancelled``."""
-        if self._runtime.world.request_cancel(self.id) is None:
-            raise RunNotFound(self.id)
-        self._runtime.notify_cancel(self.id)
+        """Stop the run: at once if no worker is executing it, else at its next durable point.
+
+        Either way it then becomes ``cancelled``; a finished run is left as it is.
+        """
+        if cancel_run(self._runtime.world, self.id) == "requested":
+            self._runtime.notify_cancel(self.id)
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the run finishes and return its result.
@@ -125,3 +136,30 @@ def failure_of(record: RunRecord) -> WorkflowFailed:
     )
     failure.__cause__ = cause
     return failure
+
+
+def cancel_run(world: World, run_id: str) -> str:
+    """Cancel a run; returns ``cancelled``, ``requested`` or ``already_finished``.
+
+    A run no worker holds (pending, or suspended on a sleep) is cancelled here and now, even
+    if no process has its workflow's code; a run being executed is asked to stop, and its
+    worker records the cancellation at its next durable point.
+
+    Raises:
+        RunNotFound: the world has no such run.
+    """
+    requested = world.request_cancel(run_id)
+    if requested is None:
+        raise RunNotFound(run_id)
+    if requested.status in FINISHED_STATUSES:
+        return "already_finished"
+    owner = make_owner_id()
+    if world.acquire(run_id, owner, lease_ttl=30.0) is not None:
+        try:
+            world.append(
+                run_id, owner, [NewEvent("run_cancelled")], RunUpdate("cancelled", release=True)
+            )
+        except LeaseLost:
+            pass
+    record = world.get_run(run_id)
+    return "cancelled" if record is not None and record.status == "cancelled" else "requested"
