@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from durable._errors import ConfigurationError, LeaseLost, WorldError
 from durable.world import NewEvent, NewRun, RunUpdate, open_world
-from worlds.sqlite import SqliteWorld, _schema
+from worlds.sqlite import SqliteWorld, _schema, _world
 from worlds.sqlite._world import DEFAULT_URL, parse_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +294,184 @@ def test_processes_creating_a_new_file_at_once(tmp_path: Path) -> None:
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
     with SqliteWorld(url(db)) as world:
         assert world.count_runs() == {"pending": 80}
+
+
+def test_new_files_get_small_pages_and_existing_files_keep_theirs(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    with SqliteWorld(url(fresh)) as world:
+        conn = world._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == _world.PAGE_SIZE
+        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert checkpoint == _world.CHECKPOINT_BYTES // _world.PAGE_SIZE
+    older = tmp_path / "older.db"
+    conn = sqlite3.connect(older)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    with SqliteWorld(url(older)) as world:
+        populate(world)
+        conn = world._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            _world.CHECKPOINT_BYTES // 4096
+        )
+
+
+# -- layout and the common path -------------------------------------------------------------------
+
+
+def inline_run(world: SqliteWorld, run_id: str, steps: int = 3) -> None:
+    """What the engine does for a workflow executed inline."""
+    world.create_run(NewRun(run_id, "wf", b'{"args":[3],"kwargs":{}}'), owner=A, lease_ttl=TTL)
+    for i in range(1, steps + 1):
+        world.append(run_id, A, [NewEvent("step_completed", str(i), "work", b"4")])
+    world.append(
+        run_id, A, [NewEvent("run_completed")], RunUpdate("completed", output=b"4", release=True)
+    )
+
+
+def test_inline_runs_write_few_pages(world: SqliteWorld, db: Path) -> None:
+    # Each commit appends every page it dirtied to the log; the layout keeps an inline run to
+    # about ten (see _schema). A page more per run on average means a new index or a row that
+    # moved; fewer is welcome (tighten the bounds).
+    conn = world._conn
+    assert conn is not None
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    frame = conn.execute("PRAGMA page_size").fetchone()[0] + 24
+    wal = Path(f"{db}-wal")
+    ids = [f"wrun_{random.Random(i).getrandbits(128):032x}" for i in range(300)]
+    for run_id in ids[:50]:
+        inline_run(world, run_id)
+    create_and_finish = step = 0
+    done = RunUpdate("completed", output=b"4", release=True)
+    for run_id in ids[50:]:
+        start = wal.stat().st_size
+        world.create_run(NewRun(run_id, "wf", b"[]"), owner=A, lease_ttl=TTL)
+        created = wal.stat().st_size
+        world.append(run_id, A, [NewEvent("step_completed", "1", "work", b"4")])
+        stepped = wal.stat().st_size
+        world.append(run_id, A, [NewEvent("run_completed")], done)
+        create_and_finish += created - start + wal.stat().st_size - stepped
+        step += stepped - created
+    assert step / frame / 250 < 1.1
+    assert create_and_finish / frame / 250 < 9
+
+
+RUNS_SCANS = {"SCAN r", "SCAN runs", "SCAN TABLE runs AS r", "SCAN TABLE runs"}
+"""How EXPLAIN QUERY PLAN reports reading all of runs (SQLite < 3.36 says ``SCAN TABLE``)."""
+
+
+def test_hot_queries_use_their_indexes(db: Path) -> None:
+    # SQLite only uses a partial index for a query whose WHERE implies the index's: no query that
+    # runs per step or per poll may fall back to reading every run, with or without statistics.
+    clock = [1000.0]
+    with SqliteWorld(url(db), clock=lambda: clock[0]) as world:
+        for i in range(200):
+            run_id = f"r-{i}"
+            owner = None if i % 10 == 0 else f"host:{i % 3}:x"
+            world.create_run(NewRun(run_id, f"wf{i % 4}", b"in"), owner=owner, lease_ttl=TTL)
+            if owner is None:
+                continue
+            world.append(run_id, owner, [NewEvent("step_completed", "1", "s", b"x")])
+            if i % 10 == 1:
+                update = RunUpdate("suspended", wake_at=clock[0] + i, release=True)
+            elif i % 10 == 2:
+                update = RunUpdate("suspended", wake_at=None, release=True)
+            elif i % 10 != 3:
+                update = RunUpdate("completed", output=b"o", release=True)
+            else:
+                continue
+            world.append(run_id, owner, [], update)
+            clock[0] += 1
+        conn = world._conn
+        assert conn is not None
+        now = clock[0]
+        claim = {"limit": 5, "now": now, "dead": "[]", "names": '["wf1"]'}
+        queries: dict[str, tuple[str, Any]] = {
+            "claim": (_world._CLAIM[False], claim),
+            "claim by name": (_world._CLAIM[True], claim),
+            "next due": (_world._NEXT_DUE[False], claim),
+            "next due by name": (_world._NEXT_DUE[True], claim),
+            "live owners": (_world._LIVE_OWNERS, (now,)),
+            "renew": (_world._RENEW, (now, "host:1:x")),
+            "append": (_world._APPEND_ONE, ("r-3", "host:0:x", "k", None, None, None, now)),
+            "append check": (_world._APPEND_CHECK, ("r-3", "host:0:x")),
+            "get": (_world._GET_RUN, ("r-3",)),
+            "read events": (_world._READ_EVENTS, ("r-3", 0)),
+            "create": (_world._INSERT_RUN, ("new", "wf", "running", now, None, A, now, None)),
+            "list": (_world._LIST_RUNS, (None, None, 10)),
+        }
+        for analyze in (False, True):
+            if analyze:
+                conn.execute("ANALYZE")
+            for name, (sql, params) in queries.items():
+                plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+                context = (name, analyze, plan)
+                # A SCAN of runs must be of an index (renew_leases walks runs_lease), except for
+                # list_runs, which reads the table newest first and stops at the limit.
+                for step in plan:
+                    scanned = step.split(" USING ")[0]
+                    if scanned in RUNS_SCANS and name != "list":
+                        assert "USING COVERING INDEX runs_lease" in step, context
+                    assert name != "list" or "TEMP B-TREE" not in step, context
+
+
+def test_payloads_stay_out_of_the_log(world: SqliteWorld, db: Path) -> None:
+    big = os.urandom(50_000)
+    world.create_run(NewRun("run-1", "wf", big), owner=A, lease_ttl=TTL)
+    world.append("run-1", A, [NewEvent("step_completed", "1", "s", b"x")])
+    world.append("run-1", A, [], RunUpdate("suspended", wake_at=None, output=b"first"))
+    world.append("run-1", A, [], RunUpdate("failed", output=big[:10], error=big[10:], release=True))
+    record = world.get_run("run-1")
+    assert record is not None
+    assert (record.input, record.output, record.error) == (big, big[:10], big[10:])
+    assert record.last_seq == 2
+    for after in (-5, -1, 0):
+        assert [e.seq for e in world.read_events("run-1", after)] == [1, 2]
+    assert world.delete_runs(world.now() + 1) == 1
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+    conn.close()
+
+
+def test_a_log_cannot_outgrow_its_key_range(world: SqliteWorld, db: Path) -> None:
+    populate(world)
+    conn = sqlite3.connect(db)
+    (run_no,) = conn.execute("SELECT run_no FROM runs WHERE id = 'run-1'").fetchone()
+    key = _schema.event_key(run_no, _schema.MAX_SEQ)
+    conn.execute("INSERT INTO events (key, kind, created_at) VALUES (?, 'filler', 0)", (key,))
+    conn.commit()
+    conn.close()
+    for events in ([NewEvent("one")], [NewEvent("two"), NewEvent("three")]):
+        with pytest.raises(WorldError, match="cannot record more than"):
+            world.append("run-1", A, events)
+    record = world.get_run("run-1")
+    assert record is not None and record.last_seq == _schema.MAX_SEQ and record.output is None
+    world.append("run-1", A, [], RunUpdate("completed", output=b"done", release=True))
+    record = world.get_run("run-1")
+    assert record is not None and record.output == b"done" and record.status == "completed"
+
+
+def test_create_run_is_idempotent_at_the_same_instant(db: Path) -> None:
+    # runs is keyed by (created_at, id): the same id at the same time is still the same run.
+    with SqliteWorld(url(db), clock=lambda: 1000.0) as world:
+        first, created = world.create_run(NewRun("x", "wf", b"1"), owner=None, lease_ttl=TTL)
+        assert created
+        again, created = world.create_run(NewRun("x", "wf", b"2"), owner=A, lease_ttl=TTL)
+        assert not created and again == first
+
+
+def test_creation_order_survives_deleting_the_newest_run(db: Path) -> None:
+    with SqliteWorld(url(db), clock=lambda: 1000.0) as world:
+        world.create_run(NewRun("x", "wf", b""), owner=None, lease_ttl=TTL)
+        world.create_run(NewRun("y", "wf", b""), owner=A, lease_ttl=TTL)
+        world.append("y", A, [], RunUpdate("completed", release=True))
+        assert world.delete_runs(1001.0) == 1
+        world.create_run(NewRun("w", "wf", b""), owner=None, lease_ttl=TTL)
+        assert [r.id for r in world.claim_due(A, TTL, 10)] == ["x", "w"]
 
 
 # -- errors ---------------------------------------------------------------------------------------

@@ -5,14 +5,38 @@ database with ``PRAGMA application_id``. :data:`MIGRATIONS` lists one function p
 ``MIGRATIONS[0]`` takes an empty file to version 1, ``MIGRATIONS[1]`` takes version 1 to 2, and so
 on. To change the schema, append a function; never edit one that has shipped.
 
-Layout (version 1):
+Layout (version 1). Each commit appends every page it dirtied to the write-ahead log (and a
+checkpoint later copies each back), so a commit costs more the more pages it dirties; the layout
+keeps the common path to as few pages as possible. An inline run (created leased, completed and
+released by the same worker) dirties: when created, the newest ``runs`` leaf, one leaf of the id
+index, the newest ``events`` leaf and one ``runs_lease`` leaf; per step, the newest ``events``
+leaf; when finished, its ``runs`` leaf, the newest ``events`` leaf and the ``runs_lease`` leaf.
 
-* ``runs``: one row per run. A plain ``append`` (the hot path) writes only to ``events`` so that a
-  step completion costs one B-tree page in the write-ahead log; a run's ``last_seq`` is therefore
-  the newest event's ``seq``, and its ``updated_at`` is that event's ``created_at`` when the event
-  is newer than the row's own last change (``updated_seq`` records which event was newest then).
-* ``events``: the logs, clustered by ``(run_id, seq)`` (``WITHOUT ROWID``), so reading a log and
-  finding its newest event are index range scans.
+* ``runs``: one small row per run, clustered by ``(created_at, id)`` (``WITHOUT ROWID``):
+  ``list_runs`` (newest first) reads the table backwards, and new rows land on its newest leaf.
+  A unique index finds a run by id. ``run_no`` numbers runs in creation order (one more than the
+  newest run's, found from the last event key); it keys the run's log and breaks ties in due
+  order. A plain ``append`` (the hot path) writes only to ``events``, so a run's ``last_seq`` is
+  its newest event's ``seq``, and its ``updated_at`` is that event's ``created_at`` when the
+  event is newer than the row's own last change (``updated_seq`` records which event was newest
+  then). Payloads are not in the row, which stays small however big they are.
+* ``events``: every run's log and payloads, in one table keyed by an integer
+  ``key = run_no * 2**32 + seq`` (see :func:`event_key`), so that a run's log is one key range,
+  and the logs of the runs in flight sit at the end of the table, where SQLite appends a row
+  without rebalancing the tree. Events have ``seq`` 1 to :data:`MAX_SEQ`; the run's payloads
+  live at the seqs in :data:`PAYLOAD_SEQ`, next to the rows written in the same transaction
+  (before ``run_created`` for the input, after the log for the output and error) and only when
+  set.
+* Partial indexes on ``runs``, so that a run is only in those its state needs. SQLite uses a
+  partial index only for a query whose ``WHERE`` implies the index's, so every query that needs
+  one says so with a term such as ``status = 'pending'`` or ``lease_owner = ?``:
+
+  - ``runs_due``: pending and suspended runs in due order (``claim_due``, ``next_due_at``);
+  - ``runs_lease``: running and leased runs by status and lease expiry (``claim_due``,
+    ``next_due_at``, ``renew_leases``).
+
+  A running or finished run is never in ``runs_due``; an inline run enters ``runs_lease`` when
+  created and leaves it when finished.
 """
 
 from __future__ import annotations
@@ -23,48 +47,66 @@ from collections.abc import Callable
 APPLICATION_ID = 0x64757261
 """``PRAGMA application_id`` of durable databases (ASCII ``dura``)."""
 
+# The event key layout is part of the file format, like the migrations: never change it.
+SEQ_BITS = 32
+"""``events.key`` is ``run_no << SEQ_BITS | seq``."""
+MAX_SEQ = 2**31 - 1
+"""The highest event ``seq`` of a run."""
+PAYLOAD_SEQ = {"input": 0, "output": 2**31, "error": 2**31 + 1}
+"""The ``seq`` (and ``kind``) of the ``events`` rows that hold a run's payloads."""
+
+
+def event_key(run_no: int, seq: int) -> int:
+    """The ``events.key`` of a run's event or payload."""
+    return (run_no << SEQ_BITS) + seq
+
 
 def _v1_initial(conn: sqlite3.Connection) -> None:
     conn.execute(
         """
         CREATE TABLE runs (
-            id TEXT NOT NULL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
             workflow_name TEXT NOT NULL,
             status TEXT NOT NULL,
-            input BLOB NOT NULL,
-            output BLOB,
-            error BLOB,
             created_at REAL NOT NULL,
+            run_no INTEGER NOT NULL,
             updated_at REAL NOT NULL,
             updated_seq INTEGER NOT NULL,
             wake_at REAL,
             lease_owner TEXT,
             lease_expires_at REAL,
             cancel_requested INTEGER NOT NULL DEFAULT 0,
-            parent_id TEXT
-        )
+            parent_id TEXT,
+            PRIMARY KEY (created_at, id)
+        ) WITHOUT ROWID
         """
     )
-    # claim_due scans runnable runs per status in due order; next_due_at reads the first entry.
-    conn.execute("CREATE INDEX runs_due ON runs (status, wake_at, created_at)")
-    # next_due_at and claim_due look for running runs whose lease has lapsed.
-    conn.execute("CREATE INDEX runs_lease ON runs (status, lease_expires_at)")
-    # renew_leases touches every run one owner holds.
-    conn.execute("CREATE INDEX runs_owner ON runs (lease_owner)")
-    # list_runs is newest first (ties broken by id).
-    conn.execute("CREATE INDEX runs_created ON runs (created_at, id)")
+    # claim_due walks each runnable status in due order; next_due_at reads the first entry.
     conn.execute(
-        """
+        "CREATE INDEX runs_due ON runs (status, wake_at, created_at, run_no) "
+        "WHERE status = 'pending' OR status = 'suspended'"
+    )
+    # claim_due and next_due_at look for running runs whose lease lapsed (or owner died);
+    # renew_leases walks it for the runs one owner holds.
+    conn.execute(
+        "CREATE INDEX runs_lease ON runs (status, lease_expires_at, lease_owner) "
+        "WHERE lease_owner IS NOT NULL OR status = 'running'"
+    )
+    # append's one-statement insert writes key -1 when it must not write (a NULL key would be
+    # given a fresh one), and only payload rows may sit past MAX_SEQ: both fail here rather than
+    # misfile an event.
+    conn.execute(
+        f"""
         CREATE TABLE events (
-            run_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
+            key INTEGER PRIMARY KEY,
             kind TEXT NOT NULL,
             op_id TEXT,
             name TEXT,
             data BLOB,
             created_at REAL NOT NULL,
-            PRIMARY KEY (run_id, seq)
-        ) WITHOUT ROWID
+            CHECK (key >= 0 AND (key & {(1 << SEQ_BITS) - 1} <= {MAX_SEQ}
+                                 OR kind IN ('output', 'error')))
+        )
         """
     )
 
