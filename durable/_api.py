@@ -7,7 +7,7 @@ import contextvars
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -212,22 +212,22 @@ async def _gather_branches(
     ctx: RunContext, group: str, calls: list[Callable[[], Any]], limit: int | None
 ) -> list[Any]:
     loop = asyncio.get_running_loop()
-    semaphore = asyncio.Semaphore(limit) if limit else None
-
-    async def branch(call: Callable[[], Any]) -> Any:
-        if semaphore is None:
-            return await _maybe_await(call())
-        async with semaphore:
-            return await _maybe_await(call())
-
-    tasks = []
-    for index, call in enumerate(calls):
-        context = _branch_context(ctx, group, index)
-        tasks.append(loop.create_task(branch(call), context=context))
+    branch = _limited(limit)
+    tasks = [
+        loop.create_task(branch(call), context=_branch_context(ctx, group, index))
+        for index, call in enumerate(calls)
+    ]
     return await _await_all(tasks)
 
 
 async def _gather_plain(calls: list[Callable[[], Any]], limit: int | None) -> list[Any]:
+    branch = _limited(limit)
+    return await _await_all([asyncio.ensure_future(branch(call)) for call in calls])
+
+
+def _limited(
+    limit: int | None,
+) -> Callable[[Callable[[], Any]], Coroutine[Any, Any, Any]]:
     semaphore = asyncio.Semaphore(limit) if limit else None
 
     async def branch(call: Callable[[], Any]) -> Any:
@@ -236,7 +236,7 @@ async def _gather_plain(calls: list[Callable[[], Any]], limit: int | None) -> li
         async with semaphore:
             return await _maybe_await(call())
 
-    return await _await_all([asyncio.ensure_future(branch(c)) for c in calls])
+    return branch
 
 
 async def _await_all(tasks: Sequence[asyncio.Future[Any]]) -> list[Any]:
