@@ -98,6 +98,7 @@ class RunContext:
     new_events: list[NewEvent] = field(default_factory=list)
     cancel_requested: bool = False
     unflushed: bool = False
+    release_requested: bool = False
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -173,9 +174,11 @@ class RunContext:
             raise Suspend("replaying (forced replay mode)")
 
     def check_cancel(self) -> None:
-        """Stop here if the run was cancelled."""
+        """Stop here if the run was cancelled, or hand it back if this worker is stopping."""
         if self.cancel_requested:
             raise Cancelled(self.run_id)
+        if self.release_requested:
+            raise self.suspend_until(self.clock(), "handed back by a stopping worker")
 
     def block(self, command: StepCommand | None = None) -> Blocked:
         """Note what a pure replay needs and return the exception that suspends it."""

@@ -15,7 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._active: dict[str, RunContext] = {}
+        self._futures: set[Future[Any]] = set()
         self._executing: dict[str, int] = {}  # executions in flight (or queued) per run id
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -212,7 +214,14 @@ class Runtime:
             )
         else:
             future = self._thread_pool().submit(self.execute, record)
-        future.add_done_callback(lambda _: self._leave(record.id))
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(lambda done: self._submitted_done(record.id, done))
+
+    def _submitted_done(self, run_id: str, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+        self._leave(run_id)
 
     def _enter(self, run_id: str) -> None:
         with self._lock:
@@ -533,6 +542,13 @@ class Runtime:
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout)
+        with self._lock:
+            in_flight = list(self._futures)
+            for ctx in self._active.values():
+                ctx.release_requested = True
+        # Runs in flight stop at their next durable point and are handed back (due at once for
+        # another worker); a step already executing finishes and is recorded first.
+        wait_futures(in_flight, timeout=timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._loop is not None and self._loop_thread is not None:
