@@ -428,7 +428,10 @@ def _type_name(cls: type) -> str:
     """``module.QualName``, or just ``QualName`` for built-ins."""
     if cls.__module__ == "builtins":
         return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module = cls.__module__
+    if module == "__main__":
+        module = _main_module_name() or module
+    return f"{module}.{cls.__qualname__}"
 
 
 # --------------------------------------------------------------------------------------------
