@@ -13,6 +13,7 @@ import click
 import durable
 from cli._common import import_modules
 from cli._dev import dev
+from cli._hooks import hooks, resume
 from cli._runs import cancel, events, gc, inspect, runs, start, world
 from durable._errors import DurableError
 
@@ -105,5 +106,5 @@ def worker(
         raise click.ClickException(f"worker stopped: {runtime.fatal_error}")
 
 
-for _command in (dev, start, runs, inspect, events, cancel, gc, world):
+for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume):
     main.add_command(_command)

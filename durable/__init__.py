@@ -14,6 +14,9 @@ from durable._errors import (
     ConfigurationError,
     DurableError,
     FatalError,
+    HookConflict,
+    HookNotFound,
+    HookTimeout,
     InvalidDuration,
     LeaseLost,
     NonDeterminismError,
@@ -26,6 +29,7 @@ from durable._errors import (
     WorkflowFailed,
     WorldError,
 )
+from durable._hooks import Hook, create_hook, resume_hook
 from durable._options import RetryPolicy
 from durable._replay import ReplayResult, replay
 from durable._run import Run
@@ -34,6 +38,10 @@ __all__ = [
     "ConfigurationError",
     "DurableError",
     "FatalError",
+    "Hook",
+    "HookConflict",
+    "HookNotFound",
+    "HookTimeout",
     "InvalidDuration",
     "LeaseLost",
     "NonDeterminismError",
@@ -53,6 +61,7 @@ __all__ = [
     "WorkflowFailed",
     "WorldError",
     "configure",
+    "create_hook",
     "get_run",
     "get_runtime",
     "map",
@@ -60,6 +69,7 @@ __all__ = [
     "parallel",
     "random",
     "replay",
+    "resume_hook",
     "sleep",
     "sleep_until",
     "step",

@@ -30,7 +30,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
-from durable.world import Event, NewEvent
+from durable.world import Event, HookRecord, NewEvent
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
@@ -41,6 +41,7 @@ _FAMILY = {
     "step_retrying": "step",
     "sleep_started": "sleep",
     "value_recorded": "value",
+    "hook_created": "hook",
 }
 
 
@@ -77,6 +78,20 @@ class Recorder(Protocol):
         """The world's clock."""
         ...
 
+    def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
+        """Register a live hook with its ``hook_created`` event."""
+        ...
+
+    def dispose_hook(
+        self, token: str, event: NewEvent | None, expected_seq: int | None
+    ) -> bool:
+        """End a hook (see ``World.dispose_hook``)."""
+        ...
+
+    def read_events(self, after_seq: int) -> list[Event]:
+        """The run's events after a sequence number."""
+        ...
+
 
 @dataclass(eq=False)
 class RunContext:
@@ -99,6 +114,12 @@ class RunContext:
     cancel_requested: bool = False
     unflushed: bool = False
     release_requested: bool = False
+    seen_seq: int = 0
+    own_appended: int = 0
+    waits_for_hook: bool = False
+    hook_payloads: dict[str, list[Event]] = field(default_factory=dict)
+    hook_ends: dict[str, Event] = field(default_factory=dict)
+    hook_cursor: dict[str, int] = field(default_factory=dict)
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,12 +127,37 @@ class RunContext:
     def load(self, events: list[Event]) -> None:
         """Index recorded events by operation id."""
         for event in events:
+            self.seen_seq = max(self.seen_seq, event.seq)
             if event.op_id is None:
                 continue
             if event.kind == "step_retrying":
                 self.retries.setdefault(event.op_id, []).append(event)
+            elif event.kind == "hook_received":
+                self.hook_payloads.setdefault(event.op_id, []).append(event)
+            elif event.kind in ("hook_timed_out", "hook_disposed"):
+                self.hook_ends[event.op_id] = event
             else:
                 self.recorded[event.op_id] = event
+
+    def refresh(self) -> bool:
+        """Read hook payloads delivered since the log was loaded; returns whether any came."""
+        if self.recorder is None:
+            return False
+        fresh = self.recorder.read_events(self.seen_seq)
+        known = {e.seq for payloads in self.hook_payloads.values() for e in payloads}
+        arrived = False
+        for event in fresh:
+            self.seen_seq = max(self.seen_seq, event.seq)
+            if event.kind == "hook_received" and event.op_id and event.seq not in known:
+                self.hook_payloads.setdefault(event.op_id, []).append(event)
+                arrived = True
+        self.own_appended = 0
+        return arrived
+
+    @property
+    def expected_seq(self) -> int:
+        """The log's newest seq if nobody else appended since we last read it."""
+        return self.seen_seq + self.own_appended
 
     @property
     def pure(self) -> bool:
@@ -160,6 +206,7 @@ class RunContext:
             self.unflushed = False
             try:
                 cancel = self.recorder.record(batch)
+                self.own_appended += len(batch)
             except LeaseLost:
                 raise
             except WorldError as exc:

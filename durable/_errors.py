@@ -14,6 +14,9 @@ The hierarchy::
     ├── WorldError                the storage backend failed (corrupt file, locked database)
     │   └── LeaseLost             another worker took over the run
     ├── StepFailed                a step ran out of attempts and its error cannot be re-created
+    ├── HookNotFound              resume_hook with a token no live hook has
+    ├── HookConflict              create_hook with a caller-chosen token a live hook already has
+    ├── HookTimeout               a hook's wait ran out of time (raised in the workflow)
     └── FatalError                raised by user code: do not retry this step
     RetryableError                raised by user code: retry, optionally after a delay
 
@@ -223,3 +226,44 @@ class RetryableError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.retry_after))
+
+
+class HookNotFound(DurableError):
+    """No live hook has this token: it never existed, timed out, was disposed, or its run ended."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        super().__init__(
+            f"no hook is waiting for token {token!r}: it was never created, it timed out, it "
+            "was disposed, or its run has finished (`durable hooks` lists live hooks)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.token,))
+
+
+class HookConflict(DurableError):
+    """A caller-chosen hook token is already held by another live hook."""
+
+    def __init__(self, token: str, run_id: str) -> None:
+        self.token = token
+        self.run_id = run_id
+        super().__init__(
+            f"hook token {token!r} is already used by a live hook of run {run_id}: tokens are "
+            "unique among live hooks; include something unique in it (e.g. an order id), or "
+            "let durable choose a random one with create_hook()"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.token, self.run_id))
+
+
+class HookTimeout(DurableError):
+    """Raised in the workflow when a hook's wait runs out of time."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        super().__init__(f"hook {token!r} timed out before it was resumed")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.token,))

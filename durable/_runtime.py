@@ -43,6 +43,8 @@ from durable._serialization import dumps, error_to_dict, loads
 from durable._tasks import install_task_factory, wait_for_branches
 from durable.world import (
     FINISHED_STATUSES,
+    Event,
+    HookRecord,
     NewEvent,
     NewRun,
     RunRecord,
@@ -101,6 +103,17 @@ class _Recorder:
 
     def now(self) -> float:
         return self.world.now()
+
+    def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
+        self.world.create_hook(self.owner, hook, event)
+
+    def dispose_hook(
+        self, token: str, event: NewEvent | None, expected_seq: int | None
+    ) -> bool:
+        return self.world.dispose_hook(self.run_id, self.owner, token, event, expected_seq)
+
+    def read_events(self, after_seq: int) -> list[Event]:
+        return self.world.read_events(self.run_id, after_seq)
 
 
 class Runtime:
@@ -254,6 +267,7 @@ class Runtime:
             is_async=defn.is_async,
             recorder=_Recorder(self.world, record.id, self.owner),
             clock=self.world.now,
+            seen_seq=record.last_seq,
             inline_wait_limit=self.options.inline_wait_limit,
             force_replay=self.options.force_replay,
             cancel_requested=record.cancel_requested,
@@ -389,7 +403,10 @@ class Runtime:
         if isinstance(exc, Suspend):
             waits = [w for w in ctx.waits if w is not None]
             wake_at = min(waits) if waits else None
-            self._write(ctx, None, RunUpdate("suspended", wake_at=wake_at, release=True))
+            # Waiting on a hook: a payload resumed while this execution ran must wake it.
+            expected = ctx.expected_seq if ctx.waits_for_hook else None
+            update = RunUpdate("suspended", wake_at=wake_at, release=True, expected_seq=expected)
+            self._write(ctx, None, update)
             return Outcome("suspended", wake_at)
         return self._fail(ctx, exc)
 
@@ -433,6 +450,10 @@ class Runtime:
         """Sleep until a local run finishes or suspends, or ``timeout`` passes."""
         with self._progress:
             self._progress.wait(timeout)
+
+    def wake(self) -> None:
+        """Make the embedded worker look for due runs now (a hook was resumed here)."""
+        self._wake.set()
 
     def notify_cancel(self, run_id: str) -> None:
         """Flag a run executing here as cancelled so it stops at its next durable point."""

@@ -119,6 +119,28 @@ class RunUpdate:
     error: bytes | None = None
     release: bool = False
     """Drop the lease (suspension, completion, failure, cancellation)."""
+    expected_seq: int | None = None
+    """The newest ``seq`` the writer has seen. If the log has grown past it before this
+    append (a hook was resumed meanwhile), a ``suspended`` run becomes due at once
+    (``wake_at`` = now) so that nothing resumed is left waiting."""
+
+
+@dataclass(frozen=True, slots=True)
+class HookRecord:
+    """A live hook: a token an outside system can resume a waiting run with."""
+
+    token: str
+    """Unique among live hooks."""
+    run_id: str
+    """The run that created the hook."""
+    op_id: str
+    """The operation id of ``create_hook`` in that run."""
+    created_at: float
+    """Epoch seconds."""
+    timeout_at: float | None = None
+    """When the workflow stops waiting (``HookTimeout``); ``None`` waits forever."""
+    schema: str | None = None
+    """``module:QualName`` of a pydantic model payloads must validate against."""
 
 
 @runtime_checkable
@@ -218,6 +240,53 @@ class World(Protocol):
 
         An unleased unfinished run becomes due at once so a worker records the cancellation.
         """
+        ...
+
+    def create_hook(self, owner: str, hook: HookRecord, event: NewEvent) -> None:
+        """Register a live hook and append its ``hook_created`` event, in one transaction.
+
+        Registering the same token again for the same run and operation (a replay) does
+        nothing.
+
+        Raises:
+            HookConflict: another live hook holds the token.
+            LeaseLost: ``owner`` does not hold the run's lease.
+        """
+        ...
+
+    def resume_hook(self, token: str, payload: bytes) -> HookRecord:
+        """Deliver a payload to the hook's run, making the run due now if it is suspended.
+
+        Appends a ``hook_received`` event (``op_id`` = the hook's, ``data`` = the payload).
+
+        Needs no lease: it may run while a worker executes the run. Returns the hook.
+
+        Raises:
+            HookNotFound: no live hook has this token (never created, timed out, disposed, or
+                its run finished).
+        """
+        ...
+
+    def dispose_hook(
+        self,
+        run_id: str,
+        owner: str,
+        token: str,
+        event: NewEvent | None = None,
+        expected_seq: int | None = None,
+    ) -> bool:
+        """End a hook so later resumes raise ``HookNotFound``; append ``event`` with it.
+
+        With ``expected_seq``, nothing happens (returns False) if the run's log has grown past
+        it: a payload may have arrived, and the caller must look again before timing out.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease.
+        """
+        ...
+
+    def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first, optionally of one run."""
         ...
 
     def delete_runs(self, finished_before: float) -> int:

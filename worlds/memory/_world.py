@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from durable._errors import LeaseLost
+from durable._errors import HookConflict, HookNotFound, LeaseLost
 from durable.world import (
     FINISHED_STATUSES,
     Event,
+    HookRecord,
     NewEvent,
     NewRun,
     RunRecord,
@@ -29,6 +30,7 @@ class MemoryWorld:
         self._lock = threading.RLock()
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
+        self._hooks: dict[str, HookRecord] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -114,7 +116,16 @@ class MemoryWorld:
                 log.append(Event(run_id, seq, new.kind, new.op_id, new.name, new.data, now))
             changes: dict[str, object] = {"last_seq": seq, "updated_at": now}
             if update is not None:
-                changes.update(status=update.status, wake_at=update.wake_at)
+                wake_at = update.wake_at
+                if (
+                    update.status == "suspended"
+                    and update.expected_seq is not None
+                    and run.last_seq > update.expected_seq
+                ):
+                    wake_at = now  # events arrived from elsewhere while it ran
+                changes.update(status=update.status, wake_at=wake_at)
+                if update.status in FINISHED_STATUSES:
+                    self._drop_hooks(run_id)
                 if update.output is not None:
                     changes["output"] = update.output
                 if update.error is not None:
@@ -229,6 +240,68 @@ class MemoryWorld:
             updated = dataclasses.replace(run, **changes)  # type: ignore[arg-type]
             self._runs[run_id] = updated
             return updated
+
+    def _drop_hooks(self, run_id: str) -> None:
+        for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
+            del self._hooks[token]
+
+    def _append_unleased(self, run_id: str, event: NewEvent) -> None:
+        run = self._runs[run_id]
+        now = self.now()
+        seq = run.last_seq + 1
+        self._events[run_id].append(
+            Event(run_id, seq, event.kind, event.op_id, event.name, event.data, now)
+        )
+        changes: dict[str, object] = {"last_seq": seq, "updated_at": now}
+        if run.status == "suspended":
+            changes["wake_at"] = now
+        self._runs[run_id] = dataclasses.replace(run, **changes)  # type: ignore[arg-type]
+
+    def create_hook(self, owner: str, hook: HookRecord, event: NewEvent) -> None:
+        with self._lock:
+            existing = self._hooks.get(hook.token)
+            if existing is not None:
+                if (existing.run_id, existing.op_id) == (hook.run_id, hook.op_id):
+                    return
+                raise HookConflict(hook.token, existing.run_id)
+            self.append(hook.run_id, owner, [event])
+            self._hooks[hook.token] = hook
+
+    def resume_hook(self, token: str, payload: bytes) -> HookRecord:
+        with self._lock:
+            hook = self._hooks.get(token)
+            if hook is None:
+                raise HookNotFound(token)
+            self._append_unleased(
+                hook.run_id, NewEvent("hook_received", hook.op_id, token, payload)
+            )
+            return hook
+
+    def dispose_hook(
+        self,
+        run_id: str,
+        owner: str,
+        token: str,
+        event: NewEvent | None = None,
+        expected_seq: int | None = None,
+    ) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.lease_owner != owner:
+                raise LeaseLost(run_id)
+            if expected_seq is not None and run.last_seq > expected_seq:
+                return False
+            hook = self._hooks.get(token)
+            if hook is not None and hook.run_id == run_id:
+                del self._hooks[token]
+            if event is not None:
+                self.append(run_id, owner, [event])
+            return True
+
+    def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
+        with self._lock:
+            hooks = [h for h in self._hooks.values() if run_id is None or h.run_id == run_id]
+        return sorted(hooks, key=lambda h: (h.created_at, h.token))
 
     def delete_runs(self, finished_before: float) -> int:
         with self._lock:

@@ -37,6 +37,10 @@ leaf; when finished, its ``runs`` leaf, the newest ``events`` leaf and the ``run
 
   A running or finished run is never in ``runs_due``; an inline run enters ``runs_lease`` when
   created and leaves it when finished.
+* ``hooks``: the live hooks, keyed by token (``WITHOUT ROWID``), with an index by run (and
+  creation time, the order ``list_hooks`` returns them in). A hook's row is deleted when it is
+  disposed or its run finishes, so the table only holds hooks that can still be resumed; a run
+  that never creates one never touches it (finishing it looks the run up in the empty index).
 """
 
 from __future__ import annotations
@@ -109,6 +113,20 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         )
         """
     )
+    # Live hooks: resume_hook finds one by token, finishing or deleting a run drops its own.
+    conn.execute(
+        """
+        CREATE TABLE hooks (
+            token TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            op_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            timeout_at REAL,
+            schema TEXT
+        ) WITHOUT ROWID
+        """
+    )
+    conn.execute("CREATE INDEX hooks_run ON hooks (run_id, created_at)")
 
 
 Migration = Callable[[sqlite3.Connection], None]

@@ -17,6 +17,9 @@ Design notes:
   much as a bare insert. See ``_schema`` for how ``last_seq`` and ``updated_at`` are derived
   from the newest event, and for how the layout keeps the pages other commits dirty few.
   Everything else takes a ``BEGIN IMMEDIATE`` transaction.
+* Hooks live in their own table (see ``_schema``). ``resume_hook`` appends to a run without its
+  lease, under the same write lock as every other append, so concurrent resumes (from any
+  process) get consecutive sequence numbers and a worker's next append comes after them.
 * New files use small pages (:data:`PAGE_SIZE`) and every connection checkpoints the log less
   often than SQLite's default (:data:`CHECKPOINT_BYTES`); neither changes what a commit
   guarantees.
@@ -40,10 +43,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from durable._errors import ConfigurationError, LeaseLost, WorldError
+from durable._errors import ConfigurationError, HookConflict, HookNotFound, LeaseLost, WorldError
 from durable.world import (
     FINISHED_STATUSES,
     Event,
+    HookRecord,
     NewEvent,
     NewRun,
     RunRecord,
@@ -206,6 +210,22 @@ _FINISHED_BEFORE = (
 )
 _DELETE_EVENTS = f"DELETE FROM events WHERE key >= ?1 << {_BITS} AND key < (?1 + 1) << {_BITS}"
 _DELETE_RUN = "DELETE FROM runs WHERE id = ?"
+_HOOK_COLUMNS = "token, run_id, op_id, created_at, timeout_at, schema"
+_HOOK_OWNER = "SELECT run_id, op_id FROM hooks WHERE token = ?"
+_INSERT_HOOK = f"INSERT INTO hooks ({_HOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+# The live hook with a token, and what resume_hook needs of its run: status and newest seq.
+_RESUME_TARGET = (
+    "SELECT h.token, h.run_id, h.op_id, h.created_at, h.timeout_at, h.schema, r.status, "
+    f"r.run_no, {_newest_key('r')} - (r.run_no << {_BITS}) "
+    "FROM hooks AS h JOIN runs AS r ON r.id = h.run_id WHERE h.token = ?"
+)
+_WAKE_NOW = "UPDATE runs SET wake_at = ?1, updated_at = ?1, updated_seq = ?2 WHERE id = ?3"
+_DELETE_HOOK = "DELETE FROM hooks WHERE token = ? AND run_id = ?"
+_DROP_HOOKS = "DELETE FROM hooks WHERE run_id = ?"
+_LIST_HOOKS = {
+    False: f"SELECT {_HOOK_COLUMNS} FROM hooks ORDER BY created_at, token",
+    True: f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE run_id = ? ORDER BY created_at, token",
+}
 _IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "
     "(SELECT user_version FROM pragma_user_version()), "
@@ -565,8 +585,100 @@ class SqliteWorld:
                 conn.execute(_CANCEL, (now, now, run_id))
             return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
 
+    def create_hook(self, owner: str, hook: HookRecord, event: NewEvent) -> None:
+        """Register a live hook and append its ``hook_created`` event, in one transaction.
+
+        Registering the same token again for the same run and operation (a replay) does nothing.
+
+        Raises:
+            HookConflict: another live hook holds the token; nothing was written.
+            LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
+        """
+        with self._transaction(f"creating hook {hook.token!r} of run {hook.run_id}") as conn:
+            existing = conn.execute(_HOOK_OWNER, (hook.token,)).fetchone()
+            if existing is not None:
+                if (existing[0], existing[1]) == (hook.run_id, hook.op_id):
+                    return
+                raise HookConflict(hook.token, existing[0])
+            self._append_locked(conn, hook.run_id, owner, [event], None)
+            conn.execute(
+                _INSERT_HOOK,
+                (
+                    hook.token,
+                    hook.run_id,
+                    hook.op_id,
+                    hook.created_at,
+                    hook.timeout_at,
+                    hook.schema,
+                ),
+            )
+
+    def resume_hook(self, token: str, payload: bytes) -> HookRecord:
+        """Deliver a payload to the hook's run, which needs no lease.
+
+        Appends a ``hook_received`` event (the hook's ``op_id``, the token as name, ``payload``
+        as data) after the run's newest; a suspended run becomes due now.
+
+        Returns:
+            The hook.
+
+        Raises:
+            HookNotFound: no live hook has this token; nothing was written.
+        """
+        with self._transaction(f"resuming hook {token!r}") as conn:
+            row = conn.execute(_RESUME_TARGET, (token,)).fetchone()
+            if row is None:
+                raise HookNotFound(token)
+            hook = HookRecord(*row[:6])
+            status, run_no, seq = row[6], row[7], row[8] or 0
+            self._check_room(hook.run_id, seq, 1)
+            now = self._clock()
+            seq += 1
+            conn.execute(
+                _INSERT_EVENT,
+                ((run_no << _BITS) + seq, "hook_received", hook.op_id, token, payload, now),
+            )
+            if status == "suspended":
+                conn.execute(_WAKE_NOW, (now, seq, hook.run_id))
+        return hook
+
+    def dispose_hook(
+        self,
+        run_id: str,
+        owner: str,
+        token: str,
+        event: NewEvent | None = None,
+        expected_seq: int | None = None,
+    ) -> bool:
+        """End a hook of the run so later resumes raise ``HookNotFound``; append ``event``.
+
+        Returns:
+            False, changing nothing, if ``expected_seq`` is given and the run's log has grown
+            past it (a payload may have arrived); True otherwise.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
+        """
+        with self._transaction(f"disposing of hook {token!r} of run {run_id}") as conn:
+            checked = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
+            if checked is None:
+                raise LeaseLost(run_id)
+            if expected_seq is not None and (checked[2] or 0) > expected_seq:
+                return False
+            conn.execute(_DELETE_HOOK, (token, run_id))
+            if event is not None:
+                self._append_locked(conn, run_id, owner, [event], None, checked)
+            return True
+
+    def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first, optionally of one run."""
+        params = () if run_id is None else (run_id,)
+        with self._reading("listing hooks") as conn:
+            rows = conn.execute(_LIST_HOOKS[run_id is not None], params).fetchall()
+        return [HookRecord(*row) for row in rows]
+
     def delete_runs(self, finished_before: float) -> int:
-        """Remove finished runs last changed before a time, with their events.
+        """Remove finished runs last changed before a time, with their events and hooks.
 
         Returns:
             How many runs were removed.
@@ -574,6 +686,7 @@ class SqliteWorld:
         with self._transaction("deleting finished runs") as conn:
             doomed = conn.execute(_FINISHED_BEFORE, (finished_before,)).fetchall()
             conn.executemany(_DELETE_EVENTS, [(run_no,) for _, run_no in doomed])
+            conn.executemany(_DROP_HOOKS, [(run_id,) for run_id, _ in doomed])
             conn.executemany(_DELETE_RUN, [(run_id,) for run_id, _ in doomed])
         return len(doomed)
 
@@ -604,47 +717,75 @@ class SqliteWorld:
         # Called with self._lock held; sqlite3 errors are translated by the caller.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
-            if row is None:
-                raise LeaseLost(run_id)
-            now = self._clock()
-            base = row[1] << _BITS
-            seq = row[2] or 0
-            if seq + len(events) > _schema.MAX_SEQ:
-                raise WorldError(
-                    f"run {run_id} cannot record more than {_schema.MAX_SEQ} events "
-                    f"(it has {seq}) in the durable database {self.path}"
-                )
-            if len(events) == 1:
-                new = events[0]
-                conn.execute(
-                    _INSERT_EVENT, (base + seq + 1, new.kind, new.op_id, new.name, new.data, now)
-                )
-            elif events:
-                conn.executemany(
-                    _INSERT_EVENT,
-                    [
-                        (base + seq + i, e.kind, e.op_id, e.name, e.data, now)
-                        for i, e in enumerate(events, 1)
-                    ],
-                )
-            seq += len(events)
-            if update is not None:
-                conn.execute(
-                    _APPLY_UPDATE[update.release],
-                    (update.status, update.wake_at, now, seq, run_id),
-                )
-                if update.output is not None:
-                    conn.execute(_SET_PAYLOAD, (base + _OUTPUT, "output", update.output, now))
-                if update.error is not None:
-                    conn.execute(_SET_PAYLOAD, (base + _ERROR, "error", update.error, now))
-            elif not events:
-                conn.execute(_TOUCH_RUN, (now, seq, run_id))
+            cancel_requested = self._append_locked(conn, run_id, owner, events, update)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
+        return cancel_requested
+
+    def _append_locked(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None,
+        checked: Any = None,
+    ) -> bool:
+        # The body of append, inside a transaction the caller holds. ``checked`` is the row of
+        # _APPEND_CHECK if the caller has just read it in this transaction.
+        row = checked
+        if row is None:
+            row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
+        if row is None:
+            raise LeaseLost(run_id)
+        now = self._clock()
+        base = row[1] << _BITS
+        seq = seen = row[2] or 0
+        self._check_room(run_id, seq, len(events))
+        if len(events) == 1:
+            new = events[0]
+            conn.execute(
+                _INSERT_EVENT, (base + seq + 1, new.kind, new.op_id, new.name, new.data, now)
+            )
+        elif events:
+            conn.executemany(
+                _INSERT_EVENT,
+                [
+                    (base + seq + i, e.kind, e.op_id, e.name, e.data, now)
+                    for i, e in enumerate(events, 1)
+                ],
+            )
+        seq += len(events)
+        if update is not None:
+            wake_at = update.wake_at
+            if (
+                update.status == "suspended"
+                and update.expected_seq is not None
+                and seen > update.expected_seq
+            ):
+                wake_at = now  # events arrived from elsewhere (a resumed hook) while it ran
+            conn.execute(
+                _APPLY_UPDATE[update.release],
+                (update.status, wake_at, now, seq, run_id),
+            )
+            if update.output is not None:
+                conn.execute(_SET_PAYLOAD, (base + _OUTPUT, "output", update.output, now))
+            if update.error is not None:
+                conn.execute(_SET_PAYLOAD, (base + _ERROR, "error", update.error, now))
+            if update.status in FINISHED_STATUSES:
+                conn.execute(_DROP_HOOKS, (run_id,))
+        elif not events:
+            conn.execute(_TOUCH_RUN, (now, seq, run_id))
         return bool(row[0])
+
+    def _check_room(self, run_id: str, seq: int, adding: int) -> None:
+        if seq + adding > _schema.MAX_SEQ:
+            raise WorldError(
+                f"run {run_id} cannot record more than {_schema.MAX_SEQ} events "
+                f"(it has {seq}) in the durable database {self.path}"
+            )
 
     # -- connection management -------------------------------------------------------------------
 

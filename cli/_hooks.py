@@ -1,0 +1,69 @@
+"""``durable hooks`` and ``durable resume``: see and resume the hooks runs wait on."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from cli._common import echo_json, json_option, opened_world, show
+from cli._values import iso
+from durable._serialization import dumps
+from durable.world import HookRecord
+
+
+def hook_json(hook: HookRecord) -> dict[str, object]:
+    """A hook as stable JSON."""
+    return {
+        "token": hook.token,
+        "run_id": hook.run_id,
+        "op_id": hook.op_id,
+        "created_at": iso(hook.created_at),
+        "timeout_at": iso(hook.timeout_at),
+        "schema": hook.schema,
+    }
+
+
+@click.command()
+@click.option("--run", "run_id", help="Only hooks of this run.")
+@json_option
+@click.pass_context
+def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """List hooks that runs are waiting on, oldest first."""
+    with opened_world(ctx) as world:
+        live = world.list_hooks(run_id)
+    if as_json:
+        echo_json({"hooks": [hook_json(h) for h in live]})
+        return
+    if not live:
+        click.echo("no hooks are waiting" + (f" in run {run_id}" if run_id else ""))
+        return
+    table = Table("TOKEN", "RUN", "OP", "CREATED", "TIMES OUT", box=None)
+    for hook in live:
+        table.add_row(
+            hook.token, hook.run_id, hook.op_id, iso(hook.created_at), iso(hook.timeout_at) or "-"
+        )
+    show(table)
+
+
+@click.command()
+@click.argument("token")
+@click.argument("payload", required=False, default="null")
+@json_option
+@click.pass_context
+def resume(ctx: click.Context, token: str, payload: str, as_json: bool) -> None:
+    """Deliver PAYLOAD (JSON, default null) to the run waiting on hook TOKEN."""
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"PAYLOAD is not valid JSON ({exc.msg} at position {exc.pos}): quote it for the "
+            """shell, e.g. '{"verified": true}'"""
+        ) from None
+    with opened_world(ctx) as world:
+        hook = world.resume_hook(token, dumps(value, what=f"payload for hook {token!r}"))
+    if as_json:
+        echo_json({"token": token, "run_id": hook.run_id, "resumed": True})
+        return
+    click.echo(f"resumed run {hook.run_id} (hook {token})")

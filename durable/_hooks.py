@@ -1,0 +1,194 @@
+"""Hooks: a workflow waits for a payload that an outside system delivers with a token."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any, Generic, TypeVar
+
+from durable._context import current_frame
+from durable._durations import parse_duration
+from durable._engine import RunContext
+from durable._errors import ConfigurationError, HookNotFound, HookTimeout
+from durable._serialization import dumps, loads
+from durable.world import HookRecord, NewEvent
+
+T = TypeVar("T")
+
+
+class Hook(Generic[T]):
+    """A token a run waits on. Create it with :func:`create_hook` inside a workflow.
+
+    ``hook.wait()`` (sync workflows) or ``await hook`` (async) returns the next payload;
+    ``for payload in hook:`` / ``async for`` receives payloads until the hook is disposed.
+    """
+
+    def __init__(
+        self, ctx: RunContext, op_id: str, token: str, timeout_at: float | None, model: Any
+    ) -> None:
+        self._ctx = ctx
+        self._op_id = op_id
+        self.token = token
+        """Give this to the outside system; it calls ``resume_hook(token, payload)``."""
+        self.timeout_at = timeout_at
+        """When waiting stops with :class:`~durable.HookTimeout` (epoch seconds), if ever."""
+        self._model = model
+
+    def __repr__(self) -> str:
+        return f"<Hook {self.token}>"
+
+    def _next(self) -> T:
+        ctx = self._ctx
+        ctx.check_cancel()
+        index = ctx.hook_cursor.get(self._op_id, 0)
+        while True:
+            payloads = ctx.hook_payloads.get(self._op_id, [])
+            if index < len(payloads):
+                ctx.hook_cursor[self._op_id] = index + 1
+                return self._decode(payloads[index].data)
+            ended = ctx.hook_ends.get(self._op_id)
+            if ended is not None:
+                if ended.kind == "hook_timed_out":
+                    raise HookTimeout(self.token)
+                raise StopIteration
+            if ctx.refresh():
+                continue
+            if self._time_out():
+                raise HookTimeout(self.token)
+            ctx.waits_for_hook = True
+            raise ctx.suspend_until(self.timeout_at, f"waiting for hook {self.token!r}")
+
+    def _time_out(self) -> bool:
+        ctx = self._ctx
+        if ctx.recorder is None or self.timeout_at is None or ctx.clock() < self.timeout_at:
+            return False
+        event = NewEvent("hook_timed_out", self._op_id, "hook")
+        ctx.flush()
+        if not ctx.recorder.dispose_hook(self.token, event, ctx.expected_seq):
+            return False  # something arrived meanwhile: look again before giving up
+        ctx.own_appended += 1
+        ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id)
+        return True
+
+    def _decode(self, data: bytes | None) -> T:
+        value: Any = loads(data) if data is not None else None
+        if self._model is not None:
+            value = self._model.model_validate(value)
+        return value  # type: ignore[no-any-return]
+
+    def wait(self) -> T:
+        """Suspend until a payload arrives and return it (sync workflows).
+
+        Raises:
+            HookTimeout: the hook's timeout passed first.
+        """
+        try:
+            return self._next()
+        except StopIteration:
+            raise HookNotFound(self.token) from None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return _wait_async(self).__await__()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            try:
+                yield self._next()
+            except StopIteration:
+                return
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while True:
+            try:
+                yield self._next()
+            except StopIteration:
+                return
+
+    def dispose(self) -> None:
+        """Stop receiving: later ``resume_hook`` calls with this token raise HookNotFound."""
+        ctx = self._ctx
+        if self._op_id in ctx.hook_ends:
+            return
+        if ctx.recorder is not None:
+            ctx.flush()
+            ctx.recorder.dispose_hook(
+                self.token, NewEvent("hook_disposed", self._op_id, "hook"), None
+            )
+            ctx.own_appended += 1
+        ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id, "hook_disposed")
+
+
+async def _wait_async(hook: Hook[T]) -> T:
+    return hook.wait()
+
+
+def _ended(ctx: RunContext, op_id: str, kind: str = "hook_timed_out") -> Any:
+    from durable.world import Event
+
+    return Event(ctx.run_id, 0, kind, op_id, "hook", None, ctx.clock())
+
+
+def create_hook(
+    token: str | None = None, timeout: float | str | Any = None, model: Any = None
+) -> Hook[Any]:
+    """Create a hook the current run can wait on.
+
+    Args:
+        token: a caller-chosen token (e.g. ``"email-verified:42"``), unique among live hooks;
+            default: a random token with 128 bits of entropy.
+        timeout: how long waits may take (seconds, ``timedelta`` or ``"24h"``); then the wait
+            raises :class:`~durable.HookTimeout`. Default: no limit.
+        model: a pydantic model class; payloads are validated into it when received.
+
+    Raises:
+        HookConflict: a live hook already holds ``token``.
+    """
+    frame = current_frame.get()
+    if frame is None:
+        raise ConfigurationError("create_hook() is only available inside a workflow")
+    ctx = frame.ctx
+    op_id = frame.branch.next_op()
+    event = ctx.lookup(op_id, "hook", "hook")
+    if event is not None:
+        info = json.loads(event.data or b"{}")
+        return Hook(ctx, op_id, info["token"], info.get("timeout_at"), model)
+    ctx.flush()
+    ctx.check_cancel()
+    chosen = token if token is not None else f"hook_{secrets.token_urlsafe(16)}"
+    timeout_at = ctx.clock() + parse_duration(timeout) if timeout is not None else None
+    schema = f"{model.__module__}:{model.__qualname__}" if model is not None else None
+    data = json.dumps({"token": chosen, "timeout_at": timeout_at, "schema": schema}).encode()
+    record = HookRecord(chosen, ctx.run_id, op_id, ctx.clock(), timeout_at, schema)
+    recorder = ctx.recorder
+    if recorder is None:
+        raise ctx.block()
+    with ctx.lock:
+        recorder.create_hook(record, NewEvent("hook_created", op_id, "hook", data))
+        ctx.own_appended += 1
+    ctx.recorded[op_id] = _created(ctx, op_id, data)
+    return Hook(ctx, op_id, chosen, timeout_at, model)
+
+
+def _created(ctx: RunContext, op_id: str, data: bytes) -> Any:
+    from durable.world import Event
+
+    return Event(ctx.run_id, 0, "hook_created", op_id, "hook", data, ctx.clock())
+
+
+def resume_hook(token: str, payload: Any = None) -> str:
+    """Deliver a payload to the run waiting on ``token``, from any process. Returns the run id.
+
+    A payload delivered before the workflow reaches its wait is kept until it does.
+
+    Raises:
+        HookNotFound: no live hook has this token.
+        SerializationError: the payload cannot be recorded.
+    """
+    from durable._client import get_runtime
+
+    data = dumps(payload, what=f"payload for hook {token!r}")
+    runtime = get_runtime()
+    hook = runtime.world.resume_hook(token, data)
+    runtime.wake()
+    return hook.run_id

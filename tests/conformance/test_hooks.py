@@ -1,0 +1,198 @@
+"""Hooks through the engine, on every world, live and under forced replay."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pydantic import BaseModel
+
+import durable
+from durable import HookConflict, HookNotFound, HookTimeout, step, workflow
+
+seen: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    seen.clear()
+
+
+@step
+def note(text: str) -> str:
+    seen.append(text)
+    return text
+
+
+def wait_status(run, status: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while run.status != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run.id} is {run.status}, expected {status}")
+        time.sleep(0.01)
+
+
+def hook_token(engine, run) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        hooks = engine.world.list_hooks(run.id)
+        if hooks:
+            return hooks[0].token
+        if time.monotonic() > deadline:
+            raise AssertionError("no hook was created")
+        time.sleep(0.01)
+
+
+@workflow
+def approval(order: str) -> str:
+    note(f"requested {order}")
+    hook = durable.create_hook(token=f"approve:{order}", timeout="1 day")
+    decision = hook.wait()
+    return note(f"{order} {decision['verdict']}")
+
+
+def test_resume_delivers_payload(engine):
+    engine.runtime.options.time_skipping = None
+    run = approval.start("A1")
+    wait_status(run, "suspended")
+    assert durable.resume_hook("approve:A1", {"verdict": "approved"}) == run.id
+    assert run.result(timeout=10) == "A1 approved"
+    assert seen == ["requested A1", "A1 approved"]
+    with pytest.raises(HookNotFound):
+        durable.resume_hook("approve:A1", {"verdict": "again"})
+
+
+def test_timeout_raises_in_workflow_and_late_resume_fails(engine):
+    @workflow(name="timeboxed")
+    def timeboxed() -> str:
+        hook = durable.create_hook(token="tb", timeout="2h")
+        try:
+            return hook.wait()
+        except HookTimeout:
+            return note("timed out")
+
+    run = timeboxed.start()
+    assert run.result(timeout=10) == "timed out"
+    before = run.events()
+    with pytest.raises(HookNotFound):
+        durable.resume_hook("tb", "late")
+    assert run.events() == before
+
+
+def test_payload_resumed_before_the_wait_is_kept(engine):
+    engine.runtime.options.time_skipping = None
+    gate = threading.Event()
+
+    @step
+    def slow() -> None:
+        gate.wait(10)
+
+    @workflow(name="early_payload")
+    def early() -> str:
+        hook = durable.create_hook(token="early")
+        slow()
+        return hook.wait()
+
+    run = early.start()
+    hook_token(engine, run)
+    durable.resume_hook("early", "kept")
+    gate.set()
+    assert run.result(timeout=10) == "kept"
+
+
+def test_caller_chosen_token_clash_is_a_clear_error(engine):
+    engine.runtime.options.time_skipping = None
+
+    @workflow(name="holder")
+    def holder() -> str:
+        return durable.create_hook(token="shared").wait()
+
+    @workflow(name="clasher")
+    def clasher() -> str:
+        try:
+            durable.create_hook(token="shared")
+        except HookConflict as exc:
+            return str(exc)
+        return "no clash"
+
+    first = holder.start()
+    hook_token(engine, first)
+    message = clasher.start().result(timeout=10)
+    assert "shared" in message and first.id in message
+    durable.resume_hook("shared", "done")
+    assert first.result(timeout=10) == "done"
+
+
+class Verified(BaseModel):
+    user_id: int
+    email: str
+
+
+@workflow
+def iterate_payloads() -> list[object]:
+    hook = durable.create_hook(model=Verified)
+    note(hook.token)
+    got = []
+    for payload in hook:
+        got.append(payload.user_id)
+        if len(got) == 3:
+            hook.dispose()
+    return got
+
+
+def test_iterating_a_hook_receives_payloads_until_disposed(engine):
+    engine.runtime.options.time_skipping = None
+    run = iterate_payloads.start()
+    token = hook_token(engine, run)
+    assert len(token) >= 22  # random tokens carry 128 bits
+    for user in (1, 2, 3):
+        durable.resume_hook(token, {"user_id": user, "email": f"u{user}@x.org"})
+    assert run.result(timeout=10) == [1, 2, 3]
+    with pytest.raises(HookNotFound):
+        durable.resume_hook(token, {"user_id": 4, "email": "late@x.org"})
+
+
+@workflow
+async def async_hook() -> str:
+    hook = durable.create_hook(token="async-hook")
+    return await hook
+
+
+def test_async_workflows_await_hooks(engine):
+    engine.runtime.options.time_skipping = None
+    run = async_hook.start()
+    hook_token(engine, run)
+    durable.resume_hook("async-hook", "from outside")
+    assert run.result(timeout=10) == "from outside"
+
+
+def test_many_hooks_resumed_concurrently_each_once(engine):
+    engine.runtime.options.time_skipping = None
+
+    @workflow(name="many_hooks")
+    def many(i: int) -> int:
+        return durable.create_hook(token=f"many:{i}").wait()
+
+    runs = [many.start(i) for i in range(100)]
+    for run in runs:
+        hook_token(engine, run)
+    errors: list[BaseException] = []
+
+    def resume(part: int) -> None:
+        try:
+            for i in range(part, 100, 4):
+                durable.resume_hook(f"many:{i}", i * 10)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=resume, args=(p,)) for p in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [run.result(timeout=30) for run in runs] == [i * 10 for i in range(100)]
+    for run in runs:
+        received = [e for e in run.events() if e.kind == "hook_received"]
+        assert len(received) == 1
