@@ -42,6 +42,7 @@ _FAMILY = {
     "sleep_started": "sleep",
     "value_recorded": "value",
     "hook_created": "hook",
+    "child_started": "child",
 }
 
 
@@ -115,6 +116,7 @@ class RunContext:
     unflushed: bool = False
     release_requested: bool = False
     seen_seq: int = 0
+    parent_id: str | None = None
     own_appended: int = 0
     waits_for_hook: bool = False
     hook_payloads: dict[str, list[Event]] = field(default_factory=dict)

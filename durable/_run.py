@@ -55,6 +55,17 @@ class Run:
         return self._fetch().status
 
     @property
+    def parent_id(self) -> str | None:
+        """The run that started this one as a child, if any."""
+        return (self._record or self._fetch()).parent_id
+
+    def children(self) -> list[Run]:
+        """The child runs this run started, in the order it started them."""
+        from durable._children import child_ids
+
+        return [Run(child, self._runtime) for child in child_ids(self.events())]
+
+    @property
     def record(self) -> RunRecord:
         """The run as stored now (fetched on each access)."""
         return self._fetch()
@@ -161,5 +172,18 @@ def cancel_run(world: World, run_id: str) -> str:
             )
         except LeaseLost:
             pass
+        else:
+            _cancelled_here(world, run_id)
     record = world.get_run(run_id)
     return "cancelled" if record is not None and record.status == "cancelled" else "requested"
+
+
+def _cancelled_here(world: World, run_id: str) -> None:
+    # What a worker does after cancelling a run: cancel its children, wake its parent.
+    from durable._children import child_ids, notify_parent
+
+    for child in child_ids(world.read_events(run_id)):
+        cancel_run(world, child)
+    record = world.get_run(run_id)
+    if record is not None:
+        notify_parent(world, record)

@@ -20,6 +20,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from durable._children import child_ids, notify_parent, start_child
 from durable._context import Frame, current_frame
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._decorators import (
@@ -30,7 +31,6 @@ from durable._decorators import (
 )
 from durable._engine import Diverged, RunContext
 from durable._errors import (
-    ConfigurationError,
     DurableError,
     LeaseLost,
     SerializationError,
@@ -38,7 +38,7 @@ from durable._errors import (
     WorkflowCancelled,
     WorldError,
 )
-from durable._run import Run, failure_of, outcome_of
+from durable._run import Run, cancel_run, failure_of, outcome_of
 from durable._serialization import dumps, error_to_dict, loads
 from durable._tasks import install_task_factory, wait_for_branches
 from durable.world import (
@@ -152,11 +152,6 @@ class Runtime:
         options: StartOptions,
         owned: bool,
     ) -> tuple[RunRecord, bool]:
-        if current_frame.get() is not None:
-            raise ConfigurationError(
-                f"workflow {defn.name!r} was called inside another workflow; child workflows "
-                "are not supported yet: call its steps directly, or start it from outside"
-            )
         data = dumps(
             {"args": list(args), "kwargs": kwargs},
             serializer=defn.serializer,
@@ -176,7 +171,12 @@ class Runtime:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> Run:
-        """Record a run and, unless told otherwise, execute it in the background here."""
+        """Record a run and, unless told otherwise, execute it in the background here.
+
+        Inside a workflow this starts a child run and returns its :class:`ChildRun`.
+        """
+        if current_frame.get() is not None:
+            return start_child(self, defn, args, kwargs, options.run_id)  # type: ignore[return-value]
         record, created = self._create(defn, args, kwargs, options, owned=options.execute)
         if created and options.execute:
             self.submit(record)
@@ -191,7 +191,15 @@ class Runtime:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> Any:
-        """Run a workflow to completion (a coroutine for ``async def`` workflows)."""
+        """Run a workflow to completion (a coroutine for ``async def`` workflows).
+
+        Inside a workflow this runs it as a child and returns its result (an awaitable in
+        async workflows).
+        """
+        frame = current_frame.get()
+        if frame is not None:
+            child = start_child(self, defn, args, kwargs, options.run_id)
+            return child if frame.ctx.is_async else child.result()
         if defn.is_async:
             return self._call_async(defn, args, kwargs, options)
         record, created = self._create(defn, args, kwargs, options, owned=True)
@@ -268,6 +276,7 @@ class Runtime:
             recorder=_Recorder(self.world, record.id, self.owner),
             clock=self.world.now,
             seen_seq=record.last_seq,
+            parent_id=record.parent_id,
             inline_wait_limit=self.options.inline_wait_limit,
             force_replay=self.options.force_replay,
             cancel_requested=record.cancel_requested,
@@ -394,11 +403,16 @@ class Runtime:
                 return self._fail(ctx, error.error if isinstance(error, Diverged) else error)
             update = RunUpdate("completed", output=output, release=True)
             self._write(ctx, NewEvent("run_completed"), update)
+            self._notify_parent(ctx)
             return Outcome("completed", result)
         if isinstance(exc, Diverged):
             return self._fail(ctx, exc.error)
         if isinstance(exc, Cancelled):
             self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
+            for event in list(ctx.recorded.values()):
+                if event.kind == "child_started":
+                    cancel_run(self.world, child_ids([event])[0])
+            self._notify_parent(ctx)
             return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
         if isinstance(exc, Suspend):
             waits = [w for w in ctx.waits if w is not None]
@@ -415,7 +429,16 @@ class Runtime:
         data = json.dumps(info, separators=(",", ":"), default=str).encode()
         update = RunUpdate("failed", error=data, release=True)
         self._write(ctx, NewEvent("run_failed", data=data), update)
+        self._notify_parent(ctx)
         return Outcome("failed", error=exc)
+
+    def _notify_parent(self, ctx: RunContext) -> None:
+        if ctx.parent_id is None:
+            return
+        record = self.world.get_run(ctx.run_id)
+        if record is not None:
+            notify_parent(self.world, record)
+            self.wake()
 
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
         events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)

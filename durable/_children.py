@@ -1,0 +1,143 @@
+"""Child workflows: a workflow called (or started) inside another runs as its own linked run.
+
+The parent records a ``child_started`` event (with the child's deterministic id) together with an
+internal hook, ``child:<child id>``. When the child finishes, its worker resumes that hook, which
+wakes the parent; the parent also looks at the child itself every minute in case that
+notification was lost in a crash. The child's outcome is read from its run record, which never
+changes once finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from durable._context import current_frame
+from durable._engine import RunContext
+from durable._errors import ConfigurationError, HookNotFound, WorkflowCancelled
+from durable._serialization import dumps
+from durable.world import FINISHED_STATUSES, HookRecord, NewEvent, NewRun, RunRecord, World
+
+if TYPE_CHECKING:
+    from durable._decorators import WorkflowDefinition
+    from durable._runtime import Runtime
+
+RECHECK_SECONDS = 60.0
+"""How often a parent looks at an unfinished child in case its wake-up was lost."""
+
+
+def child_token(child_id: str) -> str:
+    """The internal hook token a parent waits on for one child."""
+    return f"child:{child_id}"
+
+
+def start_child(
+    runtime: Runtime,
+    defn: WorkflowDefinition,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    run_id: str | None,
+) -> ChildRun:
+    """Start a child run from inside a workflow (idempotent across replays)."""
+    frame = current_frame.get()
+    if frame is None:
+        raise ConfigurationError("start_child() needs a workflow")
+    ctx = frame.ctx
+    op_id = frame.branch.next_op()
+    event = ctx.lookup(op_id, "child", defn.name)
+    data = dumps(
+        {"args": list(args), "kwargs": kwargs},
+        serializer=defn.serializer,
+        what=f"input of workflow {defn.name!r}",
+    )
+    if event is not None:
+        child_id = json.loads(event.data or b"{}")["run_id"]
+    else:
+        if ctx.pure:
+            raise ctx.block()
+        ctx.flush()
+        ctx.check_cancel()
+        child_id = run_id or f"{ctx.run_id}.{op_id}"
+        info = json.dumps({"run_id": child_id, "workflow": defn.name}).encode()
+        hook = HookRecord(child_token(child_id), ctx.run_id, op_id, ctx.clock())
+        recorder = ctx.recorder
+        if recorder is None:
+            raise ctx.block()
+        with ctx.lock:
+            recorder.create_hook(hook, NewEvent("child_started", op_id, defn.name, info))
+            ctx.own_appended += 1
+    if not ctx.pure:
+        # Idempotent: after a crash between recording the start and creating the run, the
+        # replay creates it.
+        runtime.world.create_run(
+            NewRun(child_id, defn.name, data, parent_id=ctx.run_id),
+            owner=None,
+            lease_ttl=runtime.options.lease_ttl,
+        )
+        runtime.wake()
+    return ChildRun(child_id, runtime, ctx, op_id)
+
+
+class ChildRun:
+    """A child run seen from its parent: ``result()`` (or ``await``) waits durably."""
+
+    def __init__(self, run_id: str, runtime: Runtime, ctx: RunContext, op_id: str) -> None:
+        self.id = run_id
+        self._runtime = runtime
+        self._ctx = ctx
+        self._op_id = op_id
+
+    def __repr__(self) -> str:
+        return f"<ChildRun {self.id}>"
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The child's result, waited for durably; its failure is raised here.
+
+        Raises:
+            WorkflowFailed: the child failed.
+            WorkflowCancelled: the child was cancelled.
+        """
+        from durable._run import outcome_of
+
+        ctx = self._ctx
+        while True:
+            if ctx.hook_payloads.get(self._op_id) or ctx.refresh():
+                record = self._runtime.world.get_run(self.id)
+                if record is None:
+                    raise WorkflowCancelled(self.id)
+                return outcome_of(record)
+            ctx.check_cancel()
+            if ctx.pure:
+                raise ctx.suspend_until(None, f"waiting for child run {self.id}")
+            record = self._runtime.world.get_run(self.id)
+            if record is not None and record.status in FINISHED_STATUSES:
+                notify_parent(self._runtime.world, record)  # the child's own notice was lost
+                continue
+            ctx.waits_for_hook = True
+            raise ctx.suspend_until(ctx.clock() + RECHECK_SECONDS, f"waiting for {self.id}")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return _result_async(self).__await__()
+
+
+async def _result_async(child: ChildRun) -> Any:
+    return child.result()
+
+
+def notify_parent(world: World, record: RunRecord) -> None:
+    """Wake the parent of a finished run (its hook may already be gone: then nothing to do)."""
+    if record.parent_id is None:
+        return
+    payload = json.dumps({"status": record.status}).encode()
+    try:
+        world.resume_hook(child_token(record.id), payload)
+    except HookNotFound:
+        pass
+
+
+def child_ids(events: list[Any]) -> list[str]:
+    """The ids of the children a run started, from its log."""
+    return [
+        json.loads(e.data or b"{}")["run_id"] for e in events if e.kind == "child_started"
+    ]

@@ -1,0 +1,97 @@
+"""Child workflows through the engine, on every world, live and under forced replay."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import durable
+from durable import WorkflowCancelled, WorkflowFailed, step, workflow
+
+done: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    done.clear()
+
+
+@step
+def mark(text: str) -> str:
+    done.append(text)
+    return text
+
+
+@workflow
+def child_double(x: int) -> int:
+    mark(f"child {x}")
+    return x * 2
+
+
+@workflow
+def child_fails(x: int) -> int:
+    raise ValueError(f"child {x} failed")
+
+
+@workflow
+def parent_calls(x: int) -> list[object]:
+    a = child_double(x)
+    handle = child_double.start(x + 1)
+    b = handle.result()
+    try:
+        child_fails(x)
+    except WorkflowFailed as exc:
+        failure = exc.error_message
+    return [a, b, failure]
+
+
+def test_children_return_results_and_raise_failures(engine):
+    run = parent_calls.start(5)
+    assert run.result(timeout=20) == [10, 12, "child 5 failed"]
+    assert sorted(done) == ["child 5", "child 6"]
+    children = run.children()
+    assert [c.workflow_name for c in children] == ["child_double", "child_double", "child_fails"]
+    assert all(c.parent_id == run.id for c in children)
+    assert [c.status for c in children] == ["completed", "completed", "failed"]
+    assert children[0].id == f"{run.id}.1"
+
+
+@workflow
+async def async_parent(n: int) -> list[int]:
+    first = await child_double(n)
+    handles = [child_double.start(i) for i in range(3)]
+    rest = [await h for h in handles]
+    return [first, *rest]
+
+
+def test_async_parent_awaits_children(engine):
+    run = async_parent.start(7)
+    assert run.result(timeout=20) == [14, 0, 2, 4]
+
+
+@workflow
+def sleepy_child() -> str:
+    durable.sleep("30 days")
+    return mark("woke")
+
+
+@workflow
+def parent_of_sleeper() -> str:
+    return sleepy_child()
+
+
+def test_cancelling_a_parent_cancels_its_children(engine):
+    engine.runtime.options.time_skipping = None
+    run = parent_of_sleeper.start()
+    deadline = time.monotonic() + 10
+    while not (run.children() and run.children()[0].status == "suspended"):
+        assert time.monotonic() < deadline, "the child never went to sleep"
+        time.sleep(0.01)
+    child = run.children()[0]
+    run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    with pytest.raises(WorkflowCancelled):
+        child.result(timeout=10)
+    assert done == []
