@@ -33,8 +33,11 @@ from durable._hooks import Hook, create_hook, resume_hook
 from durable._options import RetryPolicy
 from durable._replay import ReplayResult, replay
 from durable._run import Run
+from durable._saga import CompensationFailed, Saga
+from durable._streams import StreamClosed, StreamWriter, stream
 
 __all__ = [
+    "CompensationFailed",
     "ConfigurationError",
     "DurableError",
     "FatalError",
@@ -50,11 +53,14 @@ __all__ = [
     "RetryableError",
     "Run",
     "RunNotFound",
+    "Saga",
     "SerializationError",
     "Step",
     "StepCommand",
     "StepFailed",
     "StepInfo",
+    "StreamClosed",
+    "StreamWriter",
     "UnknownWorkflow",
     "Workflow",
     "WorkflowCancelled",
@@ -74,6 +80,7 @@ __all__ = [
     "sleep_until",
     "step",
     "step_info",
+    "stream",
     "uuid4",
     "workflow",
 ]

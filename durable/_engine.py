@@ -115,6 +115,7 @@ class RunContext:
     cancel_requested: bool = False
     unflushed: bool = False
     release_requested: bool = False
+    compensating: bool = False
     seen_seq: int = 0
     parent_id: str | None = None
     own_appended: int = 0
@@ -224,7 +225,7 @@ class RunContext:
 
     def check_cancel(self) -> None:
         """Stop here if the run was cancelled, or hand it back if this worker is stopping."""
-        if self.cancel_requested:
+        if self.cancel_requested and not self.compensating:
             raise Cancelled(self.run_id)
         if self.release_requested:
             raise self.suspend_until(self.clock(), "handed back by a stopping worker")
@@ -235,8 +236,13 @@ class RunContext:
             self.commands.append(command)
         return Blocked("waiting for commands")
 
-    def suspend_until(self, when: float | None, reason: str) -> Suspend:
-        """Register a wake-up time and return the exception that unwinds the run."""
+    def suspend_until(self, when: float | None, reason: str) -> Suspend | Cancelled:
+        """Register a wake-up time and return the exception that unwinds the run.
+
+        A cancelled run does not go back to sleep: it ends here (after replaying to this point).
+        """
+        if self.cancel_requested and not self.compensating:
+            return Cancelled(self.run_id)
         self.waits.append(when)
         return Blocked(reason) if self.pure else Suspend(reason)
 

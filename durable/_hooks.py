@@ -40,7 +40,6 @@ class Hook(Generic[T]):
 
     def _next(self) -> T:
         ctx = self._ctx
-        ctx.check_cancel()
         index = ctx.hook_cursor.get(self._op_id, 0)
         while True:
             payloads = ctx.hook_payloads.get(self._op_id, [])
@@ -56,6 +55,7 @@ class Hook(Generic[T]):
                 continue
             if self._time_out():
                 raise HookTimeout(self.token)
+            ctx.check_cancel()
             ctx.waits_for_hook = True
             raise ctx.suspend_until(self.timeout_at, f"waiting for hook {self.token!r}")
 

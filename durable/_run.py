@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from durable._errors import LeaseLost, RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._serialization import error_from_dict, loads
+from durable._streams import DEFAULT_STREAM, decode_chunk
 from durable.world import (
     FINISHED_STATUSES,
     Event,
@@ -123,6 +124,93 @@ class Run:
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.wait().__await__()
+
+    def stream(
+        self, name: str = DEFAULT_STREAM, start: int = 0, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Iterate the chunks the run's steps write to the stream ``name``, as they come.
+
+        Yields each chunk from index ``start`` on (a ``str``, ``bytes`` or the value written),
+        waiting for new ones while the stream is open, and ends once it is closed: explicitly,
+        when the step that wrote it returned, or when the run finished. Works from any process.
+
+        Args:
+            name: the stream's name (``durable.stream(name)`` in the step).
+            start: the index of the first chunk to yield; to resume after a disconnect, pass
+                the number of chunks already received.
+            timeout: seconds to wait for each next chunk; ``None`` waits as long as it takes.
+
+        Raises:
+            RunNotFound: there is no such run.
+            TimeoutError: ``timeout`` seconds passed without a new chunk.
+        """
+        index = _stream_start(start)
+        self._fetch()
+        self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
+        delay = _FIRST_POLL
+        idle_since = time.monotonic()
+        while True:
+            chunks, closed = self._runtime.world.read_chunks(self.id, name, index, _BATCH)
+            for data in chunks:
+                index += 1
+                yield decode_chunk(data)
+            if closed:
+                return
+            if chunks:
+                delay, idle_since = _FIRST_POLL, time.monotonic()
+                continue
+            wait = self._stream_wait(name, delay, idle_since, timeout)
+            with self._runtime.waiting():
+                self._runtime.wait_for_progress(wait)
+            delay = min(delay * 2, _MAX_POLL)
+
+    async def astream(
+        self, name: str = DEFAULT_STREAM, start: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[Any]:
+        """The async form of :meth:`stream`: ``async for chunk in run.astream(name)``."""
+        index = _stream_start(start)
+        self._fetch()
+        self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
+        delay = _FIRST_POLL
+        idle_since = time.monotonic()
+        while True:
+            chunks, closed = self._runtime.world.read_chunks(self.id, name, index, _BATCH)
+            for data in chunks:
+                index += 1
+                yield decode_chunk(data)
+            if closed:
+                return
+            if chunks:
+                delay, idle_since = _FIRST_POLL, time.monotonic()
+                continue
+            wait = self._stream_wait(name, delay, idle_since, timeout)
+            with self._runtime.waiting():
+                await asyncio.sleep(wait)
+            delay = min(delay * 2, _MAX_POLL)
+
+    def _stream_wait(
+        self, name: str, delay: float, idle_since: float, timeout: float | None
+    ) -> float:
+        if timeout is None:
+            return delay
+        remaining = idle_since + timeout - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(
+                f"no new chunk on stream {name!r} of run {self.id} for {timeout:g} s"
+            )
+        return min(delay, remaining)
+
+
+_FIRST_POLL = 0.002
+_MAX_POLL = 0.1
+_BATCH = 1000
+"""Chunks read per world call."""
+
+
+def _stream_start(start: int) -> int:
+    if start < 0:
+        raise ValueError(f"a stream's start index must be >= 0, got {start}")
+    return start
 
 
 def outcome_of(record: RunRecord) -> Any:

@@ -242,6 +242,8 @@ class Runtime:
     def _submitted_done(self, run_id: str, future: Future[Any]) -> None:
         with self._lock:
             self._futures.discard(future)
+        if future.cancelled():  # never started (the worker stopped first): hand it back
+            self._give_back(run_id)
         self._leave(run_id)
 
     def _enter(self, run_id: str) -> None:
@@ -256,6 +258,7 @@ class Runtime:
             else:
                 self._active.pop(run_id, None)
             self._progress.notify_all()
+        self._wake.set()  # capacity is free: claim more due runs now, not at the next poll
 
     # -- executing runs ----------------------------------------------------------------------
 
@@ -318,7 +321,9 @@ class Runtime:
     def _execute_sync(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
     ) -> Outcome:
-        if ctx.cancel_requested:
+        if ctx.cancel_requested and record.last_seq <= 1:
+            # Nothing ran yet; a run with history replays to its next durable point instead,
+            # so that a saga can compensate on the way out.
             return self._finish(ctx, Cancelled(ctx.run_id), None)
         token = current_frame.set(Frame(ctx, ctx.root))
         try:
@@ -345,6 +350,9 @@ class Runtime:
                 if again is None:
                     return outcome
                 record = again
+        except (asyncio.CancelledError, GeneratorExit):
+            self._give_back(record.id)
+            raise
         except LeaseLost as exc:
             log.warning("%s", exc)
             return Outcome("lost")
@@ -362,7 +370,9 @@ class Runtime:
     async def _execute_async(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
     ) -> Outcome:
-        if ctx.cancel_requested:
+        if ctx.cancel_requested and record.last_seq <= 1:
+            # Nothing ran yet; a run with history replays to its next durable point instead,
+            # so that a saga can compensate on the way out.
             return self._finish(ctx, Cancelled(ctx.run_id), None)
         token = current_frame.set(Frame(ctx, ctx.root))
         try:
@@ -389,8 +399,10 @@ class Runtime:
         """Record how an execution ended, in one write that also releases the lease."""
         if isinstance(exc, StorageUnavailable):
             raise exc.error
-        if isinstance(exc, (LeaseLost, KeyboardInterrupt, SystemExit)):
+        if isinstance(exc, (LeaseLost, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise exc
+        if isinstance(exc, asyncio.CancelledError) and not ctx.cancel_requested:
+            raise exc  # the event loop is shutting down: not the workflow's failure
         if exc is None:
             try:
                 ctx.check_fully_replayed()
@@ -570,6 +582,9 @@ class Runtime:
         wait = self.options.poll_interval
         skip = self.options.time_skipping
         if skip is None:
+            due = self.world.next_due_at(self._names())
+            if due is not None:
+                wait = max(0.0, min(wait, due - self.world.now()))
             return wait
         with self._lock:
             idle = not self._executing and self._waiters > 0

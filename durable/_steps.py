@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
+from durable._streams import end_step_streams
 from durable._tasks import own_coroutine
 
 if TYPE_CHECKING:
@@ -38,17 +39,20 @@ def _run_sync(
     while True:
         if retry_at is not None:
             ctx.wait_until(retry_at)
-        tokens = enter_step(ctx.step_info(op_id, step, attempt))
+        info = ctx.step_info(op_id, step, attempt)
+        tokens = enter_step(info)
         try:
             result = step.fn(*args, **kwargs)
             if step.is_async:
                 result = asyncio.run(_await(result))
         except Exception as exc:
             exit_step(tokens)
+            end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
             attempt += 1
             continue
         exit_step(tokens)
+        end_step_streams(info, succeeded=True)  # streams: close the step's streams
         ctx.step_succeeded(op_id, step, result)
         return result
 
@@ -86,8 +90,10 @@ async def _run_async(
                 call = functools.partial(context.run, step.fn, *args, **kwargs)
                 result = await loop.run_in_executor(None, call)
         except Exception as exc:
+            end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
             attempt += 1
             continue
+        end_step_streams(info, succeeded=True)  # streams: close the step's streams
         ctx.step_succeeded(op_id, step, result)
         return result

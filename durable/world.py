@@ -143,6 +143,24 @@ class HookRecord:
     """``module:QualName`` of a pydantic model payloads must validate against."""
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """A named stream of chunks that a run's steps write (see ``World.write_chunks``)."""
+
+    run_id: str
+    """The run the stream belongs to."""
+    name: str
+    """The stream's name, unique within the run."""
+    length: int
+    """How many chunks it holds (indexes ``0`` to ``length - 1``)."""
+    closed: bool
+    """No chunk will follow: a writer closed it, or its run finished."""
+    created_at: float
+    """Epoch seconds of the first write."""
+    updated_at: float
+    """Epoch seconds of the last write."""
+
+
 @runtime_checkable
 class World(Protocol):
     """Storage and scheduling for runs. Every method is thread-safe."""
@@ -295,6 +313,65 @@ class World(Protocol):
 
     def close(self) -> None:
         """Release resources; the world may not be used afterwards."""
+        ...
+
+    def write_chunks(
+        self,
+        run_id: str,
+        owner: str,
+        stream: str,
+        writer: str,
+        position: int,
+        chunks: Sequence[bytes],
+        *,
+        close: bool = False,
+    ) -> bool:
+        """Append chunks to a named stream of a run (created on first write), in one transaction.
+
+        Chunks are opaque bytes, numbered from 0 in the order they were appended; a chunk,
+        once appended, is never changed or removed (except with its run by ``delete_runs``),
+        so readers may consume chunks while the run goes on.
+
+        ``writer`` names what writes (the engine passes the step's operation id, the same for
+        every attempt of the step) and ``position`` is the index of ``chunks[0]`` among the
+        chunks this execution of the writer has written to this stream so far (0 for its first
+        write). The world keeps, per stream and writer, how many positions have been written
+        (the high-water mark); chunks at positions below it were already written by an earlier
+        attempt (one that failed, or that was cut short by a crash) and are dropped, the others
+        are appended and move the mark. So when a step retries, its new attempt's first N
+        chunks, where N is how many the earlier attempts wrote, are taken to repeat what readers
+        have already received and are not delivered twice.
+
+        With ``close`` the stream is closed after the chunks are appended. Closing is final: a
+        closed stream accepts no more chunks. Writing to a stream the same ``writer`` closed
+        drops the chunks and returns True (a re-execution of a step that already finished);
+        writing to one another writer closed changes nothing and returns False.
+
+        Writes are conditional on the lease, like ``append``: only the worker executing the run
+        can write, so nothing is written to a finished run, or by a worker that lost its run.
+
+        Returns:
+            False if another writer had closed the stream (nothing was written); True otherwise.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
+        """
+        ...
+
+    def read_chunks(
+        self, run_id: str, stream: str, start: int = 0, limit: int | None = None
+    ) -> tuple[list[bytes], bool]:
+        """The stream's chunks from index ``start`` (at most ``limit``), and whether it is closed.
+
+        Needs no lease. A stream nothing has written to yet reads as empty. The flag is True
+        when no chunk can ever follow the ones returned: the stream was closed (or its run has
+        finished, or does not exist) and the returned chunks reach its end. The chunks and the
+        flag are consistent with each other: a reader that stops at ``closed`` misses nothing.
+        """
+        ...
+
+    def list_streams(self, run_id: str) -> list[StreamRecord]:
+        """The run's streams, in the order they were first written to."""
         ...
 
 
