@@ -1,10 +1,10 @@
 """Child workflows: a workflow called (or started) inside another runs as its own linked run.
 
-The parent records a ``child_started`` event (with the child's deterministic id) together with an
-internal hook, ``child:<child id>``. When the child finishes, its worker resumes that hook, which
-wakes the parent; the parent also looks at the child itself every minute in case that
-notification was lost in a crash. The child's outcome is read from its run record, which never
-changes once finished.
+The child run is created first; then the parent records a ``child_started`` event (with the
+child's deterministic id) together with an internal hook, ``child:<child id>``. When the child
+finishes, its worker resumes that hook, which wakes the parent; the parent also looks at the
+child itself every minute in case that notification was lost in a crash. The child's outcome
+is read from its run record, which never changes once finished.
 """
 
 from __future__ import annotations
@@ -53,30 +53,35 @@ def start_child(
     )
     if event is not None:
         child_id = json.loads(event.data or b"{}")["run_id"]
-    else:
-        if ctx.pure:
-            raise ctx.block()
-        ctx.flush()
-        ctx.check_cancel()
-        child_id = run_id or f"{ctx.run_id}.{op_id}"
-        info = json.dumps({"run_id": child_id, "workflow": defn.name}).encode()
-        hook = HookRecord(child_token(child_id), ctx.run_id, op_id, ctx.clock())
-        recorder = ctx.recorder
-        if recorder is None:
-            raise ctx.block()
-        with ctx.lock:
-            recorder.create_hook(hook, NewEvent("child_started", op_id, defn.name, info))
-            ctx.own_appended += 1
-    if not ctx.pure:
-        # Idempotent: after a crash between recording the start and creating the run, the
-        # replay creates it.
-        runtime.world.create_run(
-            NewRun(child_id, defn.name, data, parent_id=ctx.run_id),
-            owner=None,
-            lease_ttl=runtime.options.lease_ttl,
-        )
-        runtime.wake()
+        return ChildRun(child_id, runtime, ctx, op_id)
+    if ctx.pure:
+        raise ctx.block()
+    ctx.flush()
+    ctx.check_cancel()
+    child_id = run_id or f"{ctx.run_id}.{op_id}"
+    # The child run exists before the parent's log names it, so every child a log names can be
+    # read; a crash in between leaves a child the replay adopts (its id is deterministic).
+    _create(runtime, ctx, defn, child_id, data)
+    info = json.dumps({"run_id": child_id, "workflow": defn.name}).encode()
+    hook = HookRecord(child_token(child_id), ctx.run_id, op_id, ctx.clock())
+    recorder = ctx.recorder
+    if recorder is None:
+        raise ctx.block()
+    with ctx.lock:
+        recorder.create_hook(hook, NewEvent("child_started", op_id, defn.name, info))
+        ctx.own_appended += 1
     return ChildRun(child_id, runtime, ctx, op_id)
+
+
+def _create(
+    runtime: Runtime, ctx: RunContext, defn: WorkflowDefinition, child_id: str, data: bytes
+) -> None:
+    runtime.world.create_run(
+        NewRun(child_id, defn.name, data, parent_id=ctx.run_id),
+        owner=None,
+        lease_ttl=runtime.options.lease_ttl,
+    )
+    runtime.wake()
 
 
 class ChildRun:
@@ -106,7 +111,8 @@ class ChildRun:
                 record = self._runtime.world.get_run(self.id)
                 if record is None:
                     raise WorkflowCancelled(self.id)
-                return outcome_of(record)
+                if record.status in FINISHED_STATUSES:
+                    return outcome_of(record)
             ctx.check_cancel()
             if ctx.pure:
                 raise ctx.suspend_until(None, f"waiting for child run {self.id}")

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from durable._errors import HookConflict, HookNotFound, LeaseLost
 from durable.world import (
@@ -16,9 +17,20 @@ from durable.world import (
     NewRun,
     RunRecord,
     RunUpdate,
+    StreamRecord,
     owner_is_dead,
     register_world,
 )
+
+
+@dataclass
+class _Stream:
+    created_at: float
+    updated_at: float
+    chunks: list[bytes] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+    """Per writer: how many positions it has written (see ``World.write_chunks``)."""
+    closed_by: str | None = None
 
 
 class MemoryWorld:
@@ -31,6 +43,8 @@ class MemoryWorld:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
         self._hooks: dict[str, HookRecord] = {}
+        self._streams: dict[str, dict[str, _Stream]] = {}
+        """Per run, its streams by name, in creation order."""
 
     def now(self) -> float:
         return self._clock()
@@ -313,10 +327,74 @@ class MemoryWorld:
             for run_id in doomed:
                 del self._runs[run_id]
                 del self._events[run_id]
+                self._streams.pop(run_id, None)
             return len(doomed)
 
     def close(self) -> None:
         pass
+
+    def write_chunks(
+        self,
+        run_id: str,
+        owner: str,
+        stream: str,
+        writer: str,
+        position: int,
+        chunks: Sequence[bytes],
+        *,
+        close: bool = False,
+    ) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.lease_owner != owner:
+                raise LeaseLost(run_id)
+            now = self.now()
+            streams = self._streams.setdefault(run_id, {})
+            target = streams.get(stream)
+            if target is None:
+                target = streams[stream] = _Stream(created_at=now, updated_at=now)
+            if target.closed_by is not None:
+                return target.closed_by == writer
+            mark = target.marks.get(writer, 0)
+            fresh = list(chunks[max(0, mark - position) :])
+            target.marks[writer] = max(mark, position + len(chunks))
+            target.chunks.extend(bytes(chunk) for chunk in fresh)
+            if close:
+                target.closed_by = writer
+            if fresh or close:
+                target.updated_at = now
+            return True
+
+    def read_chunks(
+        self, run_id: str, stream: str, start: int = 0, limit: int | None = None
+    ) -> tuple[list[bytes], bool]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            target = self._streams.get(run_id, {}).get(stream)
+            chunks = target.chunks if target is not None else []
+            begin = max(start, 0)
+            end = len(chunks) if limit is None else min(len(chunks), begin + max(limit, 0))
+            ended = run is None or run.status in FINISHED_STATUSES
+            closed = (ended or (target is not None and target.closed_by is not None)) and (
+                end >= len(chunks)
+            )
+            return chunks[begin:end], closed
+
+    def list_streams(self, run_id: str) -> list[StreamRecord]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            ended = run is None or run.status in FINISHED_STATUSES
+            return [
+                StreamRecord(
+                    run_id,
+                    name,
+                    len(s.chunks),
+                    ended or s.closed_by is not None,
+                    s.created_at,
+                    s.updated_at,
+                )
+                for name, s in self._streams.get(run_id, {}).items()
+            ]
 
 
 register_world("memory", lambda url: MemoryWorld(url))

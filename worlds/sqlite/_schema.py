@@ -41,6 +41,15 @@ leaf; when finished, its ``runs`` leaf, the newest ``events`` leaf and the ``run
   creation time, the order ``list_hooks`` returns them in). A hook's row is deleted when it is
   disposed or its run finishes, so the table only holds hooks that can still be resumed; a run
   that never creates one never touches it (finishing it looks the run up in the empty index).
+* ``streams``: one row per stream a run's steps wrote to, numbered by ``stream_no`` (its rowid),
+  with a unique index by ``(run_id, name)``; its length and, once closed, the writer that
+  closed it. A run that never streams never touches the stream tables.
+* ``stream_chunks``: every stream's chunks, keyed like ``events`` by one integer
+  ``key = stream_no * 2**32 + index`` (see :func:`chunk_key`), so that reading a stream from an
+  index is one key range and chunks are appended at the end of the table.
+* ``stream_writers``: per stream and writer (a step's operation id), how many positions that
+  writer has written, so that a retried attempt's chunks are not appended twice (see
+  ``World.write_chunks``).
 """
 
 from __future__ import annotations
@@ -63,6 +72,17 @@ PAYLOAD_SEQ = {"input": 0, "output": 2**31, "error": 2**31 + 1}
 def event_key(run_no: int, seq: int) -> int:
     """The ``events.key`` of a run's event or payload."""
     return (run_no << SEQ_BITS) + seq
+
+
+CHUNK_BITS = 32
+"""``stream_chunks.key`` is ``stream_no << CHUNK_BITS | index``."""
+MAX_CHUNKS = 2**32
+"""The most chunks a stream can hold."""
+
+
+def chunk_key(stream_no: int, index: int) -> int:
+    """The ``stream_chunks.key`` of a stream's chunk."""
+    return (stream_no << CHUNK_BITS) + index
 
 
 def _v1_initial(conn: sqlite3.Connection) -> None:
@@ -127,6 +147,43 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         """
     )
     conn.execute("CREATE INDEX hooks_run ON hooks (run_id, created_at)")
+    # Streams: a run's stream by name (write_chunks, read_chunks), a run's streams in order
+    # (list_streams, delete_runs); stream_no is the rowid, and keys the stream's chunks.
+    conn.execute(
+        """
+        CREATE TABLE streams (
+            stream_no INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            length INTEGER NOT NULL DEFAULT 0,
+            closed_by TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (run_id, name)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE stream_chunks (
+            key INTEGER PRIMARY KEY,
+            writer TEXT NOT NULL,
+            data BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            CHECK (key >= 0)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE stream_writers (
+            stream_no INTEGER NOT NULL,
+            writer TEXT NOT NULL,
+            written INTEGER NOT NULL,
+            PRIMARY KEY (stream_no, writer)
+        ) WITHOUT ROWID
+        """
+    )
 
 
 Migration = Callable[[sqlite3.Connection], None]

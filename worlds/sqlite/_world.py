@@ -53,6 +53,7 @@ from durable.world import (
     RunRecord,
     RunStatus,
     RunUpdate,
+    StreamRecord,
 )
 from durable.world import owner_is_dead as _owner_is_dead
 from worlds.sqlite import _schema
@@ -226,6 +227,42 @@ _LIST_HOOKS = {
     False: f"SELECT {_HOOK_COLUMNS} FROM hooks ORDER BY created_at, token",
     True: f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE run_id = ? ORDER BY created_at, token",
 }
+# Streams (see _schema): a stream's chunks are keys stream_no << _CHUNK_BITS + index.
+_CHUNK_BITS = _schema.CHUNK_BITS
+_LEASE_HELD = "SELECT 1 FROM runs WHERE id = ? AND lease_owner = ?"
+_STREAM = "SELECT stream_no, length, closed_by FROM streams WHERE run_id = ? AND name = ?"
+_NEW_STREAM = "INSERT INTO streams (run_id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)"
+_WRITER_MARK = "SELECT written FROM stream_writers WHERE stream_no = ? AND writer = ?"
+_SET_WRITER_MARK = (
+    "INSERT INTO stream_writers (stream_no, writer, written) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (stream_no, writer) DO UPDATE SET written = excluded.written"
+)
+_INSERT_CHUNK = "INSERT INTO stream_chunks (key, writer, data, created_at) VALUES (?, ?, ?, ?)"
+_UPDATE_STREAM = (
+    "UPDATE streams SET length = ?, updated_at = ?, closed_by = COALESCE(closed_by, ?) "
+    "WHERE stream_no = ?"
+)
+# The stream (if any) and whether its run has finished or does not exist, in one snapshot.
+_STREAM_STATE = (
+    "SELECT s.stream_no, s.length, s.closed_by IS NOT NULL, "
+    f"COALESCE((SELECT status IN ({_FINISHED_SQL}) FROM runs WHERE id = ?1), 1) "
+    "FROM (SELECT 1) LEFT JOIN streams AS s ON s.run_id = ?1 AND s.name = ?2"
+)
+_READ_CHUNKS = "SELECT data FROM stream_chunks WHERE key >= ? AND key < ? ORDER BY key"
+_LIST_STREAMS = (
+    "SELECT s.run_id, s.name, s.length, "
+    f"s.closed_by IS NOT NULL OR COALESCE(r.status IN ({_FINISHED_SQL}), 1), "
+    "s.created_at, s.updated_at "
+    "FROM streams AS s LEFT JOIN runs AS r ON r.id = s.run_id WHERE s.run_id = ? "
+    "ORDER BY s.stream_no"
+)
+_RUN_STREAMS = "SELECT stream_no FROM streams WHERE run_id = ?"
+_DELETE_CHUNKS = (
+    f"DELETE FROM stream_chunks WHERE key >= ?1 << {_CHUNK_BITS} "
+    f"AND key < (?1 + 1) << {_CHUNK_BITS}"
+)
+_DELETE_WRITERS = "DELETE FROM stream_writers WHERE stream_no = ?"
+_DELETE_STREAMS = "DELETE FROM streams WHERE run_id = ?"
 _IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "
     "(SELECT user_version FROM pragma_user_version()), "
@@ -687,6 +724,14 @@ class SqliteWorld:
             doomed = conn.execute(_FINISHED_BEFORE, (finished_before,)).fetchall()
             conn.executemany(_DELETE_EVENTS, [(run_no,) for _, run_no in doomed])
             conn.executemany(_DROP_HOOKS, [(run_id,) for run_id, _ in doomed])
+            streams = [
+                (stream_no,)
+                for run_id, _ in doomed
+                for (stream_no,) in conn.execute(_RUN_STREAMS, (run_id,))
+            ]
+            conn.executemany(_DELETE_CHUNKS, streams)
+            conn.executemany(_DELETE_WRITERS, streams)
+            conn.executemany(_DELETE_STREAMS, [(run_id,) for run_id, _ in doomed])
             conn.executemany(_DELETE_RUN, [(run_id,) for run_id, _ in doomed])
         return len(doomed)
 
@@ -705,6 +750,96 @@ class SqliteWorld:
                 conn.close()
             except sqlite3.Error as exc:
                 raise self._error(exc, "closing it") from exc
+
+    def write_chunks(
+        self,
+        run_id: str,
+        owner: str,
+        stream: str,
+        writer: str,
+        position: int,
+        chunks: Sequence[bytes],
+        *,
+        close: bool = False,
+    ) -> bool:
+        """Append chunks to a run's stream, if ``owner`` holds the lease (one transaction).
+
+        Chunks at ``position`` + i below the writer's high-water mark were written by an earlier
+        attempt and are dropped (see ``World.write_chunks`` for the full contract).
+
+        Returns:
+            False if another writer had closed the stream (nothing was written); True otherwise.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
+            WorldError: The database failed, or the stream would exceed its size limit.
+        """
+        with self._transaction(f"writing to stream {stream!r} of run {run_id}") as conn:
+            if conn.execute(_LEASE_HELD, (run_id, owner)).fetchone() is None:
+                raise LeaseLost(run_id)
+            now = self._clock()
+            row = conn.execute(_STREAM, (run_id, stream)).fetchone()
+            if row is None:
+                row = (conn.execute(_NEW_STREAM, (run_id, stream, now)).lastrowid, 0, None)
+            stream_no, length, closed_by = row
+            if closed_by is not None:
+                return bool(closed_by == writer)
+            found = conn.execute(_WRITER_MARK, (stream_no, writer)).fetchone()
+            mark = found[0] if found is not None else 0
+            fresh = chunks[max(0, mark - position) :]
+            if length + len(fresh) > _schema.MAX_CHUNKS:
+                raise WorldError(
+                    f"stream {stream!r} of run {run_id} cannot hold more than "
+                    f"{_schema.MAX_CHUNKS} chunks in the durable database {self.path}"
+                )
+            if position + len(chunks) > mark:
+                conn.execute(_SET_WRITER_MARK, (stream_no, writer, position + len(chunks)))
+            base = stream_no << _CHUNK_BITS
+            conn.executemany(
+                _INSERT_CHUNK,
+                [(base + length + i, writer, chunk, now) for i, chunk in enumerate(fresh)],
+            )
+            if fresh or close:
+                conn.execute(
+                    _UPDATE_STREAM,
+                    (length + len(fresh), now, writer if close else None, stream_no),
+                )
+            return True
+
+    def read_chunks(
+        self, run_id: str, stream: str, start: int = 0, limit: int | None = None
+    ) -> tuple[list[bytes], bool]:
+        """The stream's chunks from index ``start`` (at most ``limit``), and whether it is closed.
+
+        Closed means no chunk can follow the ones returned: the stream was closed, or its run
+        finished (or does not exist), and the chunks returned reach its end.
+        """
+        with self._reading(f"reading stream {stream!r} of run {run_id}") as conn:
+            # One read transaction, so that the length and closed flag match the chunks read.
+            conn.execute("BEGIN")
+            try:
+                stream_no, length, closed, ended = conn.execute(
+                    _STREAM_STATE, (run_id, stream)
+                ).fetchone()
+                length = length or 0
+                begin = max(start, 0)
+                end = length if limit is None else min(length, begin + max(limit, 0))
+                chunks: list[bytes] = []
+                if stream_no is not None and begin < end:
+                    base = stream_no << _CHUNK_BITS
+                    rows = conn.execute(_READ_CHUNKS, (base + begin, base + end))
+                    chunks = [row[0] for row in rows]
+            finally:
+                _rollback(conn)
+        return chunks, bool(closed or ended) and end >= length
+
+    def list_streams(self, run_id: str) -> list[StreamRecord]:
+        """The run's streams, in the order they were first written to."""
+        with self._reading(f"listing the streams of run {run_id}") as conn:
+            rows = conn.execute(_LIST_STREAMS, (run_id,)).fetchall()
+        return [
+            StreamRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5]) for row in rows
+        ]
 
     def _append_many(
         self,
