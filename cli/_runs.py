@@ -35,19 +35,19 @@ from cli._render import (
 from cli._schema import event_json, run_json, timeline_json
 from cli._timeline import build_timeline
 from cli._values import format_duration, iso
+from durable._children import child_ids
 from durable._durations import parse_duration
 from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._run import cancel_run
 from durable.world import (
     FINISHED_STATUSES,
     RUN_STATUSES,
+    Event,
     RunRecord,
     World,
 )
 
 __all__ = ["cancel", "events", "gc", "inspect", "runs", "start", "world"]
-
-"""Seconds ``durable cancel`` holds a run while it records the cancellation."""
 
 
 def parse_args(text: str | None) -> tuple[list[Any], dict[str, Any]]:
@@ -220,15 +220,54 @@ def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
         record = _get(world, run_id)
         log = world.read_events(run_id)
         now = world.now()
+        links = _links(world, record, log)
     timeline = build_timeline(record, log, now)
     if as_json:
-        echo_json(timeline_json(record, timeline))
+        echo_json({**timeline_json(record, timeline), **links})
         return
     parts: list[RenderableType] = [run_header(record, timeline, now), Text("")]
+    lines = _link_lines(links)
+    if lines:
+        parts += [Text("\n".join(lines)), Text("")]
     if timeline.operations:
         parts += [operations_table(timeline), Text(""), Text("timeline", style="bold")]
     parts.append(timeline_chart(timeline, min(console().width, 140)))
     show(*parts)
+
+
+def _links(world: World, record: RunRecord, log: list[Event]) -> dict[str, Any]:
+    """The run's parent, children, live hooks and streams, as stable JSON."""
+    children = []
+    for child_id in child_ids(log):
+        child = world.get_run(child_id)
+        children.append({"id": child_id, "status": child.status if child else "missing"})
+    return {
+        "parent_id": record.parent_id,
+        "children": children,
+        "hooks": [
+            {"token": h.token, "op_id": h.op_id, "timeout_at": iso(h.timeout_at)}
+            for h in world.list_hooks(record.id)
+        ],
+        "streams": [
+            {"name": s.name, "chunks": s.length, "closed": s.closed}
+            for s in world.list_streams(record.id)
+        ],
+    }
+
+
+def _link_lines(links: dict[str, Any]) -> list[str]:
+    lines = []
+    if links["parent_id"]:
+        lines.append(f"parent    {links['parent_id']}")
+    for child in links["children"]:
+        lines.append(f"child     {child['id']} ({child['status']})")
+    for hook in links["hooks"]:
+        until = f", times out {hook['timeout_at']}" if hook["timeout_at"] else ""
+        lines.append(f"hook      {hook['token']} (waiting{until})")
+    for stream in links["streams"]:
+        state = "closed" if stream["closed"] else "open"
+        lines.append(f"stream    {stream['name']}: {stream['chunks']} chunks, {state}")
+    return lines
 
 
 @click.command()
