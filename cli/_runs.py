@@ -288,34 +288,39 @@ def events(ctx: click.Context, run_id: str, after: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("run_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Mark a run that has started cancelled at once, without running its undo steps.",
+)
 @json_option
 @click.pass_context
-def cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
     """Cancel a run.
 
-    A run that no worker is executing is cancelled at once; a run being executed stops at its
-    next durable point (step, sleep) on its worker.
+    A run that has not started is cancelled at once. A run that has started stops at its next
+    durable point on a worker, after running its saga's undo steps; --force skips them.
     """
     with opened_world(ctx) as world:
         before = _get(world, run_id)
         if before.status in FINISHED_STATUSES:
             outcome, record = "already_finished", before
         else:
-            outcome, record = _cancel(world, run_id)
+            outcome, record = _cancel(world, run_id, force)
     if as_json:
         echo_json({**run_json(record), "outcome": outcome})
         return
     messages = {
         "cancelled": f"cancelled run {run_id}",
-        "requested": f"asked run {run_id} to stop: its worker cancels it at the next step or "
-        "sleep",
+        "requested": f"asked run {run_id} to stop: a worker running its workflow cancels it at "
+        "its next durable point (after its undo steps); --force cancels it now",
         "already_finished": f"run {run_id} already {record.status}; nothing to cancel",
     }
     click.echo(messages[outcome])
 
 
-def _cancel(world: World, run_id: str) -> tuple[str, RunRecord]:
-    outcome = cancel_run(world, run_id)
+def _cancel(world: World, run_id: str, force: bool) -> tuple[str, RunRecord]:
+    outcome = cancel_run(world, run_id, force=force)
     return outcome, _get(world, run_id)
 
 

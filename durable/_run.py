@@ -77,12 +77,14 @@ class Run:
         return self._runtime.world.read_events(self.id)
 
     def cancel(self) -> None:
-        """Stop the run: at once if no worker is executing it, else at its next durable point.
+        """Stop the run at its next durable point (at once if it has not started).
 
-        Either way it then becomes ``cancelled``; a finished run is left as it is.
+        Undo steps registered with a :class:`~durable.Saga` run first; then the run becomes
+        ``cancelled``. A finished run is left as it is.
         """
         if cancel_run(self._runtime.world, self.id) == "requested":
             self._runtime.notify_cancel(self.id)
+            self._runtime.ensure_worker()  # a worker replays it to its next durable point
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the run finishes and return its result.
@@ -237,12 +239,13 @@ def failure_of(record: RunRecord) -> WorkflowFailed:
     return failure
 
 
-def cancel_run(world: World, run_id: str) -> str:
+def cancel_run(world: World, run_id: str, *, force: bool = False) -> str:
     """Cancel a run; returns ``cancelled``, ``requested`` or ``already_finished``.
 
-    A run no worker holds (pending, or suspended on a sleep) is cancelled here and now, even
-    if no process has its workflow's code; a run being executed is asked to stop, and its
-    worker records the cancellation at its next durable point.
+    A run that has not started (nothing recorded yet) is cancelled here and now. A run with
+    history is made due and a worker replays it to its next durable point, where it stops after
+    running its saga's undo steps. ``force`` cancels a run no worker holds at once, even if no
+    process has its workflow's code, without undo steps.
 
     Raises:
         RunNotFound: the world has no such run.
@@ -252,6 +255,8 @@ def cancel_run(world: World, run_id: str) -> str:
         raise RunNotFound(run_id)
     if requested.status in FINISHED_STATUSES:
         return "already_finished"
+    if requested.last_seq > 1 and not force:
+        return "requested"
     owner = make_owner_id()
     if world.acquire(run_id, owner, lease_ttl=30.0) is not None:
         try:
@@ -261,17 +266,17 @@ def cancel_run(world: World, run_id: str) -> str:
         except LeaseLost:
             pass
         else:
-            _cancelled_here(world, run_id)
+            _cancelled_here(world, run_id, force)
     record = world.get_run(run_id)
     return "cancelled" if record is not None and record.status == "cancelled" else "requested"
 
 
-def _cancelled_here(world: World, run_id: str) -> None:
+def _cancelled_here(world: World, run_id: str, force: bool) -> None:
     # What a worker does after cancelling a run: cancel its children, wake its parent.
     from durable._children import child_ids, notify_parent
 
     for child in child_ids(world.read_events(run_id)):
-        cancel_run(world, child)
+        cancel_run(world, child, force=force)
     record = world.get_run(run_id)
     if record is not None:
         notify_parent(world, record)

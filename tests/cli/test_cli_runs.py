@@ -130,7 +130,11 @@ def test_cancel_a_pending_and_a_suspended_run(cli):
     assert doc["run"]["status"] == "suspended"
     assert doc["operations"][1]["status"] == "sleeping"
 
-    cancelled = cli.json("cancel", suspended)
+    # It has history: without a worker for its workflow, cancelling waits for one to run its
+    # undo steps; --force cancels it now.
+    requested = cli.json("cancel", suspended)
+    assert (requested["outcome"], requested["cancel_requested"]) == ("requested", True)
+    cancelled = cli.json("cancel", suspended, "--force")
     assert (cancelled["outcome"], cancelled["status"]) == ("cancelled", "cancelled")
     again = cli("cancel", suspended).stdout
     assert "already cancelled" in again

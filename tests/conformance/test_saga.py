@@ -367,3 +367,28 @@ def test_cancellation_compensates_then_the_run_ends_cancelled(engine, request):
     assert [name for _, _, name in _steps(run)] == ["do", "wait_for_gate", "undo", "undo"]
     _assert_recorded_once(run)
     assert run.events()[-1].kind == "run_cancelled"
+
+
+@workflow(name="saga_cancel_while_waiting")
+def cancel_while_waiting() -> str:
+    with Saga() as saga:
+        do("account")
+        saga.add(undo, "account")
+        durable.create_hook(token="verify-cancel").wait()
+    return "verified"
+
+
+def test_cancelling_a_run_asleep_on_a_hook_runs_its_undos(engine):
+    engine.runtime.options.time_skipping = None
+    run = cancel_while_waiting.start()
+    deadline = time.monotonic() + 10
+    while run.status != "suspended":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(durable.WorkflowCancelled):
+        run.result(timeout=10)
+    undone = [e.name for e in run.events() if e.kind == "step_completed"]
+    assert undone == ["do", "undo"]
+    with pytest.raises(durable.HookNotFound):
+        durable.resume_hook("verify-cancel", "late")
