@@ -9,7 +9,7 @@ from rich.table import Table
 
 from cli._common import echo_json, json_option, opened_world, show
 from cli._values import iso
-from durable._serialization import dumps
+from durable._hooks import encode_payload
 from durable.world import HookRecord
 
 
@@ -62,7 +62,7 @@ def resume(ctx: click.Context, token: str, payload: str, as_json: bool) -> None:
             """shell, e.g. '{"verified": true}'"""
         ) from None
     with opened_world(ctx) as world:
-        hook = world.resume_hook(token, dumps(value, what=f"payload for hook {token!r}"))
+        hook = world.resume_hook(token, encode_payload(world, token, value))
     if as_json:
         echo_json({"token": token, "run_id": hook.run_id, "resumed": True})
         return

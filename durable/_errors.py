@@ -17,6 +17,7 @@ The hierarchy::
     ├── HookNotFound              resume_hook with a token no live hook has
     ├── HookConflict              create_hook with a caller-chosen token a live hook already has
     ├── HookTimeout               a hook's wait ran out of time (raised in the workflow)
+    ├── PayloadInvalid            resume_hook with a payload the hook's pydantic model rejects
     └── FatalError                raised by user code: do not retry this step
     RetryableError                raised by user code: retry, optionally after a delay
 
@@ -267,3 +268,17 @@ class HookTimeout(DurableError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.token,))
+
+
+class PayloadInvalid(DurableError):
+    """A hook payload does not validate against the hook's pydantic model; nothing was sent."""
+
+    def __init__(self, token: str, schema: str, error: object) -> None:
+        self.token = token
+        self.schema = schema
+        super().__init__(
+            f"payload for hook {token!r} does not fit {schema}: {error}; nothing was delivered"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.token, self.schema, str(self).split(": ", 1)[-1]))

@@ -10,9 +10,9 @@ from typing import Any, Generic, TypeVar
 from durable._context import current_frame
 from durable._durations import parse_duration
 from durable._engine import RunContext
-from durable._errors import ConfigurationError, HookNotFound, HookTimeout
+from durable._errors import ConfigurationError, HookNotFound, HookTimeout, PayloadInvalid
 from durable._serialization import dumps, loads
-from durable.world import HookRecord, NewEvent
+from durable.world import HookRecord, NewEvent, World
 
 T = TypeVar("T")
 
@@ -187,8 +187,41 @@ def resume_hook(token: str, payload: Any = None) -> str:
     """
     from durable._client import get_runtime
 
-    data = dumps(payload, what=f"payload for hook {token!r}")
     runtime = get_runtime()
+    data = encode_payload(runtime.world, token, payload)
     hook = runtime.world.resume_hook(token, data)
     runtime.wake()
     return hook.run_id
+
+
+def encode_payload(world: World, token: str, payload: Any) -> bytes:
+    """Serialize a payload for a hook, validating it first against the hook's pydantic model.
+
+    Raises:
+        HookNotFound: no live hook has this token.
+        PayloadInvalid: the payload does not fit the hook's model (nothing is delivered).
+    """
+    hook = world.get_hook(token)
+    if hook is None:
+        raise HookNotFound(token)
+    if hook.schema is not None:
+        model = _import_model(hook.schema)
+        if model is not None:
+            try:
+                payload = model.model_validate(payload).model_dump(mode="json")
+            except Exception as exc:  # pydantic.ValidationError, without importing pydantic
+                raise PayloadInvalid(token, hook.schema, exc) from exc
+    return dumps(payload, what=f"payload for hook {token!r}")
+
+
+def _import_model(path: str) -> Any:
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None  # validated when the workflow receives it instead
+    return obj

@@ -303,6 +303,10 @@ class World(Protocol):
         """
         ...
 
+    def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook with this token, or ``None``."""
+        ...
+
     def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
         """Live hooks, oldest first, optionally of one run."""
         ...

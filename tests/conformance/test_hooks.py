@@ -196,3 +196,16 @@ def test_many_hooks_resumed_concurrently_each_once(engine):
     for run in runs:
         received = [e for e in run.events() if e.kind == "hook_received"]
         assert len(received) == 1
+
+
+def test_invalid_payload_is_refused_at_resume_and_nothing_is_delivered(engine):
+    engine.runtime.options.time_skipping = None
+    run = iterate_payloads.start()
+    token = hook_token(engine, run)
+    before = [e for e in run.events() if e.kind == "hook_received"]
+    with pytest.raises(durable.PayloadInvalid, match="Verified"):
+        durable.resume_hook(token, {"user_id": "not a number", "email": 3})
+    assert [e for e in run.events() if e.kind == "hook_received"] == before
+    for user in (1, 2, 3):
+        durable.resume_hook(token, {"user_id": user, "email": f"u{user}@x.org"})
+    assert run.result(timeout=10) == [1, 2, 3]

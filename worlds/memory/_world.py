@@ -312,6 +312,10 @@ class MemoryWorld:
                 self.append(run_id, owner, [event])
             return True
 
+    def get_hook(self, token: str) -> HookRecord | None:
+        with self._lock:
+            return self._hooks.get(token)
+
     def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
         with self._lock:
             hooks = [h for h in self._hooks.values() if run_id is None or h.run_id == run_id]

@@ -223,6 +223,7 @@ _RESUME_TARGET = (
 _WAKE_NOW = "UPDATE runs SET wake_at = ?1, updated_at = ?1, updated_seq = ?2 WHERE id = ?3"
 _DELETE_HOOK = "DELETE FROM hooks WHERE token = ? AND run_id = ?"
 _DROP_HOOKS = "DELETE FROM hooks WHERE run_id = ?"
+_GET_HOOK = f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE token = ?"
 _LIST_HOOKS = {
     False: f"SELECT {_HOOK_COLUMNS} FROM hooks ORDER BY created_at, token",
     True: f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE run_id = ? ORDER BY created_at, token",
@@ -706,6 +707,12 @@ class SqliteWorld:
             if event is not None:
                 self._append_locked(conn, run_id, owner, [event], None, checked)
             return True
+
+    def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook with this token, or ``None``."""
+        with self._reading(f"reading hook {token}") as conn:
+            row = conn.execute(_GET_HOOK, (token,)).fetchone()
+        return None if row is None else HookRecord(*row)
 
     def list_hooks(self, run_id: str | None = None) -> list[HookRecord]:
         """Live hooks, oldest first, optionally of one run."""
