@@ -209,3 +209,25 @@ def test_invalid_payload_is_refused_at_resume_and_nothing_is_delivered(engine):
     for user in (1, 2, 3):
         durable.resume_hook(token, {"user_id": user, "email": f"u{user}@x.org"})
     assert run.result(timeout=10) == [1, 2, 3]
+
+
+@workflow
+async def async_iterate() -> list[int]:
+    hook = durable.create_hook(token="async-iter")
+    got = []
+    async for payload in hook:
+        got.append(payload)
+        if len(got) == 2:
+            hook.dispose()
+    return got
+
+
+def test_async_for_receives_payloads_until_disposed(engine):
+    engine.runtime.options.time_skipping = None
+    run = async_iterate.start()
+    hook_token(engine, run)
+    durable.resume_hook("async-iter", 1)
+    durable.resume_hook("async-iter", 2)
+    assert run.result(timeout=10) == [1, 2]
+    with pytest.raises(HookNotFound):
+        durable.resume_hook("async-iter", 3)
