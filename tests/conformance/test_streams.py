@@ -311,7 +311,7 @@ def test_the_stream_closes_when_its_step_returns(engine):
     # The reader ends while the run still waits in the next step.
     got = list(run.stream("progress", timeout=10))
     assert got == [{"done": i, "total": 3} for i in (1, 2, 3)]
-    assert run.status == "running"
+    assert run.status in ("running", "suspended")  # forced replay suspends between steps
     gate.set()
     assert run.result(timeout=10) == "held"
     assert [(s.name, s.length, s.closed) for s in engine.world.list_streams(run.id)] == [
