@@ -146,30 +146,29 @@ class Run:
             RunNotFound: there is no such run.
             TimeoutError: ``timeout`` seconds passed without a new chunk.
         """
-        index = _stream_start(start)
-        self._fetch()
-        self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
-        delay = _FIRST_POLL
-        idle_since = time.monotonic()
-        while True:
-            chunks, closed = self._runtime.world.read_chunks(self.id, name, index, _BATCH)
-            for data in chunks:
-                index += 1
-                yield decode_chunk(data)
-            if closed:
-                return
-            if chunks:
-                delay, idle_since = _FIRST_POLL, time.monotonic()
-                continue
-            wait = self._stream_wait(name, delay, idle_since, timeout)
-            with self._runtime.waiting():
-                self._runtime.wait_for_progress(wait)
-            delay = min(delay * 2, _MAX_POLL)
+        for is_chunk, value in self._stream_steps(name, start, timeout):
+            if is_chunk:
+                yield value
+            else:
+                with self._runtime.waiting():
+                    self._runtime.wait_for_progress(value)
 
     async def astream(
         self, name: str = DEFAULT_STREAM, start: int = 0, timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """The async form of :meth:`stream`: ``async for chunk in run.astream(name)``."""
+        for is_chunk, value in self._stream_steps(name, start, timeout):
+            if is_chunk:
+                yield value
+            else:
+                with self._runtime.waiting():
+                    await asyncio.sleep(value)
+
+    def _stream_steps(
+        self, name: str, start: int, timeout: float | None
+    ) -> Iterator[tuple[bool, Any]]:
+        # Shared by stream() and astream(): (True, chunk) for each chunk, (False, seconds)
+        # when the reader should wait before polling again.
         index = _stream_start(start)
         self._fetch()
         self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
@@ -179,15 +178,13 @@ class Run:
             chunks, closed = self._runtime.world.read_chunks(self.id, name, index, _BATCH)
             for data in chunks:
                 index += 1
-                yield decode_chunk(data)
+                yield True, decode_chunk(data)
             if closed:
                 return
             if chunks:
                 delay, idle_since = _FIRST_POLL, time.monotonic()
                 continue
-            wait = self._stream_wait(name, delay, idle_since, timeout)
-            with self._runtime.waiting():
-                await asyncio.sleep(wait)
+            yield False, self._stream_wait(name, delay, idle_since, timeout)
             delay = min(delay * 2, _MAX_POLL)
 
     def _stream_wait(
