@@ -12,6 +12,7 @@ import click
 
 import durable
 from cli._common import import_modules
+from cli._dag import dag
 from cli._dev import dev
 from cli._hooks import hooks, resume
 from cli._runs import cancel, events, gc, inspect, runs, start, world
@@ -106,5 +107,5 @@ def worker(
         raise click.ClickException(f"worker stopped: {runtime.fatal_error}")
 
 
-for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume):
+for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume, dag):
     main.add_command(_command)

@@ -1,0 +1,133 @@
+"""``durable dag validate FILE`` and ``durable dag run FILE``: runtime-defined DAG workflows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+import durable
+from cli._common import echo_json, import_modules, json_option, world_url
+from cli._schema import run_json
+from durable import dag as durable_dag
+from durable._errors import WorkflowCancelled, WorkflowFailed
+
+__all__ = ["dag"]
+
+_module_option = click.option(
+    "-m",
+    "--module",
+    "modules",
+    multiple=True,
+    help="Import this module first (it registers handlers with @durable.dag.handler); repeatable.",
+)
+
+
+def _load(path: str) -> Any:
+    try:
+        return durable_dag.load_file(path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def dag() -> None:
+    """Validate and run DAG workflows defined in JSON (or YAML, with PyYAML) files."""
+
+
+@dag.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_module_option
+@json_option
+def validate(file: str, modules: tuple[str, ...], as_json: bool) -> None:
+    """Check FILE: print every problem (one line each, with its node) and exit 1 if any."""
+    import_modules(modules)
+    raw = _load(file)
+    try:
+        spec = durable_dag.validate(raw)
+    except durable_dag.DagValidationError as exc:
+        if as_json:
+            echo_json(
+                {"valid": False, "problems": [
+                    {"node": p.node, "message": p.message} for p in exc.problems
+                ]}
+            )
+        else:
+            for problem in exc.problems:
+                click.echo(f"{file}: {problem}", err=True)
+        raise SystemExit(1) from None
+    if as_json:
+        echo_json({"valid": True, "nodes": len(spec.nodes), "waves": durable_dag.waves(spec)})
+    else:
+        click.echo(f"{file}: valid ({len(spec.nodes)} nodes in {len(durable_dag.waves(spec))} "
+                   "waves)")
+
+
+@dag.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "input_text", help="The run input, as JSON.")
+@click.option("--wait", is_flag=True, help="Execute the run in this process and print its result.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option("--run-id", help="Choose the run id; starting an existing id returns that run.")
+@_module_option
+@json_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    file: str,
+    input_text: str | None,
+    wait: bool,
+    timeout: float | None,
+    run_id: str | None,
+    modules: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Validate FILE and start a run of it (workflow ``durable.dag``); print the run id.
+
+    Without --wait the run waits for a worker importing the handler modules
+    (`durable worker durable.dag MODULE`); with --wait this process runs it and prints the result.
+    """
+    import_modules(modules)
+    raw = _load(file)
+    run_input: Any = None
+    if input_text is not None:
+        try:
+            run_input = json.loads(input_text)
+        except ValueError as exc:
+            raise click.ClickException(f"--input is not valid JSON: {exc}") from exc
+    try:
+        durable_dag.validate(raw)
+    except durable_dag.DagValidationError as exc:
+        for problem in exc.problems:
+            click.echo(f"{file}: {problem}", err=True)
+        raise SystemExit(1) from None
+    runtime = durable.configure(world_url(ctx), worker=wait)
+    try:
+        handle = durable_dag.start(raw, run_input, run_id=run_id, execute=wait)
+        if not as_json:
+            click.echo(handle.id)
+        if wait:
+            try:
+                handle.result(timeout=timeout)
+            except TimeoutError:
+                raise click.ClickException(
+                    f"run {handle.id} is still {handle.status} after {timeout:g} s"
+                ) from None
+            except (WorkflowFailed, WorkflowCancelled):
+                if not as_json:
+                    raise
+        else:
+            command = " ".join(["durable worker durable.dag", *modules])
+            click.echo(f"started DAG run {handle.id}: a worker executes it ({command})", err=True)
+        record = runtime.world.get_run(handle.id)
+        assert record is not None
+        if as_json:
+            echo_json(run_json(record, detail=wait))
+            if wait and record.status != "completed":
+                ctx.exit(1)
+        elif wait:
+            click.echo(json.dumps(run_json(record, detail=True)["result"], ensure_ascii=False))
+    finally:
+        runtime.stop()
+        runtime.world.close()

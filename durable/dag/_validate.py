@@ -1,0 +1,339 @@
+"""Validation of a DAG spec before anything runs: every problem at once, each with its node."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from durable._errors import DurableError
+from durable.dag import _handlers
+from durable.dag._spec import DagSpec, NodeSpec
+from durable.dag._templates import TemplateError, references
+
+__all__ = ["DagValidationError", "Problem", "validate", "waves"]
+
+_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_UNSUPPORTED = {"timeout", "compensate", "foreach"}
+_SCHEMA_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a spec; ``node`` is the node id (``None`` for the spec itself)."""
+
+    node: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"node {self.node!r}: {self.message}" if self.node is not None else self.message
+
+
+class DagValidationError(DurableError, ValueError):
+    """A DAG spec is invalid; ``problems`` lists every problem found, each with its node id."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"invalid DAG spec ({len(problems)} problem(s)):\n{lines}")
+
+
+def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
+    """Check a spec (a dict, or a :class:`DagSpec`) and return it parsed.
+
+    Args:
+        raw: the spec.
+        check_handlers: report handlers not registered in this process.
+
+    Raises:
+        DagValidationError: listing every problem.
+    """
+    if isinstance(raw, DagSpec):
+        raw = raw.to_json()
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        raise DagValidationError([Problem(None, f"a spec is an object, got {_kind(raw)}")])
+    raw_nodes = raw.get("nodes")
+    if not isinstance(raw_nodes, list):
+        problems.append(Problem(None, "'nodes' must be a list of nodes"))
+        raw_nodes = []
+    elif not raw_nodes:
+        problems.append(Problem(None, "'nodes' is empty: a DAG needs at least one node"))
+    top: DagSpec | None = None
+    try:
+        top = DagSpec.model_validate({**raw, "nodes": []})
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, None, "spec"))
+    nodes = _parse_nodes(raw_nodes, problems)
+    if top is not None:
+        problems.extend(_check_schema(top.input, "input"))
+    _check_graph(nodes, problems, check_handlers)
+    ids = frozenset(n.id for n in nodes)
+    if top is not None and top.output is not None:
+        for ref_problem in _template_problems(top.output, ids, None, "output"):
+            problems.append(ref_problem)
+    if problems:
+        raise DagValidationError(problems)
+    assert top is not None
+    return top.model_copy(update={"nodes": nodes})
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _pydantic_problems(exc: ValidationError, node: str | None, what: str) -> Iterable[Problem]:
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"] if part != "nodes"]
+        field = ".".join(loc)
+        if err["type"] == "extra_forbidden" and loc and loc[-1] in _UNSUPPORTED:
+            yield Problem(node, f"'{loc[-1]}' is not supported yet")
+        elif err["type"] == "extra_forbidden":
+            yield Problem(node, f"unknown field {field!r}")
+        else:
+            where = f"{field}: " if field else f"{what}: "
+            yield Problem(node, f"{where}{err['msg']}")
+
+
+def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec]:
+    nodes: list[NodeSpec] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw_nodes):
+        label = item.get("id") if isinstance(item, dict) else None
+        name = label if isinstance(label, str) and label else f"#{index}"
+        if not isinstance(item, dict):
+            problems.append(Problem(name, f"a node is an object, got {_kind(item)}"))
+            continue
+        try:
+            node = NodeSpec.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, name, "node"))
+            continue
+        if not _ID.match(node.id):
+            problems.append(
+                Problem(node.id, "invalid id: use letters, digits, '_' and '-', not starting "
+                        "with a digit or '-'")
+            )
+            continue
+        if node.id in seen:
+            problems.append(Problem(node.id, "duplicate id"))
+            continue
+        seen.add(node.id)
+        nodes.append(node)
+    return nodes
+
+
+def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers: bool) -> None:
+    ids = {n.id for n in nodes}
+    for node in nodes:
+        if check_handlers and _handlers.lookup(node.handler) is None:
+            known = ", ".join(_handlers.registered())
+            problems.append(
+                Problem(node.id, f"unknown handler {node.handler!r} (registered: {known}); "
+                        "import the module that defines it (CLI: -m MODULE)")
+            )
+        counted: set[str] = set()
+        for dep in node.dependencies:
+            if dep == node.id:
+                problems.append(Problem(node.id, "depends on itself"))
+            elif dep not in ids:
+                problems.append(Problem(node.id, f"unknown dependency {dep!r}"))
+            elif dep in counted:
+                problems.append(Problem(node.id, f"dependency {dep!r} is listed twice"))
+            counted.add(dep)
+        if node.when is not None and not isinstance(node.when, bool) and "{{" not in node.when:
+            problems.append(Problem(node.id, "when: must be a template such as "
+                                    "'{{ input.flag }}' or true/false"))
+    order = _topological(nodes)
+    if len(order) < len(nodes):
+        for cycle in _cycles(nodes, set(order)):
+            problems.append(Problem(cycle[0], f"cycle: {' -> '.join(cycle)}"))
+    ancestors = _Ancestors(nodes, order)
+    frozen = frozenset(ids)
+    for node in nodes:
+        for value, what in ((node.config, "config"), (node.when, "when")):
+            problems.extend(_template_problems(value, frozen, node, what, ancestors))
+
+
+class _Ancestors:
+    """Ancestor sets, computed (in topological order) only when a template needs one."""
+
+    def __init__(self, nodes: list[NodeSpec], order: list[str]) -> None:
+        self._deps = {n.id: n.dependencies for n in nodes}
+        self._order = order
+        self._sets: dict[str, frozenset[str]] | None = None
+
+    def of(self, node: NodeSpec) -> frozenset[str] | None:
+        if self._sets is None:
+            sets: dict[str, frozenset[str]] = {}
+            for nid in self._order:
+                acc: set[str] = set()
+                for dep in self._deps[nid]:
+                    if dep in sets:
+                        acc.add(dep)
+                        acc |= sets[dep]
+                sets[nid] = frozenset(acc)
+            self._sets = sets
+        return self._sets.get(node.id)
+
+
+def _template_problems(
+    value: Any,
+    ids: frozenset[str],
+    node: NodeSpec | None,
+    what: str,
+    ancestors: _Ancestors | None = None,
+) -> Iterable[Problem]:
+    owner = node.id if node is not None else None
+    try:
+        refs = list(references(value, ids))
+    except TemplateError as exc:
+        yield Problem(owner, f"{what}: {exc}")
+        return
+    for ref in refs:
+        if ref.is_input or node is None or ancestors is None:
+            continue
+        if ref.source == node.id:
+            yield Problem(owner, f"{what}: '{{{{ {ref.text} }}}}' references the node itself")
+        elif ref.source not in node.dependencies:
+            found = ancestors.of(node)
+            if found is not None and ref.source not in found:
+                yield Problem(
+                    owner,
+                    f"{what}: '{{{{ {ref.text} }}}}' references {ref.source!r}, which is not "
+                    "an ancestor (add it to dependencies)",
+                )
+
+
+def _topological(nodes: list[NodeSpec]) -> list[str]:
+    ids = {n.id for n in nodes}
+    indegree = {n.id: 0 for n in nodes}
+    dependants: dict[str, list[str]] = {n.id: [] for n in nodes}
+    for node in nodes:
+        for dep in dict.fromkeys(node.dependencies):
+            if dep in ids:
+                indegree[node.id] += 1
+                dependants[dep].append(node.id)
+    queue = deque(sorted(nid for nid, degree in indegree.items() if degree == 0))
+    order: list[str] = []
+    while queue:
+        nid = queue.popleft()
+        order.append(nid)
+        for child in dependants[nid]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    return order
+
+
+def _cycles(nodes: list[NodeSpec], acyclic: set[str]) -> list[list[str]]:
+    """One path per cycle among the nodes Kahn's algorithm could not order.
+
+    Self-loops are reported separately.
+    """
+    deps = {n.id: [d for d in dict.fromkeys(n.dependencies) if d != n.id] for n in nodes}
+    remaining = sorted(nid for nid in deps if nid not in acyclic)
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    found: list[list[str]] = []
+    for start in remaining:
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        stack = [iter(sorted(d for d in deps[start] if d in deps and d not in acyclic))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]
+                # The dependency edges point backwards in execution order: show run order.
+                cycle.reverse()
+                first = cycle.index(min(cycle))
+                cycle = cycle[first:] + cycle[:first]
+                found.append([*cycle, cycle[0]])
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(d for d in deps[nxt] if d in deps and d not in acyclic)))
+    return found
+
+
+def waves(spec: DagSpec) -> list[list[str]]:
+    """The nodes grouped by depth, each wave sorted by id: the order a run executes them in.
+
+    A node's wave is one more than its deepest dependency's.
+    """
+    order = _topological(spec.nodes)
+    deps = {n.id: n.dependencies for n in spec.nodes}
+    depth: dict[str, int] = {}
+    for nid in order:
+        depth[nid] = 1 + max((depth[d] for d in deps[nid]), default=-1)
+    result: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for nid in sorted(depth):
+        result[depth[nid]].append(nid)
+    return result
+
+
+def _check_schema(schema: Any, where: str) -> Iterable[Problem]:
+    if schema is None:
+        return
+    if not isinstance(schema, dict):
+        yield Problem(None, f"{where}: a schema is an object, got {_kind(schema)}")
+        return
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    for item in kinds:
+        if item not in _SCHEMA_TYPES:
+            yield Problem(None, f"{where}.type: unknown type {item!r} "
+                          f"(use one of {', '.join(sorted(_SCHEMA_TYPES))})")
+    props = schema.get("properties", {})
+    if not isinstance(props, dict):
+        yield Problem(None, f"{where}.properties: must be an object")
+    else:
+        for key, sub in props.items():
+            yield from _check_schema(sub, f"{where}.properties.{key}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        yield Problem(None, f"{where}.required: must be a list of property names")
+    if "items" in schema:
+        yield from _check_schema(schema["items"], f"{where}.items")
+
+
+def check_input(schema: dict[str, Any] | None, value: Any, where: str = "input") -> list[str]:
+    """Check a run input against the spec's (JSON-Schema subset) input schema."""
+    if schema is None:
+        return []
+    errors: list[str] = []
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    if kinds and not any(_is_type(value, k) for k in kinds):
+        return [f"{where}: expected {' or '.join(kinds)}, got {_kind(value)}"]
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing required property {key!r}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value and isinstance(sub, dict):
+                errors.extend(check_input(sub, value[key], f"{where}.{key}"))
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            errors.extend(check_input(schema["items"], item, f"{where}[{index}]"))
+    return errors
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    checks: dict[str, type | tuple[type, ...]] = {
+        "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)
+    }
+    expected = checks.get(kind)
+    return expected is not None and isinstance(value, expected)

@@ -1,0 +1,101 @@
+"""`durable dag validate` and `durable dag run` in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dag_cli(tmp_path):
+    script = shutil.which("durable") or str(Path(sys.executable).parent / "durable")
+    if not Path(script).exists():
+        pytest.skip("the `durable` console script is not installed (pip install -e .)")
+    env = {**os.environ, "DURABLE_WORLD": f"sqlite:///{tmp_path}/cli.db"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [script, "dag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    return run
+
+
+def test_validate_a_valid_file(dag_cli):
+    proc = dag_cli("validate", "examples/dag_math.json", "-m", "examples.dag_handlers")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "examples/dag_math.json: valid (5 nodes in 4 waves)"
+    doc = json.loads(
+        dag_cli("validate", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers",
+                "--json").stdout
+    )
+    assert doc == {"valid": True, "nodes": 5, "waves": [["A"], ["B1", "B2", "B3"], ["C"]]}
+
+
+def test_validate_an_invalid_file_prints_one_line_per_problem(dag_cli, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"nodes": [
+        {"id": "a", "handler": "add", "dependencies": ["b"]},
+        {"id": "b", "handler": "add", "dependencies": ["a"]},
+        {"id": "c", "handler": "nope", "dependencies": ["ghost"]},
+        {"id": "c", "handler": "add"},
+    ]}))
+    proc = dag_cli("validate", str(bad), "-m", "examples.dag_handlers")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split(": ", 1)[1].split(" (")[0] for line in lines] == [
+        "node 'c': duplicate id",
+        "node 'c': unknown handler 'nope'",
+        "node 'c': unknown dependency 'ghost'",
+        "node 'a': cycle: a -> b -> a",
+    ]
+    # Without the handler module every math handler is unknown.
+    proc = dag_cli("validate", "examples/dag_math.json")
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 5
+    assert "unknown handler 'add'" in proc.stderr and "-m MODULE" in proc.stderr
+
+
+def test_validate_an_unreadable_file(dag_cli, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nodes")
+    proc = dag_cli("validate", str(broken))
+    assert proc.returncode != 0
+    assert "invalid JSON" in proc.stderr
+
+
+def test_run_wait_prints_the_id_and_result(dag_cli):
+    proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers", "--wait")
+    assert proc.returncode == 0, proc.stderr
+    run_id, result = proc.stdout.splitlines()
+    assert run_id.startswith("wrun_")
+    assert json.loads(result) == pytest.approx(80 / 3)
+    proc = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers", "--wait",
+                   "--input", '"go"', "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "completed"
+    assert doc["workflow"] == "durable.dag"
+    assert doc["result"]["task"] == "C"
+
+
+def test_run_without_wait_leaves_the_run_to_a_worker(dag_cli):
+    proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("wrun_")
+    assert "durable worker durable.dag examples.dag_handlers" in proc.stderr
+
+
+def test_run_rejects_an_invalid_spec_or_input(dag_cli):
+    proc = dag_cli("run", "examples/dag_math.json", "--wait")
+    assert proc.returncode == 1 and "unknown handler 'add'" in proc.stderr
+    proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers",
+                   "--input", "{oops")
+    assert proc.returncode != 0 and "--input is not valid JSON" in proc.stderr

@@ -1,0 +1,194 @@
+"""DAG specs: validation (every problem at once, with node ids) and templates."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import durable.dag as dag
+import examples.dag_handlers  # noqa: F401 - registers add/subtract/multiply/divide/task
+from durable.dag._templates import TemplateError, render
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MATH = EXAMPLES / "dag_math.json"
+FANOUT = EXAMPLES / "dag_fanout.yaml"
+
+
+def node(id, handler="add", deps=(), **extra):
+    return {"id": id, "handler": handler, "dependencies": list(deps), **extra}
+
+
+GOOD = [node("a", config={"a": 1, "b": 2}), node("b", deps=["a"])]
+
+MALFORMED = [
+    ("not an object", [1, 2], ["a spec is an object, got list"]),
+    ("no nodes key", {"output": 1}, ["'nodes' must be a list of nodes"]),
+    ("nodes not a list", {"nodes": {"a": 1}}, ["'nodes' must be a list of nodes"]),
+    ("empty nodes", {"nodes": []}, ["'nodes' is empty: a DAG needs at least one node"]),
+    ("node not an object", {"nodes": ["a"]}, ["node '#0': a node is an object, got str"]),
+    ("missing handler", {"nodes": [{"id": "a"}]}, ["node 'a': handler: Field required"]),
+    ("missing id", {"nodes": [{"handler": "add"}]}, ["node '#0': id: Field required"]),
+    ("bad id", {"nodes": [node("1a")]}, ["node '1a': invalid id"]),
+    ("duplicate ids", {"nodes": [node("a"), node("a")]}, ["node 'a': duplicate id"]),
+    ("unknown dependency", {"nodes": [node("a", deps=["zz"])]},
+     ["node 'a': unknown dependency 'zz'"]),
+    ("self dependency", {"nodes": [node("a", deps=["a"])]}, ["node 'a': depends on itself"]),
+    ("dependency twice", {"nodes": [node("a"), node("b", deps=["a", "a"])]},
+     ["node 'b': dependency 'a' is listed twice"]),
+    ("two-node cycle", {"nodes": [node("a", deps=["b"]), node("b", deps=["a"])]},
+     ["node 'a': cycle: a -> b -> a"]),
+    ("three-node cycle", {"nodes": [node("x"), node("a", deps=["c", "x"]), node("b", deps=["a"]),
+                                    node("c", deps=["b"])]},
+     ["node 'a': cycle: a -> b -> c -> a"]),
+    ("unknown handler", {"nodes": [node("a", handler="nope")]},
+     ["node 'a': unknown handler 'nope'"]),
+    ("template names non-ancestor",
+     {"nodes": [node("a"), node("b"), node("c", deps=["a"], config={"x": "{{ b.output }}"})]},
+     ["node 'c': config: '{{ b.output }}' references 'b', which is not an ancestor"]),
+    ("template names unknown node", {"nodes": [node("a", config={"x": "{{ zz.output }}"})]},
+     ["node 'a': config: '{{ zz.output }}' names unknown node 'zz'"]),
+    ("template without .output", {"nodes": [node("a"), node("b", deps=["a"],
+                                                              config={"x": "{{ a }}"})]},
+     ["node 'b': config: '{{ a }}': write 'a.output' to use node 'a'"]),
+    ("template references itself", {"nodes": [node("a", config={"x": "{{ a.output }}"})]},
+     ["node 'a': config: '{{ a.output }}' references the node itself"]),
+    ("unparsable template path", {"nodes": [node("a", config={"x": "{{ input.a..b }}"})]},
+     ["node 'a': config: '{{ input.a..b }}': cannot parse '..b'"]),
+    ("when non-ancestor", {"nodes": [node("a"), node("b", when="{{ a.output }}")]},
+     ["node 'b': when: '{{ a.output }}' references 'a', which is not an ancestor"]),
+    ("when not a template", {"nodes": [node("a", when="yes")]},
+     ["node 'a': when: must be a template"]),
+    ("bad on_failure", {"nodes": [node("a", on_failure="explode")]},
+     ["node 'a': on_failure: Input should be 'fail' or 'continue'"]),
+    ("bad retry", {"nodes": [node("a", retry={"max_attempts": 0})]},
+     ["node 'a': retry.max_attempts: Input should be greater than or equal to 1"]),
+    ("unknown node field", {"nodes": [node("a", colour="red")]},
+     ["node 'a': unknown field 'colour'"]),
+    ("unsupported foreach", {"nodes": [node("a", foreach="{{ input.items }}")]},
+     ["node 'a': 'foreach' is not supported yet"]),
+    ("config not an object", {"nodes": [node("a", config=[1])]},
+     ["node 'a': config: Input should be a valid dictionary"]),
+    ("bad input schema", {"input": {"type": "thing"}, "nodes": GOOD},
+     ["input.type: unknown type 'thing'"]),
+    ("bad nested schema", {"input": {"properties": {"x": {"type": "nmber"}}}, "nodes": GOOD},
+     ["input.properties.x.type: unknown type 'nmber'"]),
+    ("output names unknown node", {"nodes": GOOD, "output": {"r": "{{ zz.output }}"}},
+     ["output: '{{ zz.output }}' names unknown node 'zz'"]),
+    ("unknown top-level field", {"nodes": GOOD, "steps": []}, ["unknown field 'steps'"]),
+    ("many problems at once",
+     {"nodes": [node("a", deps=["ghost"]), node("a"), node("b", handler="nope", deps=["c"]),
+                node("c", deps=["b"])]},
+     ["node 'a': unknown dependency 'ghost'", "node 'a': duplicate id",
+      "node 'b': unknown handler 'nope'", "node 'b': cycle: b -> c -> b"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), [pytest.param(s, e, id=n) for n, s, e in MALFORMED])
+def test_malformed_specs_report_every_problem(spec, expected):
+    with pytest.raises(dag.DagValidationError) as caught:
+        dag.validate(spec)
+    lines = [str(p) for p in caught.value.problems]
+    assert len(lines) == len(expected), lines
+    for line, want in zip(sorted(lines), sorted(expected), strict=True):
+        assert line.startswith(want), (line, want)
+    for want in expected:
+        assert want.split(":")[0] in str(caught.value)
+
+
+def test_a_valid_spec_parses_and_plans_waves():
+    spec = dag.validate(dag.load_file(MATH))
+    assert [n.id for n in spec.nodes][:2] == ["add", "subtract"]
+    assert dag.waves(spec) == [["add", "subtract"], ["divide"], ["subtract2"], ["multiply"]]
+    assert dag.node_prefixes(spec)["divide"] == "2.0."
+
+
+def test_grandparent_references_are_ancestors():
+    spec = {"nodes": [node("a"), node("b", deps=["a"]),
+                      node("c", deps=["b"], config={"x": "{{ a.output.deep[0] }}"})]}
+    dag.validate(spec)
+
+
+def test_handlers_are_optional_when_not_checked():
+    dag.validate({"nodes": [node("a", handler="elsewhere")]}, check_handlers=False)
+
+
+IDS = frozenset({"a", "b", "input"})
+OUTPUTS = {"a": {"x": [10, {"y": "deep"}], "n": 3}, "b": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{{ a.output.n }}", 3),
+        ("  {{a.output.n}} ", 3),
+        ("{{ b.output }}", 2.5),
+        ("{{ a.output.x[1].y }}", "deep"),
+        ("{{ a.output.x[-2] }}", 10),
+        ('{{ a.output["n"] }}', 3),
+        ("{{ a.output.x }}", [10, {"y": "deep"}]),
+        ("n={{ a.output.n }}, b={{ b.output }}", "n=3, b=2.5"),
+        ("list {{ a.output.x }}", 'list [10, {"y": "deep"}]'),
+        ("{{ input.user.name }}", "ada"),
+        ("{{ input }}", {"user": {"name": "ada"}, "flag": True}),
+        ("{{ input.flag }}", True),
+        ({"k": ["{{ b.output }}", {"z": "{{ input.user.name }}!"}]}, {"k": [2.5, {"z": "ada!"}]}),
+        ("no templates", "no templates"),
+        (7, 7),
+    ],
+)
+def test_templates_resolve_and_keep_types(value, expected):
+    got = render(value, {"user": {"name": "ada"}, "flag": True}, OUTPUTS, "node 'c'", IDS)
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{{ a.output.missing }}", "'{{ a.output.missing }}': a.output.missing not found"),
+        ("{{ a.output.x[5] }}", "node 'c': '{{ a.output.x[5] }}': a.output.x[5] not found"),
+        ("{{ a.output.x[1].y.z }}", "a.output.x[1].y.z not found (a.output.x[1].y is a str)"),
+        ("{{ input.user.age }}", "node 'c': '{{ input.user.age }}': input.user.age not found"),
+        ("{{ b.output.k }}", "b.output.k not found (b.output is a float)"),
+        ("x {{ a.output.nope }}", "a.output.nope not found"),
+    ],
+)
+def test_missing_paths_name_node_and_path(value, message):
+    with pytest.raises(TemplateError) as caught:
+        render(value, {"user": {"name": "ada"}}, OUTPUTS, "node 'c'", IDS)
+    assert message in str(caught.value)
+
+
+def test_a_node_called_input_is_referenced_with_output():
+    outputs = {"input": {"q": 1}}
+    assert render("{{ input.output.q }}", {"output": 9}, outputs, "n", IDS) == 1
+    assert render("{{ input.q }}", {"q": 2}, outputs, "n", IDS) == 2
+
+
+def big_spec(width=500, depth=500):
+    """A wide fan-out (width nodes after a root, gathered by one node) then a deep chain."""
+    nodes = [node("root", handler="task", config={"name": "root"})]
+    nodes += [
+        node(f"w{i}", handler="task", deps=["root"], config={"name": f"w{i}"})
+        for i in range(width)
+    ]
+    nodes.append(node("gather", handler="task", deps=[f"w{i}" for i in range(width)],
+                      config={"name": "gather", "received": "{{ root.output.task }}"}))
+    previous = "gather"
+    for i in range(depth - 2):
+        nodes.append(node(f"d{i}", handler="task", deps=[previous],
+                          config={"name": f"d{i}", "received": "{{ root.output.task }}"}))
+        previous = f"d{i}"
+    return {"nodes": nodes, "output": f"{{{{ {previous}.output }}}}"}
+
+
+def test_a_thousand_node_dag_validates():
+    spec = big_spec()
+    assert len(spec["nodes"]) == 1000
+    started = time.perf_counter()
+    parsed = dag.validate(spec)
+    elapsed = time.perf_counter() - started
+    print(f"validated 1000 nodes in {elapsed * 1000:.0f} ms")
+    assert len(dag.waves(parsed)) == 501
