@@ -8,7 +8,7 @@ one durable workflow (``durable.dag``): nodes run wave by wave, each wave's node
 as steps named after their handlers.
 """
 
-from durable.dag._handlers import handler, registered
+from durable.dag._handlers import HttpStatusError, handler, registered
 from durable.dag._run import DagNodeFailed, dag_workflow, node_prefixes, run, start
 from durable.dag._spec import DagSpec, NodeSpec, load_file
 from durable.dag._templates import TemplateError
@@ -18,6 +18,7 @@ __all__ = [
     "DagNodeFailed",
     "DagSpec",
     "DagValidationError",
+    "HttpStatusError",
     "NodeSpec",
     "Problem",
     "TemplateError",

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json as _json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from durable._api import sleep as durable_sleep
-from durable._errors import ConfigurationError
+from durable._errors import ConfigurationError, FatalError, RetryableError
 
-__all__ = ["Handler", "handler", "lookup", "registered"]
+__all__ = ["REQUIRED_CONFIG", "Handler", "HttpStatusError", "handler", "lookup", "registered"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,9 +119,113 @@ def _python(function: str, **kwargs: Any) -> Any:
     return result
 
 
+class HttpStatusError(FatalError):
+    """The ``http`` handler got a 4xx response other than 408/429: fails the node at once."""
+
+
+_RETRYABLE_4XX = (408, 429)
+
+
+def _http(
+    url: str,
+    method: str = "GET",
+    headers: dict[str, Any] | None = None,
+    json: Any = None,
+    timeout: float = 30,
+    **_: Any,
+) -> dict[str, Any]:
+    """An HTTP request (runs as a step). Output: ``{"status", "headers", "body"}``.
+
+    ``body`` is the parsed JSON when the response's content type is JSON, else the text.
+    A 5xx, 408 or 429 response raises :class:`~durable.RetryableError` (retried per the node's
+    ``retry``, honouring a numeric ``Retry-After``); any other non-2xx response raises
+    :class:`HttpStatusError` (a :class:`~durable.FatalError`: no further attempts).
+    Connection errors and timeouts raise ordinary exceptions, which are retried.
+    """
+    if not isinstance(url, str) or not url:
+        raise FatalError(f"http handler: 'url' must be a non-empty string, got {url!r}")
+    sent = {str(k): str(v) for k, v in (headers or {}).items()}
+    data = None
+    if json is not None:
+        data = _json.dumps(json).encode()
+        if not any(k.lower() == "content-type" for k in sent):
+            sent["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=sent, method=method.upper())
+    try:
+        with urllib.request.urlopen(request, timeout=float(timeout)) as response:  # noqa: S310
+            status, got, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, got, raw = exc.code, exc.headers, exc.read()
+    body = _decode_body(got.get("Content-Type", ""), raw)
+    result = {"status": status, "headers": dict(got.items()), "body": body}
+    if 200 <= status < 300:
+        return result
+    snippet = raw[:200].decode("utf-8", "replace")
+    message = f"HTTP {status} from {method.upper()} {url}: {snippet}"
+    if status >= 500 or status in _RETRYABLE_4XX:
+        after = got.get("Retry-After")
+        delay = float(after) if after and after.strip().isdigit() else None
+        raise RetryableError(message, retry_after=delay)
+    raise HttpStatusError(message)
+
+
+def _decode_body(content_type: str, raw: bytes) -> Any:
+    charset = "utf-8"
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            charset = value.strip('"')
+    text = raw.decode(charset, "replace")
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return _json.loads(text) if text else None
+        except ValueError:
+            return text
+    return text
+
+
+def _hook(token: str, timeout: Any = None, **_: Any) -> Any:
+    # Inline: waits in the workflow itself; a timeout raises HookTimeout (the node fails).
+    from durable._hooks import create_hook
+
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError(f"hook handler: 'token' must be a non-empty string, got {token!r}")
+    hook = create_hook(token, timeout=timeout)
+    payload = hook.wait()
+    hook.dispose()
+    return payload
+
+
+def _workflow(name: str, args: Any = None, kwargs: Any = None, **_: Any) -> Any:
+    # Inline: runs the registered workflow as a child run and returns its result.
+    from durable._decorators import Workflow, lookup_workflow
+    from durable._errors import UnknownWorkflow
+
+    defn = lookup_workflow(name)
+    if defn is None:
+        raise UnknownWorkflow(name)
+    if args is not None and not isinstance(args, list):
+        raise ConfigurationError(f"workflow handler: 'args' must be a list, got {args!r}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigurationError(f"workflow handler: 'kwargs' must be a mapping, got {kwargs!r}")
+    return Workflow(defn)(*(args or []), **(kwargs or {}))
+
+
+REQUIRED_CONFIG: dict[str, tuple[str, ...]] = {
+    "http": ("url",),
+    "hook": ("token",),
+    "workflow": ("name",),
+    "python": ("function",),
+}
+"""Config keys each built-in needs; validation reports a missing one against its node."""
+
 # ``input`` is handled by the executor (it needs the run input); registered here so validation
 # knows the name.
 _register_builtin("input", lambda **_: None, inline=True)
 _register_builtin("output", _output, inline=True)
 _register_builtin("sleep", _sleep, inline=True)
 _register_builtin("python", _python, inline=False)
+_register_builtin("http", _http, inline=False)
+_register_builtin("hook", _hook, inline=True)
+_register_builtin("workflow", _workflow, inline=True)

@@ -82,6 +82,16 @@ def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
     return top.model_copy(update={"nodes": nodes})
 
 
+def _required_config(node: NodeSpec) -> Iterable[Problem]:
+    """A built-in handler's missing required config keys (``url``, ``token``, ``name``...)."""
+    found = _handlers.lookup(node.handler)
+    if found is None or found.fn.__module__ != _handlers.__name__:
+        return  # unknown, or a user handler registered under a built-in's name
+    for key in _handlers.REQUIRED_CONFIG.get(node.handler, ()):
+        if node.config.get(key) in (None, ""):
+            yield Problem(node.id, f"handler {node.handler!r} needs config {key!r}")
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -136,6 +146,7 @@ def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers:
                 Problem(node.id, f"unknown handler {node.handler!r} (registered: {known}); "
                         "import the module that defines it (CLI: -m MODULE)")
             )
+        problems.extend(_required_config(node))
         counted: set[str] = set()
         for dep in node.dependencies:
             if dep == node.id:
