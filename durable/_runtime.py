@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from durable._children import child_ids, notify_parent, start_child
 from durable._context import Frame, current_frame
@@ -38,11 +38,10 @@ from durable._errors import (
     WorkflowCancelled,
     WorldError,
 )
-from durable._run import Run, cancel_run, failure_of, outcome_of
+from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
 from durable._tasks import install_task_factory, wait_for_branches
 from durable.world import (
-    FINISHED_STATUSES,
     Event,
     HookRecord,
     NewEvent,
@@ -52,9 +51,6 @@ from durable.world import (
     World,
     make_owner_id,
 )
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("durable")
 
@@ -656,4 +652,4 @@ def _serializer(ctx: RunContext) -> str:
     return defn.serializer if defn is not None else "json"
 
 
-__all__ = ["Outcome", "Runtime", "RuntimeOptions", "failure_of", "outcome_of", "FINISHED_STATUSES"]
+__all__ = ["Outcome", "Runtime", "RuntimeOptions"]
