@@ -37,6 +37,12 @@ def dag() -> None:
 
 
 @dag.command()
+def schema() -> None:
+    """Print the JSON Schema of DAG spec files (also published as durable/dag/schema.json)."""
+    click.echo(json.dumps(durable_dag.DagSpec.model_json_schema(), indent=2, sort_keys=True))
+
+
+@dag.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @_module_option
 @json_option

@@ -1,0 +1,40 @@
+"""durable/dag/schema.json is the published JSON Schema of DAG specs and stays in sync."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import durable.dag
+from cli._dag import dag
+
+SCHEMA = Path(durable.dag.__file__).with_name("schema.json")
+
+
+def _generated() -> str:
+    return json.dumps(durable.dag.DagSpec.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def test_committed_schema_matches_the_model():
+    assert SCHEMA.read_text(encoding="utf-8") == _generated(), (
+        "durable/dag/schema.json is stale: regenerate it with `durable dag schema > "
+        "durable/dag/schema.json`"
+    )
+
+
+def test_schema_describes_nodes():
+    doc = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert doc["title"] == "DagSpec"
+    assert doc["required"] == ["nodes"]
+    node = doc["$defs"]["NodeSpec"]
+    assert {"id", "handler", "dependencies", "config", "retry", "when", "on_failure"} <= set(
+        node["properties"]
+    )
+
+
+def test_cli_prints_the_schema():
+    result = CliRunner().invoke(dag, ["schema"])
+    assert result.exit_code == 0, result.output
+    assert result.output == _generated()
