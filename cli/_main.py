@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 import durable
+from cli._aws import bootstrap, deploy, dlq, logs, outputs, teardown
 from cli._common import import_modules
 from cli._dag import dag
 from cli._dev import dev
@@ -59,6 +60,7 @@ def main(ctx: click.Context, world: str | None) -> None:
     Run workflows:   worker, dev, start
     Look at runs:    runs, inspect, events, world info
     Change runs:     cancel, gc
+    On AWS:          bootstrap, deploy, outputs, logs, dlq, teardown
     """  # noqa: D301 - "\b" keeps click from rewrapping the lines
     ctx.obj = {"world": world}
 
@@ -108,4 +110,7 @@ def worker(
 
 
 for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume, dag):
+    main.add_command(_command)
+
+for _command in (bootstrap, deploy, outputs, logs, dlq, teardown):
     main.add_command(_command)

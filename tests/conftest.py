@@ -20,6 +20,8 @@ from durable.testing import Clock  # noqa: E402
 from durable.world import World  # noqa: E402
 from worlds.memory import MemoryWorld  # noqa: E402
 
+pytest_plugins = ["tests.aws_server"]
+
 
 def _sqlite(tmp_path: Path, clock: Callable[[], float] | None) -> World:
     from worlds.sqlite import SqliteWorld

@@ -62,9 +62,22 @@ def _sqlite(request: pytest.FixtureRequest, clock: Callable[[], float]) -> World
     return SqliteWorld(f"sqlite:///{tmp_path / 'conformance.db'}", clock=clock)
 
 
+def _aws(request: pytest.FixtureRequest, clock: Callable[[], float]) -> World:
+    from tests.aws_server import open_aws_world
+
+    endpoint: str = request.getfixturevalue("moto_endpoint")
+    # A second open in the same test shares the first one's resources, as another process would.
+    node = request.node
+    config = getattr(node, "_aws_config", None)
+    world = open_aws_world(endpoint, clock=clock, config=config)
+    node._aws_config = world.config  # type: ignore[attr-defined]
+    return world
+
+
 WORLDS: dict[str, WorldKind] = {
     "memory": WorldKind(open=_memory, shared=False),
     "sqlite": WorldKind(open=_sqlite, shared=True),
+    "aws": WorldKind(open=_aws, shared=True),
 }
 
 

@@ -1,0 +1,81 @@
+"""Translating boto3 errors into :class:`~durable.WorldError` messages that say what to do."""
+
+from __future__ import annotations
+
+from durable._errors import WorldError
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "TransactionInProgressException",
+        "RequestThrottled",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError``, if it is one."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def translate(exc: BaseException, doing: str) -> WorldError:
+    """Turn a boto3/botocore exception into a :class:`~durable.WorldError`.
+
+    Args:
+        exc: What boto3 raised.
+        doing: What the world was doing, e.g. ``"appending to run wrun_1"``.
+    """
+    if isinstance(exc, WorldError):
+        return exc
+    code = error_code(exc)
+    text = " ".join(str(exc).split())
+    if code in _TRANSIENT_CODES:
+        return WorldError(
+            f"AWS is throttling or failing requests ({code}) while {doing}, even after retries "
+            "with backoff; nothing was lost. Workers retry; if it persists, check the table's "
+            "capacity and the service health.",
+            transient=True,
+        )
+    if code in ("ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+                "QueueDoesNotExist", "NoSuchBucket"):
+        return WorldError(
+            f"an AWS resource of the durable world is missing while {doing} ({text}). "
+            "Run `durable bootstrap` (with the same --prefix and --region) to create it, or "
+            "point the world at the right prefix: aws://?prefix=NAME."
+        )
+    if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+                "InvalidClientTokenId", "ExpiredTokenException", "InvalidAccessKeyId"):
+        return WorldError(
+            f"AWS refused the request while {doing} ({text}): check the credentials in use "
+            "and that their role allows the durable world's actions (see `durable bootstrap "
+            "--template` for the policy)."
+        )
+    name = type(exc).__name__
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                "ConnectionClosedError"):
+        return WorldError(
+            f"cannot reach AWS while {doing} ({text}); check the network, the region and "
+            "AWS_ENDPOINT_URL.",
+            transient=True,
+        )
+    if name == "NoCredentialsError":
+        return WorldError(
+            f"no AWS credentials found while {doing}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY, or run where an IAM role is attached."
+        )
+    if name == "NoRegionError":
+        return WorldError(
+            f"no AWS region set while {doing}: set AWS_REGION or use aws://?region=NAME."
+        )
+    return WorldError(f"AWS request failed while {doing}: {code or name}: {text}")

@@ -1,0 +1,82 @@
+"""Payloads over the size threshold go to S3; DynamoDB items and SQS messages hold a reference.
+
+A payload attribute is stored as ``<name>`` (binary, inline) or ``<name>3`` (the S3 key). Reads
+follow the reference, so callers never see where a payload lived.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from worlds.aws._errors import translate
+
+
+class PayloadStore:
+    """Puts large payloads into the bucket under ``<prefix>/payloads/<run id>/``."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, threshold: int) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix
+        self.threshold = threshold
+
+    def key_prefix(self, run_id: str) -> str:
+        """Where a run's payloads live (so they can be listed and removed with it)."""
+        return f"{self._prefix}/payloads/{run_id}/"
+
+    def attr(self, item: dict[str, Any], name: str, run_id: str, value: bytes | None) -> None:
+        """Set payload attribute ``name`` on ``item``: inline when small, else in S3."""
+        if value is None:
+            return
+        if len(value) <= self.threshold:
+            item[name] = {"B": value}
+            return
+        key = f"{self.key_prefix(run_id)}{uuid.uuid4().hex}"
+        try:
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=value)
+        except Exception as exc:
+            doing = f"storing a {len(value)}-byte payload of run {run_id} in S3"
+            raise translate(exc, doing) from exc
+        item[name + "3"] = {"S": key}
+
+    def read(self, item: dict[str, Any], name: str) -> bytes | None:
+        """The payload attribute ``name`` of ``item``, wherever it is stored."""
+        inline = item.get(name)
+        if inline is not None:
+            return bytes(inline["B"])
+        ref = item.get(name + "3")
+        if ref is None:
+            return None
+        return self._get(ref["S"])
+
+    def prefetch(self, items: Iterable[dict[str, Any]], name: str) -> dict[str, bytes]:
+        """Fetch every S3-stored payload of ``items`` at once (a log with many large steps)."""
+        keys = [item[name + "3"]["S"] for item in items if name + "3" in item]
+        if len(keys) <= 1:
+            return {key: self._get(key) for key in keys}
+        with ThreadPoolExecutor(min(16, len(keys))) as pool:
+            return dict(zip(keys, pool.map(self._get, keys), strict=True))
+
+    def _get(self, key: str) -> bytes:
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"]
+            return bytes(body.read())
+        except Exception as exc:
+            raise translate(exc, f"reading payload s3://{self._bucket}/{key}") from exc
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove every payload of a run."""
+        prefix = self.key_prefix(run_id)
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if objects:
+                    self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": objects})
+        except Exception as exc:
+            raise translate(exc, f"removing the payloads of run {run_id}") from exc
