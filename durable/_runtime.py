@@ -133,6 +133,7 @@ class Runtime:
         self._wake = threading.Event()
         self._last_renew = time.monotonic()
         self._stranded: set[str] = set()
+        self._handed_back: set[str] = set()
         self.fatal_error: WorldError | None = None
         """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
@@ -387,6 +388,12 @@ class Runtime:
         # re-acquired and replayed here instead of waiting for the next poll.
         if outcome.status != "suspended" or outcome.value is None:
             return None
+        with self._lock:
+            if run_id in self._handed_back:
+                self._handed_back.discard(run_id)
+                return None
+        if self._stopping.is_set():
+            return None
         if outcome.value > self.world.now():
             return None
         return self.world.acquire(run_id, self.owner, self.options.lease_ttl)
@@ -485,6 +492,19 @@ class Runtime:
     def wake(self) -> None:
         """Make the embedded worker look for due runs now (a hook was resumed here)."""
         self._wake.set()
+
+    def hand_back(self, run_id: str) -> None:
+        """Make a run executing here stop at its next durable point and be handed back.
+
+        The run becomes pending for any worker at once (e.g. a serverless invocation about to
+        run out of time).
+        """
+        with self._lock:
+            ctx = self._active.get(run_id)
+        if ctx is not None:
+            ctx.release_requested = True
+            with self._lock:
+                self._handed_back.add(run_id)
 
     def notify_cancel(self, run_id: str) -> None:
         """Flag a run executing here as cancelled so it stops at its next durable point."""

@@ -69,15 +69,30 @@ def start_server() -> tuple[str, subprocess.Popen[bytes]]:
     return endpoint, process
 
 
+_shared: tuple[str, subprocess.Popen[bytes]] | None = None
+
+
+def shared_endpoint() -> str:
+    """The URL of the moto server shared by this test session, started on first use."""
+    global _shared
+    if _shared is None:
+        pytest.importorskip("boto3")
+        pytest.importorskip("moto")
+        _shared = start_server()
+    return _shared[0]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """The URL of a moto server (a child process) shared by the test session."""
-    pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    endpoint, process = start_server()
-    try:
-        yield endpoint
-    finally:
+    yield shared_endpoint()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    global _shared
+    if _shared is not None:
+        process = _shared[1]
+        _shared = None
         process.terminate()
         process.wait(10)
         assert process.stdout is not None

@@ -29,9 +29,16 @@ def _sqlite(tmp_path: Path, clock: Callable[[], float] | None) -> World:
     return SqliteWorld(f"sqlite:///{tmp_path}/world.db", clock=clock)
 
 
+def _aws(tmp_path: Path, clock: Callable[[], float] | None) -> World:
+    from tests.aws_server import open_aws_world, shared_endpoint
+
+    return open_aws_world(shared_endpoint(), clock=clock)
+
+
 WORLD_FACTORIES: dict[str, Callable[[Path, Callable[[], float] | None], World]] = {
     "memory": lambda tmp_path, clock: MemoryWorld("memory://", clock=clock),
     "sqlite": _sqlite,
+    "aws": _aws,
 }
 
 

@@ -445,8 +445,8 @@ class AwsWorld:
             with self._lock:
                 if self._due_cache is None or wake_at < self._due_cache:
                     self._due_cache = wake_at
-            if wake_at > now:
-                self._send(run_id, wake_at, "wake")
+            # Also when due now: a run handed back must be found by a worker or function.
+            self._send(run_id, wake_at, "wake")
         elif update.status == "pending":
             self._send(run_id, now, "start")
 
