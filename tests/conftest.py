@@ -30,9 +30,11 @@ def _sqlite(tmp_path: Path, clock: Callable[[], float] | None) -> World:
 
 
 def _aws(tmp_path: Path, clock: Callable[[], float] | None) -> World:
-    from tests.aws_server import open_aws_world, shared_endpoint
+    from tests.aws_server import open_aws_world, reset, shared_endpoint
 
-    return open_aws_world(shared_endpoint(), clock=clock)
+    endpoint = shared_endpoint()
+    reset(endpoint)  # moto slows down as its state grows
+    return open_aws_world(endpoint, clock=clock)
 
 
 WORLD_FACTORIES: dict[str, Callable[[Path, Callable[[], float] | None], World]] = {

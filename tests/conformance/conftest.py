@@ -63,12 +63,14 @@ def _sqlite(request: pytest.FixtureRequest, clock: Callable[[], float]) -> World
 
 
 def _aws(request: pytest.FixtureRequest, clock: Callable[[], float]) -> World:
-    from tests.aws_server import open_aws_world
+    from tests.aws_server import open_aws_world, reset
 
     endpoint: str = request.getfixturevalue("moto_endpoint")
     # A second open in the same test shares the first one's resources, as another process would.
     node = request.node
     config = getattr(node, "_aws_config", None)
+    if config is None:
+        reset(endpoint)  # moto slows down as its state grows
     world = open_aws_world(endpoint, clock=clock, config=config)
     node._aws_config = world.config  # type: ignore[attr-defined]
     return world
