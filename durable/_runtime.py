@@ -236,6 +236,14 @@ class Runtime:
             self._futures.add(future)
         future.add_done_callback(lambda done: self._submitted_done(record.id, done))
 
+    def execute_now(self, record: RunRecord) -> Outcome:
+        """Execute a leased run here and wait for it (sync or async workflow alike)."""
+        defn = lookup_workflow(record.workflow_name)
+        if defn is not None and defn.is_async:
+            outcome: Outcome = self.run_coroutine(self.execute_async(record))
+            return outcome
+        return self.execute(record)
+
     def _submitted_done(self, run_id: str, future: Future[Any]) -> None:
         with self._lock:
             self._futures.discard(future)
@@ -254,6 +262,7 @@ class Runtime:
                 self._executing[run_id] = count
             else:
                 self._active.pop(run_id, None)
+                self._handed_back.discard(run_id)
             self._progress.notify_all()
         self._wake.set()  # capacity is free: claim more due runs now, not at the next poll
 
@@ -285,6 +294,8 @@ class Runtime:
             ctx.load(self.world.read_events(record.id))
         with self._lock:
             self._active[record.id] = ctx
+            if record.id in self._handed_back:
+                ctx.release_requested = True
         return defn, ctx
 
     def execute(self, record: RunRecord) -> Outcome:
@@ -503,8 +514,10 @@ class Runtime:
             ctx = self._active.get(run_id)
         if ctx is not None:
             ctx.release_requested = True
-            with self._lock:
-                self._handed_back.add(run_id)
+        with self._lock:
+            # Remembered until the execution ends, so it also applies to a run whose replay has
+            # not started yet.
+            self._handed_back.add(run_id)
 
     def notify_cancel(self, run_id: str) -> None:
         """Flag a run executing here as cancelled so it stops at its next durable point."""

@@ -95,6 +95,11 @@ class _Handler:
             return []
         runtime = self.runtime
         remaining = context.get_remaining_time_in_millis() / 1000 if context else 900.0
+        if remaining <= self.margin:
+            # No time to execute anything safely: hand the runs back for another invocation.
+            for _, run in leased:
+                runtime.world.release(run.id, runtime.owner)
+            return []
         stop = threading.Event()
         # Hand runs back before the function is stopped, and keep their leases alive until then.
         deadline = threading.Timer(max(0.0, remaining - self.margin), self._hand_back, [leased])
@@ -104,7 +109,7 @@ class _Handler:
         failures: list[str] = []
         try:
             with ThreadPoolExecutor(len(leased)) as pool:
-                outcomes = list(pool.map(lambda item: runtime.execute(item[1]), leased))
+                outcomes = list(pool.map(lambda item: runtime.execute_now(item[1]), leased))
             for (message_id, run), outcome in zip(leased, outcomes, strict=True):
                 if outcome.status == "error":
                     log.warning("run %s: %s", run.id, outcome.error)

@@ -114,8 +114,7 @@ def create_world_resources(endpoint: str, prefix: str | None = None, **settings:
         prefix=prefix or f"t{os.getpid()}x{_counter}",
         region=REGION,
         endpoint_url=endpoint,
-        sweep_interval=0.0,
-        **settings,  # type: ignore[arg-type]
+        **{"sweep_interval": 0.0, "receive_wait": 0.0, **settings},  # type: ignore[arg-type]
     )
     session = boto3.session.Session(region_name=REGION)
     ddb = session.client("dynamodb", endpoint_url=endpoint)

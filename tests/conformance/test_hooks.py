@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 import durable
 from durable import HookConflict, HookNotFound, HookTimeout, step, workflow
+from tests.conformance.load import volume
 
 seen: list[str] = []
 
@@ -174,14 +175,15 @@ def test_many_hooks_resumed_concurrently_each_once(engine):
     def many(i: int) -> int:
         return durable.create_hook(token=f"many:{i}").wait()
 
-    runs = [many.start(i) for i in range(100)]
+    n = volume(engine.world, 100)
+    runs = [many.start(i) for i in range(n)]
     for run in runs:
         hook_token(engine, run)
     errors: list[BaseException] = []
 
     def resume(part: int) -> None:
         try:
-            for i in range(part, 100, 4):
+            for i in range(part, n, 4):
                 durable.resume_hook(f"many:{i}", i * 10)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -192,7 +194,7 @@ def test_many_hooks_resumed_concurrently_each_once(engine):
     for t in threads:
         t.join()
     assert errors == []
-    assert [run.result(timeout=30) for run in runs] == [i * 10 for i in range(100)]
+    assert [run.result(timeout=30) for run in runs] == [i * 10 for i in range(n)]
     for run in runs:
         received = [e for e in run.events() if e.kind == "hook_received"]
         assert len(received) == 1

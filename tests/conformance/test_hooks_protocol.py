@@ -19,6 +19,7 @@ from durable.world import (
     RunUpdate,
     World,
 )
+from tests.conformance.load import volume
 
 START = 1_700_000_000.0
 """Where the ``clock`` fixture (``conftest.FakeClock``) starts."""
@@ -439,7 +440,7 @@ def check_delivered_once(world: World, tokens: list[str]) -> None:
 
 def start_100_hooks(world: World) -> list[str]:
     create(world)
-    tokens = [f"hook-{i:03d}" for i in range(100)]
+    tokens = [f"hook-{i:03d}" for i in range(volume(world, 100))]
     for token in tokens:
         add_hook(world, token=token, op_id=f"op-{token}")
     suspend(world)

@@ -24,6 +24,7 @@ from durable.world import (
     RunUpdate,
     World,
 )
+from tests.conformance.load import volume
 
 START = 1_700_000_000.0
 """Where the ``clock`` fixture (``conftest.FakeClock``) starts."""
@@ -388,8 +389,10 @@ def test_concurrent_appends_from_threads(world: World) -> None:
     for run_id in runs:
         create(world, run_id, owner=A)
 
+    rounds = volume(world, 50)
+
     def work(run_id: str) -> None:
-        for n in range(50):
+        for n in range(rounds):
             world.append(run_id, A, [step(n)])
 
     threads = [threading.Thread(target=work, args=(r,)) for r in runs for _ in range(2)]
@@ -399,9 +402,9 @@ def test_concurrent_appends_from_threads(world: World) -> None:
         t.join()
     for run_id in runs:
         events = world.read_events(run_id)
-        assert [e.seq for e in events] == list(range(1, 102))
+        assert [e.seq for e in events] == list(range(1, 2 + 2 * rounds))
         record = world.get_run(run_id)
-        assert record is not None and record.last_seq == 101
+        assert record is not None and record.last_seq == 1 + 2 * rounds
 
 
 # -- read_events --------------------------------------------------------------------------------
@@ -583,7 +586,8 @@ def test_claim_due_takes_released_runs(world: World, clock: FakeClock) -> None:
 
 
 def test_claim_due_from_threads_never_double_leases(world: World) -> None:
-    for i in range(100):
+    n = volume(world, 100)
+    for i in range(n):
         create(world, f"r{i:03d}")
     claimed: list[str] = []
     lock = threading.Lock()
@@ -601,7 +605,7 @@ def test_claim_due_from_threads_never_double_leases(world: World) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(claimed) == [f"r{i:03d}" for i in range(100)]
+    assert sorted(claimed) == [f"r{i:03d}" for i in range(n)]
 
 
 # -- several handles and processes on one store ---------------------------------------------------
@@ -622,7 +626,8 @@ def test_handles_share_state(world: World, open_again: Callable[[], World]) -> N
 def test_handles_in_threads_never_double_lease(
     world: World, open_again: Callable[[], World]
 ) -> None:
-    for i in range(200):
+    n = volume(world, 200)
+    for i in range(n):
         create(world, f"r{i:03d}")
     handles = [open_again() for _ in range(4)]
     claimed: list[tuple[str, str]] = []
@@ -644,7 +649,7 @@ def test_handles_in_threads_never_double_lease(
     for t in threads:
         t.join()
     counts = Counter(run_id for run_id, _ in claimed)
-    assert sorted(counts) == [f"r{i:03d}" for i in range(200)]
+    assert sorted(counts) == [f"r{i:03d}" for i in range(n)]
     assert set(counts.values()) == {1}
     for run_id, owner in claimed:
         record = world.get_run(run_id)
@@ -657,10 +662,12 @@ def test_handles_appending_to_one_run_get_consecutive_seqs(
     create(world, owner=A)
     handles = [world, *(open_again() for _ in range(3))]
     barrier = threading.Barrier(len(handles))
+    rounds = max(10, volume(world, 40) // 10 * 10)
+    per_handle = rounds + rounds // 10  # every tenth round appends two events
 
     def work(handle: World, n: int) -> None:
         barrier.wait()
-        for i in range(40):
+        for i in range(rounds):
             if i % 10 == 9:
                 handle.append("run-1", A, [step(n), step(n)])
             else:
@@ -672,8 +679,8 @@ def test_handles_appending_to_one_run_get_consecutive_seqs(
     for t in threads:
         t.join()
     events = world.read_events("run-1")
-    assert [e.seq for e in events] == list(range(1, 1 + 1 + 4 * 44))
-    assert Counter(e.op_id for e in events[1:]) == {str(n): 44 for n in range(4)}
+    assert [e.seq for e in events] == list(range(1, 1 + 1 + 4 * per_handle))
+    assert Counter(e.op_id for e in events[1:]) == {str(n): per_handle for n in range(4)}
 
 
 _CLAIMER = """
@@ -695,7 +702,8 @@ print(json.dumps(claimed), flush=True)
 
 
 def test_processes_never_double_lease(world: World, open_again: Callable[[], World]) -> None:
-    for i in range(200):
+    n = volume(world, 200)
+    for i in range(n):
         create(world, f"r{i:03d}")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
@@ -726,7 +734,7 @@ def test_processes_never_double_lease(world: World, open_again: Callable[[], Wor
     assert [proc.returncode for proc in procs] == [0, 0, 0]
     per_process = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     everything = [run_id for ids in per_process for run_id in ids]
-    assert sorted(everything) == [f"r{i:03d}" for i in range(200)]
+    assert sorted(everything) == [f"r{i:03d}" for i in range(n)]
     for i, ids in enumerate(per_process):
         for run_id in ids:
             record = world.get_run(run_id)

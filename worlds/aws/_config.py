@@ -52,8 +52,9 @@ class AwsConfig:
     """Days a finished run's items are kept before DynamoDB's TTL and S3's lifecycle remove them."""
     max_run_days: int = 365
     """Longest a run may live; its events expire ``retention_days`` after that at the latest."""
-    receive_wait: float = 0.0
-    """Seconds a worker's receive waits for a message (long polling) when it has nothing to do."""
+    receive_wait: float = 1.0
+    """Seconds a worker's receive waits for a message (long polling) when it found no work, so
+    idle workers cost few requests (0: return at once)."""
     sweep_interval: float = 15.0
     """How often a worker also looks in DynamoDB for due runs whose message was lost (0: always)."""
     function: str = ""

@@ -62,6 +62,8 @@ log = logging.getLogger("durable.aws")
 DAY = 86_400.0
 _MAX_ITEMS = 90
 """Events per transaction (DynamoDB allows 100 items; the run record and hooks need room)."""
+_LEASE_HORIZON = 3600.0
+"""No lease lasts longer than this without renewal (bounds the search for dead owners)."""
 _MAX_BYTES = 3_000_000
 """Bytes per transaction (DynamoDB allows 4 MB)."""
 
@@ -568,9 +570,14 @@ class AwsWorld:
             args: dict[str, Any] = {
                 "TableName": self.table,
                 "IndexName": BY_DUE,
-                "KeyConditionExpression": "dshard = :s AND due <= :t",
-                "ExpressionAttributeValues": {":s": text(f"due#{shard}"), ":t": num(before)},
+                "KeyConditionExpression": "dshard = :s",
+                "ExpressionAttributeValues": {":s": text(f"due#{shard}")},
             }
+            if before != float("inf"):  # DynamoDB numbers are finite
+                args["KeyConditionExpression"] += " AND due <= :t"
+                args["ExpressionAttributeValues"][":t"] = num(before)
+            if per_shard is not None:
+                args["Limit"] = max(10, per_shard)  # a page at a time: the index is sorted
             taken = 0
             try:
                 for page in self.clients.dynamodb.get_paginator("query").paginate(**args):
@@ -593,7 +600,7 @@ class AwsWorld:
         # Leases of processes on this host that have died are taken at once, not when they lapse.
         items.extend(
             item
-            for item in self._due_index(names, float("inf"), None, skip_pending=True)
+            for item in self._due_index(names, now + _LEASE_HORIZON, None, skip_pending=True)
             if float(item["due"]["N"]) > now
             and item.get("st", {}).get("S") == "running"
             and owner_is_dead(item.get("lo", {}).get("S"))
@@ -717,9 +724,19 @@ class AwsWorld:
                 self._refresh(hook.run_id, owner)
 
     def resume_hook(self, token: str, payload: bytes) -> HookRecord:
+        found = self.get_hook(token)
+        if found is None:
+            raise HookNotFound(token)
+        with self._run_lock(found.run_id):
+            return self._resume_hook(token, payload, found)
+
+    def _resume_hook(self, token: str, payload: bytes, found: HookRecord) -> HookRecord:
+        hook: HookRecord | None = found
+        event = self._event_item(
+            found.run_id, NewEvent("hook_received", found.op_id, token, payload), self.now()
+        )
         while True:
-            hook = self.get_hook(token)
-            if hook is None:
+            if hook is None or hook.run_id != found.run_id:
                 raise HookNotFound(token)
             item = self._read_run_item(hook.run_id)
             if item is None or item["st"]["S"] in FINISHED_STATUSES:
@@ -727,9 +744,7 @@ class AwsWorld:
             run = run_from_item(item, self.payloads)
             now = self.now()
             seq = run.last_seq + 1
-            event = self._event_item(
-                run.id, NewEvent("hook_received", hook.op_id, token, payload), now
-            )
+            event["at"] = num(now)
             changes = Changes().set("seq", num(seq)).set("updated", num(now)).add("rev", num(1))
             if run.status == "suspended":
                 changes.set("wake", num(now)).schedule(run.id, "suspended", now, now, None)
@@ -744,6 +759,7 @@ class AwsWorld:
                 raise HookNotFound(token)
             if failed is None:
                 break
+            hook = self.get_hook(token)
         with self._lock:
             held = self._held.get(run.id)
             if held is not None and held.last_seq < seq:
