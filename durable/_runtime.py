@@ -562,7 +562,12 @@ class Runtime:
             if claimed:
                 continue
             self._report_unknown()
-            self._wake.wait(self._idle_wait())
+            try:
+                wait = self._idle_wait()
+            except DurableError as exc:  # a world that fails now may answer at the next poll
+                log.warning("worker: %s", exc)
+                wait = self.options.poll_interval
+            self._wake.wait(wait)
             self._wake.clear()
 
     def poll_once(self) -> int:

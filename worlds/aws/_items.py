@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from durable.world import Event, HookRecord, RunRecord, RunStatus
@@ -42,15 +43,23 @@ def due_of(status: str, created: float, wake_at: float | None, lease_expires: fl
     return None
 
 
-def run_from_item(item: dict[str, Any], payloads: PayloadStore) -> RunRecord:
-    """The :class:`RunRecord` a run item holds."""
+def run_from_item(
+    item: dict[str, Any], payloads: PayloadStore, extras: Sequence[dict[str, Any]] = ()
+) -> RunRecord:
+    """The :class:`RunRecord` a run item holds.
+
+    ``extras`` are the run's ``in`` and ``out`` items (input; output or error); without them
+    the record's input reads as empty.
+    """
+    data = {str(extra["sk"]["S"]): extra for extra in extras}
+    inputs, outcome = data.get("in", {}), data.get("out", {})
     return RunRecord(
         id=str(item["id"]["S"]),
         workflow_name=str(item["wf"]["S"]),
         status=cast(RunStatus, item["st"]["S"]),
-        input=payloads.read(item, "in") or b"",
-        output=payloads.read(item, "out"),
-        error=payloads.read(item, "err"),
+        input=payloads.read(inputs, "d") or b"",
+        output=payloads.read(outcome, "out"),
+        error=payloads.read(outcome, "err"),
         created_at=float(item["created"]["N"]),
         updated_at=float(item["updated"]["N"]),
         wake_at=get_num(item, "wake"),

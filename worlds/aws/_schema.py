@@ -3,7 +3,9 @@
 =====================  ==================  ======================================================
 item                   pk                  sk
 =====================  ==================  ======================================================
-run record             ``run#<id>``        ``run``
+run record             ``run#<id>``        ``run`` (small: status, lease, ``seq``, ``rev``)
+run input              ``run#<id>``        ``in`` (written once, so steps never rewrite it)
+run output or error    ``run#<id>``        ``out`` (written when the run finishes)
 event ``n`` of a run   ``run#<id>``        ``e#<n, 12 digits>`` (the log reads as one Query)
 stream of a run        ``run#<id>``        ``s#<name>`` (length, closed, writers' marks)
 chunk ``i``            ``run#<id>``        ``c#<name>#<i, 12 digits>``
@@ -12,7 +14,8 @@ hook                   ``hook#<token>``    ``hook`` (the run and operation it re
 
 Indexes (only run records carry their keys, so both stay small):
 
-* ``by_status``: ``st`` (status) / ``created`` (N): ``durable runs``, counts, gc.
+* ``by_status``: ``st`` (status) / ``created`` (N), projecting only ``id`` and ``wf``, which
+  never change, so a step's write does not touch it: ``durable runs``, counts, gc.
 * ``by_due``: ``dshard`` (``due#0`` .. ``due#7``) / ``due`` (N): when a run is runnable
   (pending: created; suspended: its wake time; running: its lease's expiry). Finished and
   waiting-for-an-event runs have no ``due`` and are not in it. Workers query it to find runs
@@ -38,6 +41,10 @@ DUE_PROJECTION = ["wf", "st", "wake", "updated", "created", "order", "lo"]
 def run_key(run_id: str) -> dict[str, Any]:
     """The key of a run record."""
     return {"pk": {"S": f"run#{run_id}"}, "sk": {"S": "run"}}
+
+
+RUN_ITEMS = ("in", "run")
+"""``sk BETWEEN`` these reads a run's record, input and outcome (``in`` < ``out`` < ``run``)."""
 
 
 def event_sk(seq: int) -> str:
@@ -89,7 +96,7 @@ def table_definition(name: str) -> dict[str, Any]:
                     {"AttributeName": "st", "KeyType": "HASH"},
                     {"AttributeName": "created", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["id", "wf"]},
             },
             {
                 "IndexName": BY_DUE,

@@ -49,6 +49,7 @@ from worlds.aws._schema import (
     BY_DUE,
     BY_STATUS,
     DUE_SHARDS,
+    RUN_ITEMS,
     TTL_ATTRIBUTE,
     event_sk,
     hook_key,
@@ -75,6 +76,10 @@ class _Held:
     last_seq: int
     cancel: bool
     lease_expires: float | None
+    hooks: set[str] | None = None
+    """Tokens of the run's live hooks, when known (saves a read when the run finishes)."""
+    watched: bool = False
+    """A "watch" message has been sent for this execution."""
 
 
 class AwsWorld:
@@ -150,12 +155,30 @@ class AwsWorld:
         return items
 
     def _read_run_item(self, run_id: str) -> dict[str, Any] | None:
+        """The run record alone (no input or outcome): one small read."""
         return self._get_item(run_key(run_id), f"reading run {run_id}")
 
-    def _hold(self, owner: str, record: RunRecord) -> None:
+    def _read_run(self, run_id: str) -> tuple[dict[str, Any], RunRecord] | None:
+        """The run record with its input and outcome: one ``Query`` over its three items."""
+        items = self._query(
+            f"reading run {run_id}",
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": text(f"run#{run_id}"),
+                ":first": text(RUN_ITEMS[0]),
+                ":last": text(RUN_ITEMS[1]),
+            },
+            ConsistentRead=True,
+        )
+        record_items = [item for item in items if item["sk"]["S"] == "run"]
+        if not record_items:
+            return None
+        return record_items[0], run_from_item(record_items[0], self.payloads, items)
+
+    def _hold(self, owner: str, record: RunRecord, hooks: set[str] | None = None) -> None:
         with self._lock:
             self._held[record.id] = _Held(
-                record.last_seq, record.cancel_requested, record.lease_expires_at
+                record.last_seq, record.cancel_requested, record.lease_expires_at, hooks
             )
             self._owners.setdefault(owner, set()).add(record.id)
 
@@ -174,8 +197,9 @@ class AwsWorld:
         if item is None or item.get("lo", {}).get("S") != owner:
             raise LeaseLost(run_id)
         record = run_from_item(item, self.payloads)
-        self._hold(owner, record)
-        return _Held(record.last_seq, record.cancel_requested, record.lease_expires_at)
+        hooks = set(item.get("hooks", {}).get("SS", []))
+        self._hold(owner, record, hooks)
+        return _Held(record.last_seq, record.cancel_requested, record.lease_expires_at, hooks)
 
     def _refresh(self, run_id: str, owner: str) -> _Held:
         """Re-read a run whose conditional write failed; raise ``LeaseLost`` if it is not ours."""
@@ -242,11 +266,16 @@ class AwsWorld:
 
             item["due"] = num(due)
             item["dshard"] = text(due_shard(run.id))
-        self.payloads.attr(item, "in", run.id, run.input)
+        inputs: dict[str, Any] = {
+            "pk": text(f"run#{run.id}"), "sk": text("in"),
+            TTL_ATTRIBUTE: num(int(now + self._event_ttl())),
+        }
+        self.payloads.attr(inputs, "d", run.id, run.input)
         event = self._event_item(run.id, NewEvent("run_created", name=run.workflow_name), now)
         event["sk"] = text(event_sk(1))
         tx = self._tx()
         tx.put(item, "attribute_not_exists(pk)")
+        tx.put(inputs)
         tx.put(event, "attribute_not_exists(pk)")
         if tx.commit(f"creating run {run.id}") is not None:
             existing = self.get_run(run.id)
@@ -254,15 +283,16 @@ class AwsWorld:
                 return self.create_run(run, owner=owner, lease_ttl=lease_ttl)
             return existing, False
         if owner:
-            self._hold(owner, record)
-            self._send(run.id, now + lease_ttl + 1.0, "watch")
+            # The "watch" message is sent at the first lease renewal, so a run that finishes
+            # quickly costs no message.
+            self._hold(owner, record, set())
         else:
             self._send(run.id, now, "start")
         return record, True
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        item = self._read_run_item(run_id)
-        return run_from_item(item, self.payloads) if item is not None else None
+        found = self._read_run(run_id)
+        return found[1] if found is not None else None
 
     def list_runs(
         self,
@@ -291,15 +321,46 @@ class AwsWorld:
         if workflow_name is not None:
             args["FilterExpression"] = "wf = :wf"
             args["ExpressionAttributeValues"][":wf"] = text(workflow_name)
-        runs: list[RunRecord] = []
+        ids: list[str] = []
         try:
             for page in self.clients.dynamodb.get_paginator("query").paginate(**args):
-                runs.extend(run_from_item(item, self.payloads) for item in page.get("Items", []))
-                if len(runs) >= limit:
+                ids.extend(str(item["id"]["S"]) for item in page.get("Items", []))
+                if len(ids) >= limit:
                     break
         except Exception as exc:
             raise translate(exc, f"listing {status} runs") from exc
-        return runs
+        records = self._fetch_runs(ids[:limit])
+        return [records[run_id] for run_id in ids[:limit] if run_id in records]
+
+    def _fetch_runs(self, run_ids: list[str]) -> dict[str, RunRecord]:
+        """Full records of many runs: ``BatchGetItem`` of their record, input and outcome."""
+        items: dict[str, list[dict[str, Any]]] = {}
+        keys = [
+            {"pk": text(f"run#{run_id}"), "sk": text(sk)}
+            for run_id in run_ids
+            for sk in ("run", "in", "out")
+        ]
+        for start in range(0, len(keys), 99):
+            pending: dict[str, Any] = {
+                self.table: {"Keys": keys[start : start + 99], "ConsistentRead": True}
+            }
+            for attempt in range(8):
+                try:
+                    result = self.clients.dynamodb.batch_get_item(RequestItems=pending)
+                except Exception as exc:
+                    raise translate(exc, "reading runs") from exc
+                for item in result.get("Responses", {}).get(self.table, []):
+                    items.setdefault(str(item["pk"]["S"])[4:], []).append(item)
+                pending = result.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+        records = {}
+        for run_id, parts in items.items():
+            record = [part for part in parts if part["sk"]["S"] == "run"]
+            if record:
+                records[run_id] = run_from_item(record[0], self.payloads, parts)
+        return records
 
     def count_runs(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -371,9 +432,16 @@ class AwsWorld:
     ) -> bool:
         held = self._known(run_id, owner)
         finishing = update is not None and update.status in FINISHED_STATUSES
-        tokens = self._hook_tokens(run_id) if finishing else []
-        outcome: dict[str, Any] = {}
-        if update is not None:
+        tokens = (held.hooks if held.hooks is not None else self._hook_tokens(run_id)) if (
+            finishing
+        ) else []
+        tokens = sorted(tokens)
+        outcome: dict[str, Any] | None = None
+        if update is not None and (update.output is not None or update.error is not None):
+            outcome = {
+                "pk": text(f"run#{run_id}"), "sk": text("out"),
+                TTL_ATTRIBUTE: num(int(now + self.config.retention_days * DAY)),
+            }
             self.payloads.attr(outcome, "out", run_id, update.output)
             self.payloads.attr(outcome, "err", run_id, update.error)
         while True:
@@ -390,8 +458,6 @@ class AwsWorld:
                 ):
                     wake_at = now  # events arrived from elsewhere while it ran
                 self._apply_update(changes, run_id, update, wake_at, held, now)
-                for name, value in outcome.items():
-                    changes.set(name, value)
                 if tokens:
                     changes.set("hooks", None)
             tx = self._tx()
@@ -400,6 +466,8 @@ class AwsWorld:
                 tx.put({**item, "sk": text(event_sk(first + offset))}, "attribute_not_exists(pk)")
             for token in tokens:
                 tx.delete(hook_key(token))
+            if outcome is not None:
+                tx.put(outcome)
             failed = tx.commit(f"appending to run {run_id}")
             if failed is None:
                 break
@@ -430,6 +498,15 @@ class AwsWorld:
         if update.status in FINISHED_STATUSES:
             changes.set(TTL_ATTRIBUTE, num(int(now + self.config.retention_days * DAY)))
         changes.schedule(run_id, update.status, now, wake_at, lease_expires)
+
+    def _note_hook(self, run_id: str, token: str, live: bool) -> None:
+        with self._lock:
+            held = self._held.get(run_id)
+            if held is not None and held.hooks is not None:
+                if live:
+                    held.hooks.add(token)
+                else:
+                    held.hooks.discard(token)
 
     def _after_append(
         self, run_id: str, owner: str, last: int, update: RunUpdate | None,
@@ -469,13 +546,14 @@ class AwsWorld:
         return False
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
-        item = self._read_run_item(run_id)
-        if item is None:
+        found = self._read_run(run_id)
+        if found is None:
             return None
-        return self._lease(item, owner, lease_ttl)
+        return self._lease(*found, owner, lease_ttl)
 
-    def _lease(self, item: dict[str, Any], owner: str, lease_ttl: float) -> RunRecord | None:
-        run = run_from_item(item, self.payloads)
+    def _lease(
+        self, item: dict[str, Any], run: RunRecord, owner: str, lease_ttl: float
+    ) -> RunRecord | None:
         now = self.now()
         if not self._runnable(run, now):
             return None
@@ -493,7 +571,7 @@ class AwsWorld:
         leased = dataclasses.replace(
             run, status="running", lease_owner=owner, lease_expires_at=expires, updated_at=now
         )
-        self._hold(owner, leased)
+        self._hold(owner, leased, set(item.get("hooks", {}).get("SS", [])))
         return leased
 
     def claim_due(
@@ -534,17 +612,17 @@ class AwsWorld:
         be deleted). A message for a workflow not in ``names`` is not done: another worker that
         knows the workflow should get it.
         """
-        item = self._read_run_item(message.run_id)
-        if item is None:
+        found = self._read_run(message.run_id)
+        if found is None:
             return None, True
-        run = run_from_item(item, self.payloads)
+        item, run = found
         if run.status in FINISHED_STATUSES:
             return None, True
         if names is not None and run.workflow_name not in names:
             return None, False
         now = self.now()
         if self._runnable(run, now):
-            return self._lease(item, owner, lease_ttl), True
+            return self._lease(item, run, owner, lease_ttl), True
         if run.status == "suspended" and run.wake_at is not None and message.at >= run.wake_at:
             self._send(run.id, run.wake_at, "wake")  # received early: wait the rest
         elif run.status == "running" and message.kind == "watch":
@@ -638,8 +716,14 @@ class AwsWorld:
                 renewed += 1
                 with self._lock:
                     held = self._held.get(run_id)
+                    watch = held is not None and not held.watched
                     if held is not None:
                         held.lease_expires = expires
+                        held.watched = True
+                if watch:
+                    # A run still executing: a message checks that its worker lives, so a
+                    # deployment without workers' sweeps (Lambda only) recovers it.
+                    self._send(run_id, expires + 1.0, "watch")
             else:
                 self._drop(run_id)
         return renewed
@@ -663,10 +747,10 @@ class AwsWorld:
 
     def request_cancel(self, run_id: str) -> RunRecord | None:
         while True:
-            item = self._read_run_item(run_id)
-            if item is None:
+            found = self._read_run(run_id)
+            if found is None:
                 return None
-            run = run_from_item(item, self.payloads)
+            item, run = found
             if run.status in FINISHED_STATUSES:
                 return run
             now = self.now()
@@ -719,6 +803,7 @@ class AwsWorld:
             failed = tx.commit(f"creating hook {hook.token!r}")
             if failed is None:
                 self._after_append(hook.run_id, owner, held.last_seq + 1, None, None, now)
+                self._note_hook(hook.run_id, hook.token, True)
                 return
             if failed != 2:
                 self._refresh(hook.run_id, owner)
@@ -803,6 +888,7 @@ class AwsWorld:
             failed = tx.commit(f"disposing of hook {token!r}")
             if failed is None:
                 self._after_append(run_id, owner, last, None, None, now)
+                self._note_hook(run_id, token, False)
                 return True
             if failed == 1:  # another run's hook holds the token now: leave it alone
                 return self._dispose_without_hook(run_id, owner, token, event, expected_seq)
@@ -849,13 +935,15 @@ class AwsWorld:
                 f"listing {status} runs to delete",
                 IndexName=BY_STATUS,
                 KeyConditionExpression="st = :st",
-                FilterExpression="updated < :t",
-                ExpressionAttributeValues={":st": text(status), ":t": num(finished_before)},
-                ProjectionExpression="id",
+                ExpressionAttributeValues={":st": text(status)},
             )
-            for item in items:
-                self._delete_run(str(item["id"]["S"]))
-                deleted += 1
+            ids = [str(item["id"]["S"]) for item in items]
+            for start in range(0, len(ids), 100):
+                records = self._fetch_runs(ids[start : start + 100])
+                for record in records.values():
+                    if record.updated_at < finished_before:
+                        self._delete_run(record.id)
+                        deleted += 1
         return deleted
 
     def _delete_run(self, run_id: str) -> None:
