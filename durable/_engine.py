@@ -95,6 +95,15 @@ class Recorder(Protocol):
 
 
 @dataclass(eq=False)
+class _Write:
+    """Events one thread asked to record, waiting for a write that takes them."""
+
+    events: list[NewEvent]
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
 class RunContext:
     """Everything the engine knows about one execution of one run."""
 
@@ -126,6 +135,12 @@ class RunContext:
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    flushing: bool = False
+    """A thread is writing a group of events to the world (see ``record``)."""
+    queued: list[_Write] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.written = threading.Condition(self.lock)
 
     def load(self, events: list[Event]) -> None:
         """Index recorded events by operation id."""
@@ -207,18 +222,16 @@ class RunContext:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
             self.unflushed = False
-            try:
-                cancel = self.recorder.record(batch)
-                self.own_appended += len(batch)
-            except LeaseLost:
-                raise
-            except WorldError as exc:
-                # Keep the values for the retry; the world recorded nothing.
-                self.buffered[:0] = [e for e in batch if e.kind == "value_recorded"]
-                # A deferred step completion is lost with this write: the step runs again.
-                raise StorageUnavailable(exc) from exc
-            if cancel:
-                self.cancel_requested = True
+            mine = _Write(batch)
+            self.queued.append(mine)
+        self._write_queued(mine)
+        if isinstance(mine.error, LeaseLost):
+            raise mine.error
+        if isinstance(mine.error, WorldError):
+            # A deferred step completion is lost with this write: the step runs again.
+            raise StorageUnavailable(mine.error) from mine.error
+        if mine.error is not None:
+            raise mine.error
         if self.force_replay:
             self.waits.append(self.clock())
             raise Suspend("replaying (forced replay mode)")
@@ -312,6 +325,40 @@ class RunContext:
         with self.lock:
             self.buffered.append(event)
             self.unflushed = True
+
+    def _write_queued(self, mine: _Write) -> None:
+        """Write ``mine`` with whatever other branches queued meanwhile, in one append.
+
+        Parallel branches finish steps at the same moment; while one write is in flight the
+        others queue, and the next write takes all of them (group commit).
+        """
+        assert self.recorder is not None
+        with self.written:
+            while not mine.done and self.flushing:
+                self.written.wait()
+            if mine.done:
+                return
+            self.flushing = True
+            group, self.queued = self.queued, []
+        events = [event for write in group for event in write.events]
+        error: BaseException | None = None
+        cancel = False
+        try:
+            cancel = self.recorder.record(events)
+        except BaseException as exc:
+            error = exc
+        with self.written:
+            if error is None:
+                self.own_appended += len(events)
+                self.cancel_requested = self.cancel_requested or cancel
+            elif isinstance(error, WorldError) and not isinstance(error, LeaseLost):
+                # Keep the values for the retry; the world recorded nothing.
+                self.buffered[:0] = [e for e in events if e.kind == "value_recorded"]
+            for write in group:
+                write.error = error
+                write.done = True
+            self.flushing = False
+            self.written.notify_all()
 
     def flush(self) -> None:
         """Commit deferred step completions before anything else can happen."""

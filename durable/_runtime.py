@@ -400,10 +400,12 @@ class Runtime:
         if outcome.status != "suspended" or outcome.value is None:
             return None
         with self._lock:
-            if run_id in self._handed_back:
-                self._handed_back.discard(run_id)
-                return None
-        if self._stopping.is_set():
+            handed_back = run_id in self._handed_back
+            self._handed_back.discard(run_id)
+        if handed_back or self._stopping.is_set():
+            # Handed back: pending for any worker at once, not executed here again.
+            if self.world.acquire(run_id, self.owner, self.options.lease_ttl) is not None:
+                self.world.release(run_id, self.owner)
             return None
         if outcome.value > self.world.now():
             return None

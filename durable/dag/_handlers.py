@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 import json as _json
@@ -67,19 +68,62 @@ def registered() -> list[str]:
         return sorted(_registry)
 
 
-def call(name: str, config: dict[str, Any]) -> Any:
+def call(name: str, config: dict[str, Any], timeout: float | None = None) -> Any:
     """Call a step handler with its config (async handlers run to completion here).
+
+    Args:
+        name: the handler.
+        config: its keyword arguments.
+        timeout: seconds the call may take. An async handler is cancelled when it runs out; a
+            sync one cannot be interrupted, so it is left to finish in a background thread
+            and its result is ignored.
 
     Raises:
         ConfigurationError: no handler is registered under ``name``.
+        TimeoutError: the call took longer than ``timeout``.
     """
     found = lookup(name)
     if found is None:
         raise ConfigurationError(f"unknown DAG handler {name!r}")
-    result = found.fn(**config)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
+    if timeout is None:
+        result = found.fn(**config)
+        if inspect.isawaitable(result):
+            return asyncio.run(_await(result))
+        return result
+    expired = TimeoutError(f"handler {name!r} did not finish within its {timeout:g}s timeout")
+    if inspect.iscoroutinefunction(found.fn):
+        try:
+            return asyncio.run(asyncio.wait_for(found.fn(**config), timeout))
+        except TimeoutError:
+            raise expired from None
+    return _call_in_thread(found.fn, config, timeout, expired)
+
+
+def _call_in_thread(
+    fn: Callable[..., Any], config: dict[str, Any], timeout: float, expired: TimeoutError
+) -> Any:
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+    context = contextvars.copy_context()  # keeps step_info() working in the handler
+
+    def target() -> None:
+        try:
+            result = fn(**config)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            outcome.append(result)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True,
+                              name="durable-dag-handler")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise expired
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 async def _await(value: Any) -> Any:

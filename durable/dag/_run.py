@@ -6,35 +6,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from durable._api import map as durable_map
 from durable._api import parallel
 from durable._decorators import Step, step, workflow
 from durable._errors import DurableError
 from durable._options import RetryPolicy
 from durable._run import Run
+from durable._saga import CompensationFailed
 from durable.dag import _handlers
-from durable.dag._spec import DagSpec, NodeSpec, load_file
-from durable.dag._templates import render
+from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
+from durable.dag._templates import TemplateError, render
 from durable.dag._validate import DagValidationError, Problem, check_input, validate, waves
 
 __all__ = ["DagNodeFailed", "dag_workflow", "node_prefixes", "run", "start"]
 
 
 class DagNodeFailed(DurableError):
-    """A node failed (after its retries) and its ``on_failure`` is ``fail``."""
+    """A node failed (after its retries) and its ``on_failure`` is ``fail`` or ``compensate``.
+
+    Also raised when a ``foreach`` template does not resolve to a list.
+    """
 
 
 def _call(handler_name: str, config: dict[str, Any]) -> Any:
     return _handlers.call(handler_name, config)
 
 
-_steps: dict[tuple[str, RetryPolicy | None], Step[..., Any]] = {}
+def _call_timed(handler_name: str, config: dict[str, Any], timeout: float) -> Any:
+    return _handlers.call(handler_name, config, timeout)
 
 
-def _step_for(handler_name: str, retry: RetryPolicy | None) -> Step[..., Any]:
-    key = (handler_name, retry)
+_steps: dict[tuple[str, RetryPolicy | None, bool], Step[..., Any]] = {}
+
+
+def _step_for(handler_name: str, retry: RetryPolicy | None, timed: bool) -> Step[..., Any]:
+    key = (handler_name, retry, timed)
     found = _steps.get(key)
     if found is None:
-        found = step(name=handler_name, retry=retry)(_call)
+        found = step(name=handler_name, retry=retry)(_call_timed if timed else _call)
         _steps[key] = found
     return found
 
@@ -55,9 +64,33 @@ class _Execution:
         self.ids = frozenset(self.nodes)
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, str] = {}
+        self.completed: list[str] = []
+        """Completed nodes in completion order (wave by wave, by id within a wave)."""
+        self.errors: dict[str, DagNodeFailed] = {}
+        """Failures that stop the run (``on_failure`` ``fail`` or ``compensate``)."""
 
     def branch(self, node: NodeSpec) -> Callable[[], tuple[str, Any]]:
         return lambda: self.execute(node)
+
+    def run_wave(self, wave: list[str]) -> None:
+        """Run a wave's nodes concurrently, record them, then stop the run if one failed."""
+        nodes = [self.nodes[nid] for nid in wave]
+        results = parallel(*[self.branch(n) for n in nodes])
+        for node, (status, output) in zip(nodes, results, strict=True):
+            self.status[node.id] = status
+            self.outputs[node.id] = output
+            if status == "completed":
+                self.completed.append(node.id)
+        failed = [n for n in nodes if n.id in self.errors]
+        if not failed:
+            return
+        error = self.errors[failed[0].id]
+        if any(self._on_failure(n) == "compensate" for n in failed):
+            self.compensate(error)
+        raise error
+
+    def _on_failure(self, node: NodeSpec) -> str:
+        return node.on_failure or self.spec.defaults.on_failure
 
     def execute(self, node: NodeSpec) -> tuple[str, Any]:
         """Run one node (in its own branch); returns (status, output)."""
@@ -72,31 +105,96 @@ class _Execution:
                 cond = _truthy(render(cond, self.input, self.outputs, f"{where} when", self.ids))
             if not cond:
                 return "skipped", None
-        config = render(node.config, self.input, self.outputs, where, self.ids)
-        on_failure = node.on_failure or self.spec.defaults.on_failure
+        config = None
+        if node.foreach is None:
+            config = render(node.config, self.input, self.outputs, where, self.ids)
         try:
-            return "completed", self._invoke(node, config)
+            if config is None:
+                output = self._fan_out(node, where)
+            else:
+                output = self._invoke(node, config)
+        except (_BadForeach, TemplateError):
+            raise  # the spec does not fit the data: fails the run whatever on_failure says
         except Exception as exc:
-            if on_failure == "continue":
+            if self._on_failure(node) == "continue":
                 return "failed", None
-            raise DagNodeFailed(
+            error = DagNodeFailed(
                 f"{where} (handler {node.handler!r}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+            error.__cause__ = exc
+            self.errors[node.id] = error
+            return "failed", None
+        return "completed", output
+
+    def _fan_out(self, node: NodeSpec, where: str) -> list[Any]:
+        items = render(node.foreach, self.input, self.outputs, f"{where} foreach", self.ids)
+        if not isinstance(items, list):
+            shown = f" ({node.foreach})" if isinstance(node.foreach, str) else ""
+            raise _BadForeach(
+                f"{where}: foreach{shown} must resolve to a list, got {_kind(items)}"
+            )
+
+        def one(entry: tuple[int, Any]) -> Any:
+            index, item = entry
+            variables = {"item": item, "index": index}
+            config = render(node.config, self.input, self.outputs, f"{where} [{index}]",
+                            self.ids, variables)
+            return self._invoke(node, config)
+
+        results: list[Any] = durable_map(one, list(enumerate(items)), node.max_concurrency)
+        return results
 
     def _invoke(self, node: NodeSpec, config: dict[str, Any]) -> Any:
-        if node.handler == "input":
+        return self._call_handler(node.handler, config, node.retry, node.timeout_seconds())
+
+    def _call_handler(
+        self, name: str, config: dict[str, Any], retry: RetrySpec | None, timeout: float | None
+    ) -> Any:
+        if name == "input":
             return self.input
-        found = _handlers.lookup(node.handler)
+        found = _handlers.lookup(name)
         if found is not None and found.inline:
             return found.fn(**config)
-        retry = node.retry or self.spec.defaults.retry
-        return _step_for(node.handler, retry.policy() if retry else None)(node.handler, config)
+        retry = retry or self.spec.defaults.retry
+        policy = retry.policy() if retry else None
+        if timeout is not None:
+            return _step_for(name, policy, True)(name, config, timeout)
+        return _step_for(name, policy, False)(name, config)
+
+    def compensate(self, error: DagNodeFailed) -> None:
+        """Run the completed nodes' ``compensate`` actions, newest first, each as a step.
+
+        Raises:
+            CompensationFailed: some undo actions failed (after their retries; the others
+                still ran), raised from ``error``.
+        """
+        failures: list[str] = []
+        for nid in reversed(self.completed):
+            undo = self.nodes[nid].compensate
+            if undo is None:
+                continue
+            where = f"node {nid!r} compensate"
+            try:
+                config = render(undo.config, self.input, self.outputs, where, self.ids)
+                self._call_handler(undo.handler, config, undo.retry, None)
+            except Exception as exc:  # noqa: BLE001 - collected, raised together below
+                failures.append(f"{nid} ({undo.handler}): {type(exc).__name__}: {exc}")
+        if failures:
+            raise CompensationFailed(failures, f"{type(error).__name__}: {error}") from error
 
     def result(self) -> Any:
         if self.spec.output is not None:
             return render(self.spec.output, self.input, self.outputs, "output", self.ids)
         depended = {d for n in self.spec.nodes for d in n.dependencies}
         return {nid: self.outputs[nid] for nid in sorted(self.nodes) if nid not in depended}
+
+
+class _BadForeach(DagNodeFailed):
+    """``foreach`` did not resolve to a list: a spec/data error, never ``continue``d."""
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 @workflow(name="durable.dag")
@@ -108,19 +206,16 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
         raise DagValidationError([Problem(None, e) for e in errors])
     state = _Execution(parsed, input)
     for wave in waves(parsed):
-        nodes = [state.nodes[nid] for nid in wave]
-        results = parallel(*[state.branch(n) for n in nodes])
-        for node, (status, output) in zip(nodes, results, strict=True):
-            state.status[node.id] = status
-            state.outputs[node.id] = output
+        state.run_wave(wave)
     return state.result()
 
 
 def node_prefixes(spec: Any) -> dict[str, str]:
     """Each node's operation-id prefix in a run's event log (``"2.1."``: wave 2, branch 1).
 
-    A node's step is recorded at ``<prefix>1`` (a ``sleep`` node's sleep too), so events can be
-    grouped by node.
+    A node's step is recorded at ``<prefix>1`` (a ``sleep`` node's sleep too; a ``foreach``
+    node's steps under ``<prefix>1.``), so events can be grouped by node. Compensation steps are
+    recorded after the failing wave, outside every node's prefix.
     """
     parsed = spec if isinstance(spec, DagSpec) else validate(_as_data(spec), check_handlers=False)
     return {

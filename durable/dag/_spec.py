@@ -7,17 +7,20 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from durable._durations import parse_duration
 from durable._options import RetryPolicy
 
-__all__ = ["DagSpec", "Defaults", "NodeSpec", "RetrySpec", "load_file"]
+__all__ = ["CompensateSpec", "DagSpec", "Defaults", "NodeSpec", "RetrySpec", "load_file"]
+
+OnFailure = Literal["fail", "continue", "compensate"]
 
 
 class RetrySpec(BaseModel):
     """How a node's step is retried (the fields of :class:`durable.RetryPolicy`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_attempts: int = Field(3, ge=1)
     initial_delay: float = Field(1.0, ge=0)
@@ -30,38 +33,92 @@ class RetrySpec(BaseModel):
         return RetryPolicy(**self.model_dump())
 
 
+def _check_timeout(value: Any) -> Any:
+    if value is None:
+        return value
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        raise ValueError(f"expected seconds or a duration string such as '30s', got {value!r}")
+    if parse_duration(value) <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _check_foreach(value: Any) -> Any:
+    if value is not None and not isinstance(value, str | list):
+        raise ValueError("must be a template such as '{{ input.items }}' (resolving to a list) "
+                         f"or a list, got {type(value).__name__}")
+    return value
+
+
+class CompensateSpec(BaseModel):
+    """A node's undo action: a handler run (as a step) when the run compensates.
+
+    It is written inline on the node it undoes. Its config templates may use the run input,
+    the node's own output (``{{ <node id>.output }}``) and its ancestors' outputs.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    handler: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    retry: RetrySpec | None = None
+    """How the undo step is retried (default: the spec's ``defaults.retry``)."""
+
+
 class NodeSpec(BaseModel):
     """One node: a handler called with its (templated) config once its dependencies finish."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     id: str = Field(min_length=1)
     handler: str = Field(min_length=1)
     dependencies: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     retry: RetrySpec | None = None
+    timeout: float | str | None = None
+    """A limit for each attempt of the handler (seconds or a duration string such as ``"30s"``):
+    an attempt that exceeds it fails with ``TimeoutError`` and is retried per ``retry``. Not for
+    the built-ins that run in the workflow itself (``input``, ``output``, ``sleep``)."""
     when: str | bool | None = None
     """Run only if this (usually a single template) is truthy; otherwise the node is skipped."""
-    on_failure: Literal["fail", "continue"] | None = None
-    """``fail`` (default) fails the run; ``continue`` records the node as failed and goes on."""
+    foreach: str | list[Any] | None = None
+    """Fan out: a template resolving (at run time) to a list, or a literal list. The handler runs
+    once per element, concurrently, with ``{{ item }}`` (the element) and ``{{ index }}`` (its
+    position) available in ``config``; the node's output is the list of results, in order."""
+    max_concurrency: int | None = Field(None, ge=1)
+    """With ``foreach``: how many elements run at once (default: all)."""
+    on_failure: OnFailure | None = None
+    """``fail`` (default) fails the run; ``continue`` records the node as failed and goes on;
+    ``compensate`` runs the ``compensate`` actions of the nodes that completed so far, newest
+    first, then fails the run with the node's error."""
+    compensate: CompensateSpec | None = None
+    """The undo action run for this node, once it completed, when a later failure compensates
+    (``on_failure: compensate``). It is not part of the normal flow."""
     trigger: Literal["all_success", "all_done"] = "all_success"
     """``all_success``: skipped if a dependency was skipped or failed; ``all_done``: runs anyway
     (a skipped or failed dependency's output is ``null``)."""
+
+    _timeout = field_validator("timeout", mode="before")(_check_timeout)
+    _foreach = field_validator("foreach", mode="before")(_check_foreach)
+
+    def timeout_seconds(self) -> float | None:
+        """``timeout`` in seconds (``None`` without a limit)."""
+        return parse_duration(self.timeout) if self.timeout is not None else None
 
 
 class Defaults(BaseModel):
     """Values applied to every node that does not set them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     retry: RetrySpec | None = None
-    on_failure: Literal["fail", "continue"] = "fail"
+    on_failure: OnFailure = "fail"
 
 
 class DagSpec(BaseModel):
     """A runtime-defined workflow: nodes with dependencies, an input schema, defaults, output."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str | None = None
     description: str | None = None

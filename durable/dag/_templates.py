@@ -3,6 +3,9 @@
 A string that is exactly one template resolves to the referenced value with its type kept (a
 number stays a number); templates inside longer strings are rendered as text (JSON for
 containers and ``null``).
+
+In a ``foreach`` node's config, ``{{ item }}`` is the current element and ``{{ index }}`` its
+position (both may be followed by a path: ``{{ item.name }}``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Reference", "TemplateError", "parse", "references", "render"]
+__all__ = ["FOREACH_VARS", "Reference", "TemplateError", "parse", "references", "render"]
+
+FOREACH_VARS = frozenset({"item", "index"})
+"""The variables a ``foreach`` node's config templates may use."""
 
 _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
@@ -30,21 +36,26 @@ class Reference:
     """A parsed template: ``input`` (the run input) or a node's ``output``, then a path."""
 
     source: str
-    """``"input"`` or a node id."""
+    """``"input"``, a node id, or a variable name (``item``, ``index``)."""
     is_input: bool
     path: tuple[str | int, ...]
     text: str
     """The expression as written (without braces)."""
+    is_var: bool = False
+    """``source`` is a variable (``item``/``index`` in a ``foreach`` node), not a node."""
 
 
-def parse(expr: str, node_ids: frozenset[str] | set[str]) -> Reference:
+def parse(
+    expr: str, node_ids: frozenset[str] | set[str], variables: frozenset[str] = frozenset()
+) -> Reference:
     """Parse one template expression.
 
     ``input...`` is the run input, unless a node is called ``input`` and the expression is
-    ``input.output...`` (then it is that node's output).
+    ``input.output...`` (then it is that node's output); the same goes for ``variables``.
 
     Raises:
-        TemplateError: the expression is not ``input[.path]`` or ``<node>.output[.path]``.
+        TemplateError: the expression is not ``input[.path]``, ``<node>.output[.path]`` or
+            ``<variable>[.path]``.
     """
     match = _ROOT.match(expr)
     if match is None:
@@ -65,6 +76,11 @@ def parse(expr: str, node_ids: frozenset[str] | set[str]) -> Reference:
         return Reference(root, False, tuple(path[1:]), expr)
     if root == "input":
         return Reference("input", True, tuple(path), expr)
+    if root in variables:
+        return Reference(root, False, tuple(path), expr, is_var=True)
+    if root in FOREACH_VARS:
+        raise TemplateError(f"'{{{{ {expr} }}}}': '{root}' is only available in the config of "
+                            "a node with 'foreach'")
     if root in node_ids:
         raise TemplateError(f"'{{{{ {expr} }}}}': write '{root}.output' to use node {root!r}")
     raise TemplateError(f"'{{{{ {expr} }}}}' names unknown node {root!r}")
@@ -83,19 +99,21 @@ def templates(value: Any) -> Iterator[str]:
             yield from templates(item)
 
 
-def references(value: Any, node_ids: frozenset[str] | set[str]) -> Iterator[Reference]:
+def references(
+    value: Any, node_ids: frozenset[str] | set[str], variables: frozenset[str] = frozenset()
+) -> Iterator[Reference]:
     """Parse every template in ``value``.
 
     Raises:
         TemplateError: a template is malformed.
     """
     for expr in templates(value):
-        yield parse(expr, node_ids)
+        yield parse(expr, node_ids, variables)
 
 
 def _lookup(root: Any, ref: Reference, where: str) -> Any:
     value = root
-    walked = "input" if ref.is_input else f"{ref.source}.output"
+    walked = "input" if ref.is_input else ref.source if ref.is_var else f"{ref.source}.output"
     for key in ref.path:
         try:
             if isinstance(key, int):
@@ -126,7 +144,12 @@ def _describe(value: Any) -> str:
 
 
 def render(
-    value: Any, run_input: Any, outputs: Mapping[str, Any], where: str, node_ids: frozenset[str]
+    value: Any,
+    run_input: Any,
+    outputs: Mapping[str, Any],
+    where: str,
+    node_ids: frozenset[str],
+    variables: Mapping[str, Any] | None = None,
 ) -> Any:
     """Resolve every template in ``value`` (recursively through dicts and lists).
 
@@ -136,43 +159,57 @@ def render(
         outputs: finished nodes' outputs by id (``{{ node.output... }}``).
         where: names the node in errors (``"node 'c'"``).
         node_ids: every node id of the spec.
+        variables: extra names templates may use (``item`` and ``index`` in ``foreach``).
 
     Raises:
         TemplateError: a template is malformed or a path is missing; the message names ``where``
             and the path.
     """
+    scope = _Scope(run_input, outputs, where, node_ids, variables or {})
+    return _render(value, scope)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    run_input: Any
+    outputs: Mapping[str, Any]
+    where: str
+    node_ids: frozenset[str]
+    variables: Mapping[str, Any]
+
+
+def _render(value: Any, scope: _Scope) -> Any:
     if isinstance(value, str):
-        return _render_string(value, run_input, outputs, where, node_ids)
+        return _render_string(value, scope)
     if isinstance(value, Mapping):
-        return {k: render(v, run_input, outputs, where, node_ids) for k, v in value.items()}
+        return {k: _render(v, scope) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [render(v, run_input, outputs, where, node_ids) for v in value]
+        return [_render(v, scope) for v in value]
     return value
 
 
-def _resolve(
-    expr: str, run_input: Any, outputs: Mapping[str, Any], where: str, node_ids: frozenset[str]
-) -> Any:
+def _resolve(expr: str, scope: _Scope) -> Any:
+    run_input, outputs, where = scope.run_input, scope.outputs, scope.where
     try:
-        ref = parse(expr, node_ids)
+        ref = parse(expr, scope.node_ids, frozenset(scope.variables))
     except TemplateError as exc:
         raise TemplateError(f"{where}: {exc}") from None
     if ref.is_input:
         return _lookup(run_input, ref, where)
+    if ref.is_var:
+        return _lookup(scope.variables[ref.source], ref, where)
     if ref.source not in outputs:
         raise TemplateError(f"{where}: '{{{{ {expr} }}}}': node {ref.source!r} has not run")
     return _lookup(outputs[ref.source], ref, where)
 
 
-def _render_string(
-    text: str, run_input: Any, outputs: Mapping[str, Any], where: str, node_ids: frozenset[str]
-) -> Any:
+def _render_string(text: str, scope: _Scope) -> Any:
     whole = _TEMPLATE.fullmatch(text.strip())
     if whole is not None and "{{" not in whole.group(1):
-        return _resolve(whole.group(1), run_input, outputs, where, node_ids)
+        return _resolve(whole.group(1), scope)
 
     def substitute(match: re.Match[str]) -> str:
-        value = _resolve(match.group(1), run_input, outputs, where, node_ids)
+        value = _resolve(match.group(1), scope)
         return value if isinstance(value, str) else json.dumps(value)
 
     return _TEMPLATE.sub(substitute, text)

@@ -13,12 +13,11 @@ from pydantic import ValidationError
 from durable._errors import DurableError
 from durable.dag import _handlers
 from durable.dag._spec import DagSpec, NodeSpec
-from durable.dag._templates import TemplateError, references
+from durable.dag._templates import FOREACH_VARS, TemplateError, references
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_UNSUPPORTED = {"timeout", "compensate", "foreach"}
 _SCHEMA_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
@@ -76,20 +75,30 @@ def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
     if top is not None and top.output is not None:
         for ref_problem in _template_problems(top.output, ids, None, "output"):
             problems.append(ref_problem)
+    if top is not None:
+        _check_compensation(top.model_copy(update={"nodes": nodes}), problems)
     if problems:
         raise DagValidationError(problems)
     assert top is not None
     return top.model_copy(update={"nodes": nodes})
 
 
-def _required_config(node: NodeSpec) -> Iterable[Problem]:
-    """A built-in handler's missing required config keys (``url``, ``token``, ``name``...)."""
-    found = _handlers.lookup(node.handler)
-    if found is None or found.fn.__module__ != _handlers.__name__:
-        return  # unknown, or a user handler registered under a built-in's name
-    for key in _handlers.REQUIRED_CONFIG.get(node.handler, ()):
-        if node.config.get(key) in (None, ""):
-            yield Problem(node.id, f"handler {node.handler!r} needs config {key!r}")
+def _handler_problems(
+    node_id: str, name: str, config: dict[str, Any], check: bool, what: str = ""
+) -> Iterable[Problem]:
+    """An unknown handler, or a built-in handler's missing required config keys."""
+    found = _handlers.lookup(name)
+    if found is None:
+        if check:
+            known = ", ".join(_handlers.registered())
+            yield Problem(node_id, f"{what}unknown handler {name!r} (registered: {known}); "
+                          "import the module that defines it (CLI: -m MODULE)")
+        return
+    if found.fn.__module__ != _handlers.__name__:
+        return  # a user handler registered under a built-in's name
+    for key in _handlers.REQUIRED_CONFIG.get(name, ()):
+        if config.get(key) in (None, ""):
+            yield Problem(node_id, f"{what}handler {name!r} needs config {key!r}")
 
 
 def _kind(value: Any) -> str:
@@ -100,13 +109,12 @@ def _pydantic_problems(exc: ValidationError, node: str | None, what: str) -> Ite
     for err in exc.errors():
         loc = [str(part) for part in err["loc"] if part != "nodes"]
         field = ".".join(loc)
-        if err["type"] == "extra_forbidden" and loc and loc[-1] in _UNSUPPORTED:
-            yield Problem(node, f"'{loc[-1]}' is not supported yet")
-        elif err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden":
             yield Problem(node, f"unknown field {field!r}")
         else:
             where = f"{field}: " if field else f"{what}: "
-            yield Problem(node, f"{where}{err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            yield Problem(node, f"{where}{message}")
 
 
 def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec]:
@@ -140,13 +148,8 @@ def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec
 def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers: bool) -> None:
     ids = {n.id for n in nodes}
     for node in nodes:
-        if check_handlers and _handlers.lookup(node.handler) is None:
-            known = ", ".join(_handlers.registered())
-            problems.append(
-                Problem(node.id, f"unknown handler {node.handler!r} (registered: {known}); "
-                        "import the module that defines it (CLI: -m MODULE)")
-            )
-        problems.extend(_required_config(node))
+        problems.extend(_handler_problems(node.id, node.handler, node.config, check_handlers))
+        problems.extend(_node_field_problems(node, check_handlers))
         counted: set[str] = set()
         for dep in node.dependencies:
             if dep == node.id:
@@ -166,8 +169,47 @@ def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers:
     ancestors = _Ancestors(nodes, order)
     frozen = frozenset(ids)
     for node in nodes:
-        for value, what in ((node.config, "config"), (node.when, "when")):
+        variables = FOREACH_VARS if node.foreach is not None else frozenset()
+        problems.extend(_template_problems(node.config, frozen, node, "config", ancestors,
+                                           variables=variables))
+        for value, what in ((node.when, "when"), (node.foreach, "foreach")):
             problems.extend(_template_problems(value, frozen, node, what, ancestors))
+        if node.compensate is not None:
+            problems.extend(_template_problems(node.compensate.config, frozen, node,
+                                               "compensate.config", ancestors, allow_self=True))
+
+
+def _node_field_problems(node: NodeSpec, check_handlers: bool) -> Iterable[Problem]:
+    """Problems with ``foreach``, ``max_concurrency``, ``timeout`` and ``compensate``."""
+    if isinstance(node.foreach, str) and not _is_template(node.foreach):
+        yield Problem(node.id, "foreach: must be a template such as '{{ input.items }}' "
+                      "(resolving to a list) or a list")
+    if node.max_concurrency is not None and node.foreach is None:
+        yield Problem(node.id, "max_concurrency: only applies to a node with 'foreach'")
+    found = _handlers.lookup(node.handler)
+    if node.timeout is not None and found is not None and found.inline:
+        yield Problem(node.id, f"timeout: does not apply to handler {node.handler!r}, which "
+                      "runs in the workflow itself (not as a step)")
+    if node.compensate is not None:
+        yield from _handler_problems(node.id, node.compensate.handler, node.compensate.config,
+                                     check_handlers, "compensate: ")
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text and "}}" in text
+
+
+def _check_compensation(spec: DagSpec, problems: list[Problem]) -> None:
+    """``on_failure: compensate`` with nothing to compensate is a mistake worth reporting."""
+    if any(n.compensate is not None for n in spec.nodes):
+        return
+    if spec.defaults.on_failure == "compensate":
+        problems.append(Problem(None, "defaults.on_failure: 'compensate' but no node has a "
+                                "'compensate' action"))
+    for node in spec.nodes:
+        if node.on_failure == "compensate":
+            problems.append(Problem(node.id, "on_failure: 'compensate' but no node has a "
+                                    "'compensate' action"))
 
 
 class _Ancestors:
@@ -198,17 +240,22 @@ def _template_problems(
     node: NodeSpec | None,
     what: str,
     ancestors: _Ancestors | None = None,
+    *,
+    variables: frozenset[str] = frozenset(),
+    allow_self: bool = False,
 ) -> Iterable[Problem]:
     owner = node.id if node is not None else None
     try:
-        refs = list(references(value, ids))
+        refs = list(references(value, ids, variables))
     except TemplateError as exc:
         yield Problem(owner, f"{what}: {exc}")
         return
     for ref in refs:
-        if ref.is_input or node is None or ancestors is None:
+        if ref.is_input or ref.is_var or node is None or ancestors is None:
             continue
         if ref.source == node.id:
+            if allow_self:
+                continue
             yield Problem(owner, f"{what}: '{{{{ {ref.text} }}}}' references the node itself")
         elif ref.source not in node.dependencies:
             found = ancestors.of(node)

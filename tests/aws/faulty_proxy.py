@@ -20,6 +20,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -27,25 +28,24 @@ from urllib.parse import urlsplit
 SERVICES = ("dynamodb", "sqs", "s3")
 
 # Answers to hand out in turn, per service: (status, content type, body).
-_DYNAMODB_JSON = "application/x-amz-json-1.0"
-_SQS_JSON = "application/x-amz-json-1.0"
+_JSON = "application/x-amz-json-1.0"
 _FAULTS: dict[str, list[tuple[int, str, bytes]]] = {
     "dynamodb": [
-        (400, _DYNAMODB_JSON, json.dumps({
+        (400, _JSON, json.dumps({
             "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
             "message": "Rate exceeded",
         }).encode()),
-        (500, _DYNAMODB_JSON, json.dumps({
+        (500, _JSON, json.dumps({
             "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
             "message": "Internal server error",
         }).encode()),
     ],
     "sqs": [
-        (400, _SQS_JSON, json.dumps({
+        (400, _JSON, json.dumps({
             "__type": "com.amazonaws.sqs#RequestThrottled",
             "message": "Request is throttled.",
         }).encode()),
-        (503, _SQS_JSON, json.dumps({
+        (503, _JSON, json.dumps({
             "__type": "com.amazonaws.sqs#ServiceUnavailable",
             "message": "The request has failed due to a temporary failure of the server.",
         }).encode()),
@@ -67,11 +67,11 @@ _HOP = frozenset({
 })
 
 
-def service_of(headers: object, path: str) -> str | None:
+def service_of(headers: Message, path: str) -> str | None:
     """Which AWS service a request is for (``None``: not one to fail, e.g. moto's own API)."""
     if path.startswith("/moto-api"):
         return None
-    target = str(headers.get("X-Amz-Target") or "")  # type: ignore[attr-defined]
+    target = str(headers.get("X-Amz-Target") or "")
     if target.startswith("DynamoDB_"):
         return "dynamodb"
     if target.startswith("AmazonSQS"):
@@ -79,9 +79,9 @@ def service_of(headers: object, path: str) -> str | None:
     return "s3"
 
 
-def attempt_of(headers: object) -> int:
+def attempt_of(headers: Message) -> int:
     """Which attempt of its call a request is (botocore's ``amz-sdk-request`` header), from 1."""
-    info = str(headers.get("amz-sdk-request") or "")  # type: ignore[attr-defined]
+    info = str(headers.get("amz-sdk-request") or "")
     for part in info.split(";"):
         name, _, value = part.strip().partition("=")
         if name == "attempt" and value.isdigit():
@@ -120,8 +120,7 @@ class FaultyProxy:
     @property
     def url(self) -> str:
         """The proxy's endpoint URL (give it to boto3 as ``endpoint_url``)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def set_faults(
         self, every: int, services: Iterable[str] = SERVICES, max_failures: int | None = 1
@@ -196,6 +195,9 @@ class FaultyProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without TCP_NODELAY each answer
+            # would wait out the client's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass  # quiet: the tests read the counters instead

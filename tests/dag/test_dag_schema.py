@@ -29,9 +29,12 @@ def test_schema_describes_nodes():
     assert doc["title"] == "DagSpec"
     assert doc["required"] == ["nodes"]
     node = doc["$defs"]["NodeSpec"]
-    assert {"id", "handler", "dependencies", "config", "retry", "when", "on_failure"} <= set(
-        node["properties"]
-    )
+    assert {"id", "handler", "dependencies", "config", "retry", "when", "on_failure", "timeout",
+            "foreach", "max_concurrency", "compensate"} <= set(node["properties"])
+    on_failure = node["properties"]["on_failure"]["anyOf"][0]
+    assert on_failure["enum"] == ["fail", "continue", "compensate"]
+    assert doc["$defs"]["CompensateSpec"]["required"] == ["handler"]
+    assert "item" in node["properties"]["foreach"]["description"]
 
 
 def test_cli_prints_the_schema():

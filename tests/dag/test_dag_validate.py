@@ -61,13 +61,70 @@ MALFORMED = [
     ("when not a template", {"nodes": [node("a", when="yes")]},
      ["node 'a': when: must be a template"]),
     ("bad on_failure", {"nodes": [node("a", on_failure="explode")]},
-     ["node 'a': on_failure: Input should be 'fail' or 'continue'"]),
+     ["node 'a': on_failure: Input should be 'fail', 'continue' or 'compensate'"]),
     ("bad retry", {"nodes": [node("a", retry={"max_attempts": 0})]},
      ["node 'a': retry.max_attempts: Input should be greater than or equal to 1"]),
     ("unknown node field", {"nodes": [node("a", colour="red")]},
      ["node 'a': unknown field 'colour'"]),
-    ("unsupported foreach", {"nodes": [node("a", foreach="{{ input.items }}")]},
-     ["node 'a': 'foreach' is not supported yet"]),
+    # foreach / max_concurrency
+    ("foreach not a template", {"nodes": [node("a", foreach="input.items")]},
+     ["node 'a': foreach: must be a template such as '{{ input.items }}' (resolving to a list) "
+      "or a list"]),
+    ("foreach wrong type", {"nodes": [node("a", foreach=5)]},
+     ["node 'a': foreach: must be a template such as '{{ input.items }}' (resolving to a list) "
+      "or a list, got int"]),
+    ("foreach non-ancestor", {"nodes": [node("a"), node("b", foreach="{{ a.output }}")]},
+     ["node 'b': foreach: '{{ a.output }}' references 'a', which is not an ancestor"]),
+    ("foreach unknown node", {"nodes": [node("a", foreach="{{ zz.output.items }}")]},
+     ["node 'a': foreach: '{{ zz.output.items }}' names unknown node 'zz'"]),
+    ("foreach uses item", {"nodes": [node("a", foreach="{{ item }}")]},
+     ["node 'a': foreach: '{{ item }}': 'item' is only available in the config of a node "
+      "with 'foreach'"]),
+    ("item outside foreach", {"nodes": [node("a", config={"x": "{{ item.name }}"})]},
+     ["node 'a': config: '{{ item.name }}': 'item' is only available in the config of a node "
+      "with 'foreach'"]),
+    ("index in when", {"nodes": [node("a", foreach=[1], when="{{ index }}")]},
+     ["node 'a': when: '{{ index }}': 'index' is only available in the config of a node "
+      "with 'foreach'"]),
+    ("max_concurrency without foreach", {"nodes": [node("a", max_concurrency=2)]},
+     ["node 'a': max_concurrency: only applies to a node with 'foreach'"]),
+    ("max_concurrency zero", {"nodes": [node("a", foreach=[1], max_concurrency=0)]},
+     ["node 'a': max_concurrency: Input should be greater than or equal to 1"]),
+    # timeout
+    ("timeout unparsable", {"nodes": [node("a", timeout="soon")]},
+     ["node 'a': timeout: invalid duration \"soon\""]),
+    ("timeout zero", {"nodes": [node("a", timeout=0)]},
+     ["node 'a': timeout: must be more than 0 seconds"]),
+    ("timeout negative", {"nodes": [node("a", timeout=-1)]},
+     ["node 'a': timeout: invalid duration -1"]),
+    ("timeout bool", {"nodes": [node("a", timeout=True)]},
+     ["node 'a': timeout: expected seconds or a duration string such as '30s', got True"]),
+    ("timeout on an inline handler", {"nodes": [node("a", handler="sleep", timeout="1s")]},
+     ["node 'a': timeout: does not apply to handler 'sleep', which runs in the workflow"]),
+    # compensate
+    ("compensate not an object", {"nodes": [node("a", compensate="undo")]},
+     ["node 'a': compensate: Input should be a valid dictionary or instance of CompensateSpec"]),
+    ("compensate without handler", {"nodes": [node("a", compensate={"config": {}})]},
+     ["node 'a': compensate.handler: Field required"]),
+    ("compensate unknown field", {"nodes": [node("a", compensate={"handler": "add", "x": 1})]},
+     ["node 'a': unknown field 'compensate.x'"]),
+    ("compensate unknown handler", {"nodes": [node("a", compensate={"handler": "nope"})]},
+     ["node 'a': compensate: unknown handler 'nope'"]),
+    ("compensate built-in missing config", {"nodes": [node("a", compensate={"handler": "hook"})]},
+     ["node 'a': compensate: handler 'hook' needs config 'token'"]),
+    ("compensate config non-ancestor",
+     {"nodes": [node("a"), node("b", compensate={"handler": "add",
+                                                 "config": {"a": "{{ a.output }}"}})]},
+     ["node 'b': compensate.config: '{{ a.output }}' references 'a', which is not an ancestor"]),
+    ("compensate config uses item", {"nodes": [node("a", foreach=[1], compensate={
+        "handler": "add", "config": {"a": "{{ item }}"}})]},
+     ["node 'a': compensate.config: '{{ item }}': 'item' is only available in the config"]),
+    ("on_failure compensate with nothing to compensate",
+     {"nodes": [node("a", on_failure="compensate")]},
+     ["node 'a': on_failure: 'compensate' but no node has a 'compensate' action"]),
+    ("defaults compensate with nothing to compensate",
+     {"defaults": {"on_failure": "compensate"}, "nodes": GOOD},
+     ["defaults.on_failure: 'compensate' but no node has a 'compensate' action"]),
     ("config not an object", {"nodes": [node("a", config=[1])]},
      ["node 'a': config: Input should be a valid dictionary"]),
     ("bad input schema", {"input": {"type": "thing"}, "nodes": GOOD},
@@ -108,6 +165,22 @@ def test_grandparent_references_are_ancestors():
     spec = {"nodes": [node("a"), node("b", deps=["a"]),
                       node("c", deps=["b"], config={"x": "{{ a.output.deep[0] }}"})]}
     dag.validate(spec)
+
+
+def test_new_node_fields_parse():
+    spec = dag.validate({"nodes": [
+        node("a", compensate={"handler": "subtract", "config": {"a": "{{ a.output }}", "b": 1}},
+             timeout="1m30s"),
+        node("b", deps=["a"], foreach="{{ a.output.items }}", max_concurrency=2,
+             config={"a": "{{ item.x }}", "b": "{{ index }}", "c": "{{ a.output.n }}"},
+             on_failure="compensate", timeout=2.5),
+        node("c", foreach=[1, 2], config={"a": "{{ item }}", "b": 0}),
+    ]})
+    a, b, c = spec.nodes
+    assert a.timeout_seconds() == 90 and b.timeout_seconds() == 2.5 and c.timeout is None
+    assert a.compensate is not None and a.compensate.handler == "subtract"
+    assert b.foreach == "{{ a.output.items }}" and b.max_concurrency == 2
+    assert dag.validate(spec.to_json()) == spec  # round-trips through JSON
 
 
 def test_handlers_are_optional_when_not_checked():
@@ -159,6 +232,19 @@ def test_missing_paths_name_node_and_path(value, message):
     with pytest.raises(TemplateError) as caught:
         render(value, {"user": {"name": "ada"}}, OUTPUTS, "node 'c'", IDS)
     assert message in str(caught.value)
+
+
+def test_foreach_variables_resolve_with_paths():
+    variables = {"item": {"name": "ada", "tags": ["x"]}, "index": 2}
+    got = render({"n": "{{ item.name }}", "t": "{{ item.tags[0] }}", "i": "{{ index }}",
+                  "s": "#{{ index }} {{ item.name }}", "o": "{{ b.output }}"},
+                 None, OUTPUTS, "node 'c' [2]", IDS, variables)
+    assert got == {"n": "ada", "t": "x", "i": 2, "s": "#2 ada", "o": 2.5}
+    with pytest.raises(TemplateError, match=r"node 'c' \[2\]: '\{\{ item.age \}\}': "
+                       r"item.age not found \(item is an object with keys 'name', 'tags'\)"):
+        render("{{ item.age }}", None, OUTPUTS, "node 'c' [2]", IDS, variables)
+    with pytest.raises(TemplateError, match="'item' is only available"):
+        render("{{ item }}", None, OUTPUTS, "node 'c'", IDS)
 
 
 def test_a_node_called_input_is_referenced_with_output():
