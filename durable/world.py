@@ -122,7 +122,8 @@ class RunUpdate:
     expected_seq: int | None = None
     """The newest ``seq`` the writer has seen. If the log has grown past it before this
     append (a hook was resumed meanwhile), a ``suspended`` run becomes due at once
-    (``wake_at`` = now) so that nothing resumed is left waiting."""
+    (``wake_at`` = now) so that nothing resumed is left waiting. A run suspended while its
+    cancellation is requested is due at once too, so a worker records the cancellation."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -890,6 +890,22 @@ def test_request_cancel_makes_a_suspended_run_due(world: World, clock: FakeClock
     assert world.append("run-1", B, [NewEvent("run_cancelled")]) is True
 
 
+def test_a_run_suspended_after_a_cancel_request_is_due_at_once(
+    world: World, clock: FakeClock
+) -> None:
+    # The cancel lands while the worker runs; its suspension must not put the run to sleep
+    # beyond the cancel's reach.
+    create(world, owner=A)
+    world.request_cancel("run-1")
+    clock.advance(2)
+    suspend(world, "run-1", A, None)
+    record = world.get_run("run-1")
+    assert record is not None and record.status == "suspended"
+    assert record.wake_at == START + 2
+    [claimed] = world.claim_due(B, TTL, 10)
+    assert claimed.id == "run-1" and claimed.cancel_requested
+
+
 def test_request_cancel_makes_a_hook_waiter_due(world: World) -> None:
     create(world, owner=A)
     suspend(world, "run-1", A, None)

@@ -513,12 +513,11 @@ class AwsWorld:
             wake_at = None
             if update is not None:
                 wake_at = update.wake_at
-                if (
-                    update.status == "suspended"
-                    and update.expected_seq is not None
-                    and first > update.expected_seq
+                if update.status == "suspended" and (
+                    (update.expected_seq is not None and first > update.expected_seq)
+                    or held.cancel
                 ):
-                    wake_at = now  # events arrived from elsewhere while it ran
+                    wake_at = now  # events (or a cancel) arrived from elsewhere while it ran
                 self._apply_update(changes, run_id, update, wake_at, held, now)
                 if tokens:
                     changes.set("hooks", None)
@@ -586,8 +585,10 @@ class AwsWorld:
             with self._lock:
                 if self._due_cache is None or wake_at < self._due_cache:
                     self._due_cache = wake_at
-            # Also when due now: a run handed back must be found by a worker or function.
-            self._send(run_id, wake_at, "wake")
+            if wake_at > now:
+                # Due now is covered elsewhere: the runtime continues or releases the run (a
+                # "start" message), and a resumed hook sends its own message.
+                self._send(run_id, wake_at, "wake")
         elif update.status == "pending":
             self._send(run_id, now, "start")
 

@@ -131,12 +131,11 @@ class MemoryWorld:
             changes: dict[str, object] = {"last_seq": seq, "updated_at": now}
             if update is not None:
                 wake_at = update.wake_at
-                if (
-                    update.status == "suspended"
-                    and update.expected_seq is not None
-                    and run.last_seq > update.expected_seq
+                if update.status == "suspended" and (
+                    (update.expected_seq is not None and run.last_seq > update.expected_seq)
+                    or run.cancel_requested
                 ):
-                    wake_at = now  # events arrived from elsewhere while it ran
+                    wake_at = now  # events (or a cancel) arrived from elsewhere while it ran
                 changes.update(status=update.status, wake_at=wake_at)
                 if update.status in FINISHED_STATUSES:
                     self._drop_hooks(run_id)

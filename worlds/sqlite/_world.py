@@ -690,12 +690,12 @@ class SqliteWorld:
         seq += len(events)
         if update is not None:
             wake_at = update.wake_at
-            if (
-                update.status == "suspended"
-                and update.expected_seq is not None
-                and seen > update.expected_seq
+            if update.status == "suspended" and (
+                (update.expected_seq is not None and seen > update.expected_seq) or row[0]
             ):
-                wake_at = now  # events arrived from elsewhere (a resumed hook) while it ran
+                # Events arrived from elsewhere (a resumed hook) while it ran, or a cancel did:
+                # due at once, so a worker sees them.
+                wake_at = now
             conn.execute(
                 _APPLY_UPDATE[update.release],
                 (update.status, wake_at, now, seq, run_id),
