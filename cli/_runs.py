@@ -24,6 +24,7 @@ from cli._common import (
     show,
     world_url,
 )
+from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
 from cli._render import (
     events_table,
     operations_table,
@@ -213,6 +214,8 @@ def runs(
 def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run: its steps in order (status, attempts, duration, errors), sleeps and timeline.
 
+    For a DAG run (`durable dag run`), a table of its nodes in wave order comes first.
+
     Durations are measured between recorded events; they include time the run waited for a
     worker.
     """
@@ -221,14 +224,21 @@ def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
         log = world.read_events(run_id)
         now = world.now()
         links = _links(world, record, log)
+        children = child_records(world, record, log)
     timeline = build_timeline(record, log, now)
+    nodes = dag_nodes(record, log, timeline, children)
     if as_json:
-        echo_json({**timeline_json(record, timeline), **links})
+        doc = {**timeline_json(record, timeline), **links}
+        if nodes is not None:
+            doc["nodes"] = [node_json(n) for n in nodes]
+        echo_json(doc)
         return
     parts: list[RenderableType] = [run_header(record, timeline, now), Text("")]
     lines = _link_lines(links)
     if lines:
         parts += [Text("\n".join(lines)), Text("")]
+    if nodes:
+        parts += [Text("nodes", style="bold"), nodes_table(nodes), Text("")]
     if timeline.operations:
         parts += [operations_table(timeline), Text(""), Text("timeline", style="bold")]
     parts.append(timeline_chart(timeline, min(console().width, 140)))

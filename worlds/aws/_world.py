@@ -295,9 +295,13 @@ class AwsWorld:
                 return self.create_run(run, owner=owner, lease_ttl=lease_ttl)
             return existing, False
         if owner:
-            # The "watch" message is sent at the first lease renewal, so a run that finishes
-            # quickly costs no message.
+            # Executed where it was created: if that process dies, a deployment without
+            # workers (Lambda only) has no sweep to find the run, so a message checks on it
+            # once the lease could have lapsed.
             self._hold(owner, record, set())
+            with self._lock:
+                self._held[run.id].watched = True
+            self._send(run.id, now + lease_ttl + 1.0, "watch")
         else:
             self._send(run.id, now, "start")
         return record, True

@@ -1,0 +1,465 @@
+"""``durable inspect`` for DAG runs (workflow ``durable.dag``): what each node did.
+
+The event log records operations, not nodes, so each node's story is read from the events under
+its operation-id prefix (:func:`durable.dag.node_prefixes`). Some nodes leave no events at all:
+skipped nodes (``when`` false, or a dependency failed or was skipped under ``all_success``) and
+the inline ``input``/``output`` handlers. For those the status is inferred by re-applying the
+executor's rules to what the log does show (dependency outcomes, ``when`` rendered against the
+recorded outputs); a case the log cannot decide is reported as ``unknown`` rather than guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from cli._render import STATUS_STYLES
+from cli._timeline import Operation, Timeline
+from cli._values import JsonValue, compact, decode, error_info, format_duration, iso
+from durable.dag import DagSpec, NodeSpec, node_prefixes, validate, waves
+from durable.dag._run import _truthy
+from durable.dag._templates import TemplateError, render
+from durable.world import FINISHED_STATUSES, Event, RunRecord, World
+
+__all__ = ["DAG_WORKFLOW", "NodeView", "child_records", "dag_nodes", "node_json", "nodes_table"]
+
+DAG_WORKFLOW = "durable.dag"
+"""The workflow name DAG runs are recorded under."""
+
+_OUTPUT_LIMIT = 2000
+"""Outputs longer than this (as JSON) are left out of ``--json``."""
+
+_SILENT_HANDLERS = frozenset({"input", "output"})
+"""Inline handlers that record nothing: a node using one leaves no events even when it ran."""
+
+_STYLES = {**STATUS_STYLES, "skipped": "dim", "not started": "dim", "unknown": "yellow"}
+
+
+@dataclass
+class NodeView:
+    """One node of a DAG run, as far as the event log tells."""
+
+    id: str
+    handler: str
+    dependencies: list[str]
+    wave: int
+    """1 for the nodes that run first."""
+    status: str
+    """``completed``, ``failed``, ``skipped``, ``running``, ``waiting``, ``not started``,
+    ``interrupted`` (the run ended while it was going on) or ``unknown``."""
+    attempts: int | None = None
+    """Step attempts (summed over a ``foreach`` node's elements); ``None`` without steps."""
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: JsonValue = None
+    has_output: bool = False
+    """Whether ``output`` is known (a ``null`` output is still an output)."""
+    items: int | None = None
+    """For ``foreach`` nodes: how many elements."""
+    error: dict[str, str] | None = None
+    reason: str | None = None
+    """Why a node was skipped, or why its status could not be decided."""
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from its first operation's start to its last one's end, if both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(self.finished_at - self.started_at, 0.0)
+
+
+@dataclass
+class _Run:
+    """What every node's inference needs about the run."""
+
+    record: RunRecord
+    spec: DagSpec
+    run_input: Any
+    prefixes: dict[str, str]
+    """Each node's operation-id prefix."""
+    ops: dict[str, list[Operation]]
+    """Operations by the node whose prefix they fall under."""
+    events: dict[str, list[Event]]
+    """Events by operation id."""
+    children: Mapping[str, RunRecord]
+    reached: int
+    """The last wave that began (0: none)."""
+    views: dict[str, NodeView]
+    outputs: dict[str, Any]
+
+    @property
+    def over(self) -> bool:
+        return self.record.status in FINISHED_STATUSES
+
+    def wave_state(self, wave: int) -> str:
+        """``done``, ``current`` (began, run still going) or ``not started``."""
+        if self.record.status == "completed" or wave < self.reached:
+            return "done"
+        if wave == self.reached:
+            return "done" if self.over else "current"
+        return "not started"
+
+
+def _dag_input(record: RunRecord) -> tuple[Any, Any] | None:
+    if record.workflow_name != DAG_WORKFLOW:
+        return None
+    value, encoding = decode(record.input)
+    if encoding != "json" or not isinstance(value, dict):
+        return None
+    args = value.get("args") or []
+    kwargs = value.get("kwargs") or {}
+    spec = args[0] if args else kwargs.get("spec")
+    run_input = args[1] if len(args) > 1 else kwargs.get("input")
+    return spec, run_input
+
+
+def _parse_spec(raw: Any) -> DagSpec | None:
+    try:
+        return validate(raw, check_handlers=False)
+    except Exception:  # noqa: BLE001 - an unreadable spec falls back to the generic view
+        return None
+
+
+def child_records(world: World, record: RunRecord, events: list[Event]) -> dict[str, RunRecord]:
+    """The child runs a DAG run started (its ``workflow`` nodes), by id; empty for other runs."""
+    if record.workflow_name != DAG_WORKFLOW:
+        return {}
+    found: dict[str, RunRecord] = {}
+    for event in events:
+        if event.kind != "child_started":
+            continue
+        child_id = _data(event).get("run_id")
+        child = world.get_run(child_id) if isinstance(child_id, str) else None
+        if child is not None:
+            found[child.id] = child
+    return found
+
+
+def dag_nodes(
+    record: RunRecord,
+    events: list[Event],
+    timeline: Timeline,
+    children: Mapping[str, RunRecord],
+) -> list[NodeView] | None:
+    """Each node of a DAG run in wave order (by id within a wave); ``None`` for other runs."""
+    found = _dag_input(record)
+    spec = _parse_spec(found[0]) if found is not None else None
+    if found is None or spec is None:
+        return None
+    prefixes = node_prefixes(spec)
+    by_op: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        if event.op_id is not None:
+            by_op[event.op_id].append(event)
+    ops: dict[str, list[Operation]] = {
+        nid: [op for op in timeline.operations if op.op_id.startswith(prefix)]
+        for nid, prefix in prefixes.items()
+    }
+    state = _Run(record, spec, found[1], prefixes, ops, by_op, children, 0, {}, {})
+    state.reached = _reached_wave(state)
+    nodes = {n.id: n for n in spec.nodes}
+    for number, wave in enumerate(waves(spec), start=1):
+        for nid in wave:
+            view = _node_view(state, nodes[nid], number)
+            state.views[nid] = view
+            if view.status == "completed" and view.has_output:
+                state.outputs[nid] = view.output
+    return list(state.views.values())
+
+
+def _reached_wave(state: _Run) -> int:
+    # Only nodes' operations count: compensation steps come after the failing wave.
+    wave_of = {nid: w for w, ids in enumerate(waves(state.spec), start=1) for nid in ids}
+    reached = max((wave_of[nid] for nid, ops in state.ops.items() if ops), default=0)
+    failing = _named_in_error(state)
+    if failing is not None:
+        reached = max(reached, wave_of[failing])
+    if reached == 0 and state.record.status == "running":
+        reached = 1  # the first wave's steps record only when they finish
+    return reached
+
+
+def _named_in_error(state: _Run) -> str | None:
+    """The node a failed run's error names (``node 'x' ...``), if any."""
+    error = error_info(state.record.error)
+    if error is None:
+        return None
+    text = error["message"]
+    named = [(text.find(f"node {n.id!r}"), n.id) for n in state.spec.nodes]
+    hits = sorted((pos, nid) for pos, nid in named if pos >= 0)
+    return hits[0][1] if hits else None
+
+
+def _node_view(state: _Run, node: NodeSpec, wave: int) -> NodeView:
+    view = NodeView(node.id, node.handler, list(node.dependencies), wave, "not started")
+    ops = state.ops[node.id]
+    if ops:
+        _from_operations(state, node, view, ops)
+    elif state.wave_state(wave) != "not started":
+        _without_events(state, node, view, state.wave_state(wave))
+    return view
+
+
+# --- nodes with events ---------------------------------------------------------------------
+
+
+def _from_operations(state: _Run, node: NodeSpec, view: NodeView, ops: list[Operation]) -> None:
+    outcomes = [_op_outcome(state, op) for op in ops]
+    steps = [op for op in ops if op.kind == "step"]
+    view.attempts = sum(len(op.attempts) for op in steps) if steps else None
+    view.started_at = min(op.started_at for op in ops)
+    for wanted in ("running", "waiting", "failed", "interrupted"):
+        if any(status == wanted for status, _ in outcomes):
+            view.status = wanted
+            break
+    else:
+        view.status = "completed"
+    if view.status in ("completed", "failed", "interrupted"):
+        ends = [op.finished_at for op in ops if op.finished_at is not None]
+        view.finished_at = max(ends) if ends else None
+    if view.status == "failed":
+        errors = [err for status, err in outcomes if status == "failed" and err is not None]
+        view.error = errors[0] if errors else _run_error(state)
+    if node.foreach is not None:
+        _foreach_output(state, node, view, ops)
+    elif view.status == "completed":
+        _single_output(state, node, view, ops[0])
+
+
+def _op_outcome(state: _Run, op: Operation) -> tuple[str, dict[str, str] | None]:
+    """An operation's part in its node's status, and its error if it failed."""
+    if op.kind == "step":
+        mapped = {"retrying": "running"}.get(op.status, op.status)
+        return mapped, op.error
+    if op.kind == "sleep":
+        return {"sleeping": "waiting"}.get(op.status, op.status), None
+    last = state.events[op.op_id][-1]
+    if last.kind in ("hook_created", "child_started"):
+        return ("interrupted" if state.over else "waiting"), None
+    if last.kind == "hook_timed_out":
+        return "failed", {"type": "HookTimeout", "message": "the hook timed out"}
+    if op.kind == "child":
+        return _child_outcome(state, op)
+    return "completed", None
+
+
+def _child_outcome(state: _Run, op: Operation) -> tuple[str, dict[str, str] | None]:
+    ended = _data(state.events[op.op_id][-1]).get("status")
+    if ended == "completed":
+        return "completed", None
+    child = state.children.get(_child_id(state, op) or "")
+    info = error_info(child.error) if child is not None else None
+    error = {"type": info["type"], "message": info["message"]} if info else None
+    return "failed", error or {"type": "WorkflowFailed", "message": f"child run {ended}"}
+
+
+def _child_id(state: _Run, op: Operation) -> str | None:
+    child_id = _data(state.events[op.op_id][0]).get("run_id")
+    return child_id if isinstance(child_id, str) else None
+
+
+def _single_output(state: _Run, node: NodeSpec, view: NodeView, op: Operation) -> None:
+    view.has_output = True
+    if op.kind == "step":
+        view.output = op.value
+    elif op.kind == "hook":
+        received = [e for e in state.events[op.op_id] if e.kind == "hook_received"]
+        view.output = decode(received[0].data)[0] if received else None
+    elif op.kind == "child":
+        child = state.children.get(_child_id(state, op) or "")
+        view.has_output = child is not None
+        view.output = decode(child.output)[0] if child is not None else None
+    else:
+        view.output = None  # a sleep's output
+
+
+def _foreach_output(state: _Run, node: NodeSpec, view: NodeView, ops: list[Operation]) -> None:
+    prefix = f"{state.prefixes[node.id]}1."
+    results = {op.op_id: op for op in ops if op.kind == "step" and op.status == "completed"}
+    items = _foreach_items(state, node)
+    view.items = len(items) if items is not None else None
+    if items is not None and view.status == "completed":
+        element_ids = [f"{prefix}{index}.1" for index in range(len(items))]
+        if all(e in results for e in element_ids):
+            view.has_output = True
+            view.output = [results[e].value for e in element_ids]
+        elif not state.over and state.wave_state(view.wave) == "current":
+            view.status = "running"  # elements not yet started record nothing
+            view.finished_at = None
+
+
+# --- nodes without events -------------------------------------------------------------------
+
+
+def _without_events(state: _Run, node: NodeSpec, view: NodeView, wave_state: str) -> None:
+    skipped = _skip_reason(state, node)
+    if skipped is not None:
+        view.status, view.reason = "skipped", skipped
+        return
+    if _named_in_error(state) == node.id:
+        view.status, view.error = "failed", _run_error(state)
+        return
+    if node.foreach is not None:
+        _silent_foreach(state, node, view)
+        return
+    if node.handler in _SILENT_HANDLERS:
+        view.status = "completed"
+        _silent_output(state, node, view)
+        return
+    if wave_state == "current" and state.record.status in ("pending", "running"):
+        view.status = "running"
+        return
+    if node.when is not None and not isinstance(node.when, bool):
+        view.status, view.reason = "skipped", "no events: its when condition must have been false"
+        return
+    view.status, view.reason = "unknown", "no events recorded for it"
+
+
+def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
+    """Why the executor skipped the node, when the log shows it did."""
+    if node.trigger == "all_success":
+        for dep in node.dependencies:
+            status = state.views[dep].status
+            if status != "completed":
+                return f"dependency {dep!r} {status}"
+    if node.when is None:
+        return None
+    if isinstance(node.when, bool):
+        return None if node.when else "when is false"
+    try:
+        value = render(node.when, state.run_input, state.outputs, f"node {node.id!r} when",
+                       _ids(state))
+    except TemplateError:
+        return None
+    return None if _truthy(value) else "when was false"
+
+
+def _silent_foreach(state: _Run, node: NodeSpec, view: NodeView) -> None:
+    items = _foreach_items(state, node)
+    if items is not None and (not items or node.handler in _SILENT_HANDLERS):
+        view.status, view.items = "completed", len(items)
+        if not items:
+            view.output, view.has_output = [], True
+        return
+    view.status, view.reason = "unknown", "no events recorded for its elements"
+
+
+def _silent_output(state: _Run, node: NodeSpec, view: NodeView) -> None:
+    if node.handler == "input":
+        view.output, view.has_output = state.run_input, True
+        return
+    try:
+        config = render(node.config, state.run_input, state.outputs, f"node {node.id!r}",
+                        _ids(state))
+    except TemplateError:
+        return
+    view.has_output = True
+    unwrapped = isinstance(config, dict) and set(config) == {"value"}
+    view.output = config["value"] if unwrapped else config
+
+
+def _foreach_items(state: _Run, node: NodeSpec) -> list[Any] | None:
+    try:
+        items = render(node.foreach, state.run_input, state.outputs, f"node {node.id!r}",
+                       _ids(state))
+    except TemplateError:
+        return None
+    return items if isinstance(items, list) else None
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _ids(state: _Run) -> frozenset[str]:
+    return frozenset(state.prefixes)
+
+
+def _run_error(state: _Run) -> dict[str, str] | None:
+    info = error_info(state.record.error)
+    return None if info is None else {"type": info["type"], "message": info["message"]}
+
+
+def _data(event: Event) -> dict[str, Any]:
+    value, encoding = decode(event.data)
+    return value if encoding == "json" and isinstance(value, dict) else {}
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _small_output(view: NodeView) -> tuple[JsonValue, bool]:
+    """The output for ``--json``, and whether it was left out for its size."""
+    if not view.has_output:
+        return None, False
+    text = json.dumps(view.output, ensure_ascii=False)
+    if len(text) > _OUTPUT_LIMIT:
+        return None, True
+    return view.output, False
+
+
+def node_json(view: NodeView) -> dict[str, Any]:
+    """A node as a JSON object.
+
+    Keys: ``id, handler, dependencies, wave, status, attempts, started_at, finished_at,
+    duration`` (seconds), ``items`` (``foreach`` nodes), ``output`` (null when unknown or longer
+    than 2,000 characters as JSON; ``output_omitted`` says which), ``error`` (``{type,
+    message}``) and ``reason`` (why it was skipped, or why its status is ``unknown``).
+    """
+    output, omitted = _small_output(view)
+    return {
+        "id": view.id,
+        "handler": view.handler,
+        "dependencies": view.dependencies,
+        "wave": view.wave,
+        "status": view.status,
+        "attempts": view.attempts,
+        "started_at": iso(view.started_at),
+        "finished_at": iso(view.finished_at),
+        "duration": view.duration,
+        "items": view.items,
+        "output": output,
+        "output_omitted": omitted,
+        "error": view.error,
+        "reason": view.reason,
+    }
+
+
+def _preview(view: NodeView) -> Text:
+    if view.error is not None:
+        return Text(compact(f"{view.error['type']}: {view.error['message']}", 70), style="red")
+    if view.reason is not None:
+        return Text(view.reason, style="dim")
+    if view.items is not None and view.status == "completed":
+        return Text(f"{view.items} item{'' if view.items == 1 else 's'}")
+    if view.has_output and view.status == "completed":
+        return Text(compact(view.output, 60))
+    return Text("")
+
+
+def nodes_table(views: list[NodeView]) -> Table:
+    """The DAG's nodes in wave order: handler, status, attempts, duration, output or error."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("WAVE", justify="right", no_wrap=True)
+    table.add_column("NODE", no_wrap=True)
+    table.add_column("HANDLER", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
+    table.add_column("DURATION", justify="right", no_wrap=True)
+    table.add_column("OUTPUT / ERROR")
+    for view in views:
+        table.add_row(
+            str(view.wave),
+            view.id,
+            view.handler,
+            Text(view.status, style=_STYLES.get(view.status, "")),
+            "" if view.attempts is None else str(view.attempts),
+            format_duration(view.duration) if view.duration is not None else "",
+            _preview(view),
+        )
+    return table
