@@ -61,6 +61,18 @@ ENGINE_PARAMS = [
     for forced in (False, True)
 ]
 
+FORCED_REPLAY_ON_AWS = {"test_engine.py"}
+"""Modules whose engine tests also run forced-replay on the AWS world. Forced replay checks the
+engine's replay, the same on every world; on AWS it mostly re-checks suspension and leasing, which
+the engine tests cover, at moto's ~10 ms a request. Elsewhere AWS runs the live mode only."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="forced replay runs on AWS for test_engine.py only (slow moto)")
+    for item in items:
+        if "[aws-forced-replay]" in item.nodeid and item.path.name not in FORCED_REPLAY_ON_AWS:
+            item.add_marker(skip)
+
 
 @pytest.fixture(params=ENGINE_PARAMS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
