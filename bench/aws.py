@@ -322,7 +322,8 @@ def report_inputs(tallies: dict[int, Tally], threshold: int) -> None:
     steps = SHAPES[0].steps
     print(
         f"\n(a) sequential workflow, 10 steps, by input size (one run each, run path only; "
-        f"inputs up to payload_threshold={threshold:,} B stay in the run record):"
+        f"inputs up to payload_threshold={threshold:,} B are written once, in DynamoDB, "
+        "beside the run record):"
     )
     print(f"  {'input':>9} {'writes/step':>12} {'WRU/step items + index':>24} {'RRU/step':>9}"
           f" {'$ per million steps':>20}")
