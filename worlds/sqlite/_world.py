@@ -134,6 +134,8 @@ path); the log file is then written again from its start."""
 # Connections inherited over fork: closing one in the child could disturb the parent's locks or
 # checkpoint its log, so the child keeps them referenced and never uses them.
 _abandoned: list[sqlite3.Connection] = []
+_READERS = 8
+"""Read connections a world keeps for reading event logs beside its writing connection."""
 _open_worlds: weakref.WeakSet[SqliteWorld] = weakref.WeakSet()
 
 
@@ -178,6 +180,7 @@ class SqliteWorld:
         """Seconds a write waits for another process's write lock before failing."""
         self._clock = clock or time.time
         self._lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = self._open()
@@ -276,9 +279,45 @@ class SqliteWorld:
 
     def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         """The run's events with ``seq > after_seq``, oldest first."""
-        with self._reading(f"reading the events of run {run_id}") as conn:
+        with self._reading_aside(f"reading the events of run {run_id}") as conn:
             rows = conn.execute(_READ_EVENTS, (run_id, after_seq)).fetchall()
         return [Event(*row) for row in rows]
+
+    @contextmanager
+    def _reading_aside(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A read on a connection of its own, beside the writing one.
+
+        WAL readers wait neither for writers nor for each other, so runs replaying their logs
+        do not queue behind the writes of others.
+        """
+        with self._lock:
+            if self._conn is None or self._pid != os.getpid() or self._closed:
+                conn = None  # the main connection (re)opens, and migrates, first
+            else:
+                conn = self._readers.pop() if self._readers else None
+        if conn is None and (self._conn is None or self._pid != os.getpid() or self._closed):
+            with self._reading(doing) as main:
+                yield main
+            return
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False, cached_statements=64,
+                )
+                conn.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing) from exc
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc, doing) from exc
+        with self._lock:
+            if len(self._readers) < _READERS and not self._closed and self._pid == os.getpid():
+                self._readers.append(conn)
+                return
+        conn.close()
 
     def append(
         self,
@@ -356,7 +395,7 @@ class SqliteWorld:
         params: dict[str, Any] = {"limit": limit, "names": json.dumps(list(workflow_names or ()))}
         # Idle workers poll often: look without the write lock first, so that polling an idle
         # world never makes other processes' appends wait.
-        with self._reading("looking for due runs") as conn:
+        with self._reading_aside("looking for due runs") as conn:
             params["now"] = self._clock()
             owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (params["now"],))]
             params["dead"] = json.dumps([o for o in owners if _owner_is_dead(o)])
@@ -535,7 +574,11 @@ class SqliteWorld:
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
+            readers, self._readers = self._readers, []
             _open_worlds.discard(self)
+            for reader in readers:
+                if self._pid == os.getpid():
+                    reader.close()
             if conn is None:
                 return
             if self._pid != os.getpid():
@@ -770,6 +813,8 @@ class SqliteWorld:
         # In a freshly forked child (one thread): the lock may have been held by a parent thread
         # that does not exist here, and the connection belongs to the parent.
         self._lock = threading.Lock()
+        _abandoned.extend(self._readers)
+        self._readers = []
         if self._conn is not None:
             _abandoned.append(self._conn)
             self._conn = None
