@@ -55,10 +55,6 @@ from durable.world import (
 log = logging.getLogger("durable")
 
 
-_CLAIM_AHEAD = 4
-"""Runs a worker claims at most, as a multiple of ``max_concurrent_runs``."""
-
-
 @dataclass
 class Outcome:
     """How one execution of a run ended in this process."""
@@ -568,7 +564,7 @@ class Runtime:
             if claimed:
                 continue
             with self._lock:
-                full = len(self._executing) >= self._claim_limit()
+                full = len(self._executing) >= self.options.max_concurrent_runs
             if full:
                 # Every slot is busy: wait for one to free (``_leave`` wakes us) rather than
                 # asking the world when work is due, which would spin while runs are overdue.
@@ -584,11 +580,6 @@ class Runtime:
             self._wake.wait(wait)
             self._wake.clear()
 
-    def _claim_limit(self) -> int:
-        # Claim ahead of the pool: runs wait in its queue (leased, renewed) while the next claim
-        # waits its turn for the world, so a burst of due runs is taken in fewer, larger claims.
-        return self.options.max_concurrent_runs * _CLAIM_AHEAD
-
     def poll_once(self) -> int:
         """Claim and submit due runs once; renew leases when it is time. Returns how many."""
         now = time.monotonic()
@@ -596,7 +587,7 @@ class Runtime:
             self._last_renew = now
             self.world.renew_leases(self.owner, self.options.lease_ttl)
         with self._lock:
-            capacity = self._claim_limit() - len(self._executing)
+            capacity = self.options.max_concurrent_runs - len(self._executing)
         if capacity <= 0:
             return 0
         names = self._names()
