@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -55,11 +56,16 @@ class Engine:
     forced_replay: bool
 
 
-ENGINE_PARAMS = [
-    pytest.param((kind, forced), id=f"{kind}-{'forced-replay' if forced else 'live'}")
-    for kind in WORLD_FACTORIES
-    for forced in (False, True)
-]
+def engine_params(kinds: list[str]) -> list[object]:
+    """Engine fixture parameters: each world kind, live and in forced-replay mode."""
+    return [
+        pytest.param((kind, forced), id=f"{kind}-{'forced-replay' if forced else 'live'}")
+        for kind in kinds
+        for forced in (False, True)
+    ]
+
+
+ENGINE_PARAMS = engine_params(list(WORLD_FACTORIES))
 
 FORCED_REPLAY_ON_AWS = {"test_engine.py"}
 """Modules whose engine tests also run forced-replay on the AWS world. Forced replay checks the
@@ -74,9 +80,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(params=ENGINE_PARAMS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    kind, forced = request.param
+@contextlib.contextmanager
+def running_engine(kind: str, forced: bool, tmp_path: Path) -> Iterator[Engine]:
+    """A runtime on a fresh world of ``kind`` with a controllable clock, installed meanwhile."""
     clock = Clock()
     world = WORLD_FACTORIES[kind](tmp_path, clock)
     options = RuntimeOptions(
@@ -94,6 +100,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         use_runtime(previous)
         runtime.stop()
         world.close()
+
+
+@pytest.fixture(params=ENGINE_PARAMS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with running_engine(*request.param, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
