@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from durable._errors import HookConflict, HookNotFound, LeaseLost
@@ -51,6 +51,7 @@ from worlds.aws._schema import (
     DUE_SHARDS,
     RUN_ITEMS,
     TTL_ATTRIBUTE,
+    due_shard,
     event_sk,
     hook_key,
     run_key,
@@ -67,17 +68,6 @@ _LEASE_HORIZON = 3600.0
 """No lease lasts longer than this without renewal (bounds the search for dead owners)."""
 _MAX_BYTES = 3_000_000
 """Bytes per transaction (DynamoDB allows 4 MB)."""
-
-
-@dataclass
-class _Queued:
-    """An append waiting to share the run's next transaction."""
-
-    owner: str
-    items: list[dict[str, Any]]
-    done: threading.Event = field(default_factory=threading.Event)
-    cancel: bool = False
-    error: BaseException | None = None
 
 
 @dataclass
@@ -121,7 +111,6 @@ class AwsWorld:
         self._owners: dict[str, set[str]] = {}
         self._last_sweep: dict[str, float] = {}
         self._run_locks: dict[str, threading.RLock] = {}
-        self._queued: dict[str, list[_Queued]] = {}
         self._due_cache: float | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -274,8 +263,6 @@ class AwsWorld:
             item["parent"] = text(run.parent_id)
         due = due_of(status, now, record.wake_at, lease_expires)
         if due is not None:
-            from worlds.aws._schema import due_shard
-
             item["due"] = num(due)
             item["dshard"] = text(due_shard(run.id))
         inputs: dict[str, Any] = {
@@ -422,60 +409,10 @@ class AwsWorld:
         now = self.now()
         items = [self._event_item(run_id, new, now) for new in events]
         batches = _batches(items)
-        if len(batches) > 1 or update is not None:
-            with self._run_lock(run_id):
-                for batch in batches[:-1]:
-                    self._append_items(run_id, owner, batch, None, now)
-                return self._append_items(run_id, owner, batches[-1], update, now)
-        return self._group_append(run_id, owner, items, now)
-
-    def _group_append(
-        self, run_id: str, owner: str, items: list[dict[str, Any]], now: float
-    ) -> bool:
-        """Append, sharing one transaction with appends other threads queued for the run.
-
-        Parallel branches of a run finish steps at the same moment; while one transaction is
-        in flight the others queue, and the next one writes all of them.
-        """
-        mine = _Queued(owner, items)
-        with self._lock:
-            self._queued.setdefault(run_id, []).append(mine)
         with self._run_lock(run_id):
-            if not mine.done.is_set():
-                group = self._take_group(run_id, mine)
-                try:
-                    merged = [item for queued in group for item in queued.items]
-                    cancel = self._append_items(run_id, owner, merged, None, now)
-                except BaseException as exc:
-                    for queued in group:
-                        queued.error = exc
-                        queued.done.set()
-                    raise
-                for queued in group:
-                    queued.cancel = cancel
-                    queued.done.set()
-        if mine.error is not None:
-            raise mine.error
-        return mine.cancel
-
-    def _take_group(self, run_id: str, first: _Queued) -> list[_Queued]:
-        with self._lock:
-            queue = self._queued.get(run_id, [])
-            group, rest, size = [first], [], len(first.items)
-            for queued in queue:
-                if queued is first:
-                    continue
-                fits = queued.owner == first.owner and size + len(queued.items) <= _MAX_ITEMS
-                if fits and sum(_weight(i) for q in group for i in q.items) < _MAX_BYTES // 2:
-                    group.append(queued)
-                    size += len(queued.items)
-                else:
-                    rest.append(queued)
-            if rest:
-                self._queued[run_id] = rest
-            else:
-                self._queued.pop(run_id, None)
-        return group
+            for batch in batches[:-1]:
+                self._append_items(run_id, owner, batch, None, now)
+            return self._append_items(run_id, owner, batches[-1], update, now)
 
     def _run_lock(self, run_id: str) -> threading.RLock:
         # Threads of this process writing to one run (parallel branches) take turns here
@@ -1076,16 +1013,12 @@ def _due_order(item: dict[str, Any]) -> tuple[float, float, float]:
     return since, float(item["created"]["N"]), float(item.get("order", {"N": "0"})["N"])
 
 
-def _weight(item: dict[str, Any]) -> int:
-    return sum(len(v.get("B", b"")) + len(v.get("S", "")) for v in item.values())
-
-
 def _batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Split events so each transaction stays within DynamoDB's item and size limits."""
     batches: list[list[dict[str, Any]]] = [[]]
     size = 0
     for item in items:
-        weight = _weight(item)
+        weight = sum(len(v.get("B", b"")) + len(v.get("S", "")) for v in item.values())
         if batches[-1] and (len(batches[-1]) >= _MAX_ITEMS or size + weight > _MAX_BYTES):
             batches.append([])
             size = 0
