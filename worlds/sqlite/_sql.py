@@ -243,7 +243,9 @@ def _claim_sql(filtered: bool) -> str:
         (
             by_update,
             _LAST_EVENT_JOIN,
-            "r.status = 'suspended' AND r.wake_at = 0 AND r.wake_at <= :now",
+            # (0 is always in the past; a "wake_at <= :now" term here would make SQLite walk
+            # every due suspended run instead of the few with 0.)
+            "r.status = 'suspended' AND r.wake_at = 0",
         ),
         # Running runs whose lease lapsed or whose owner died (a few per worker at most).
         (

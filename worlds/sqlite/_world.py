@@ -58,6 +58,7 @@ from durable.world import (
 from durable.world import owner_is_dead as _owner_is_dead
 from worlds.sqlite import _schema
 from worlds.sqlite._errors import _is_busy, translate_error
+from worlds.sqlite._group import AppendQueue, PendingAppend
 from worlds.sqlite._sql import (
     _APPEND_CHECK,
     _APPEND_ONE,
@@ -180,7 +181,9 @@ class SqliteWorld:
         """Seconds a write waits for another process's write lock before failing."""
         self._clock = clock or time.time
         self._lock = threading.Lock()
+        self._appends = AppendQueue()
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = self._open()
@@ -290,7 +293,9 @@ class SqliteWorld:
         WAL readers wait neither for writers nor for each other, so runs replaying their logs
         do not queue behind the writes of others.
         """
-        with self._lock:
+        # The pool has a lock of its own: waiting for the writing connection's would put every
+        # read back in the queue of writes.
+        with self._readers_lock:
             if self._conn is None or self._pid != os.getpid() or self._closed:
                 conn = None  # the main connection (re)opens, and migrates, first
             else:
@@ -313,7 +318,7 @@ class SqliteWorld:
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, doing) from exc
-        with self._lock:
+        with self._readers_lock:
             if len(self._readers) < _READERS and not self._closed and self._pid == os.getpid():
                 self._readers.append(conn)
                 return
@@ -335,24 +340,116 @@ class SqliteWorld:
             LeaseLost: ``owner`` does not hold the run's lease; nothing was written.
             WorldError: The database failed (locked past the busy timeout, corrupt, ...).
         """
-        with self._lock:
+        if self._lock.acquire(blocking=False):
+            try:
+                return self._append_alone(run_id, owner, events, update)
+            finally:
+                self._lock.release()
+        # Another write holds the lock: queue, and whoever takes the lock next commits every
+        # append queued by then in one transaction (see _group).
+        mine = PendingAppend(run_id, owner, events, update)
+        queue = self._appends
+        if queue.join(mine):
+            batch: list[PendingAppend] | None = None
+            try:
+                with self._lock:
+                    batch = queue.take()
+                    self._append_group(batch)
+            finally:
+                if batch is None:  # interrupted while waiting for the lock: write nothing
+                    queue.withdraw(mine)
+                else:
+                    queue.finish(batch)
+        if mine.error is not None:
+            raise mine.error
+        return mine.cancel_requested
+
+    def _append_alone(
+        self, run_id: str, owner: str, events: Sequence[NewEvent], update: RunUpdate | None
+    ) -> bool:
+        # Called with self._lock held.
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            conn = self._reconnect()
+        try:
+            if update is None and len(events) == 1:
+                new = events[0]
+                try:
+                    conn.execute(
+                        _APPEND_ONE,
+                        (run_id, owner, new.kind, new.op_id, new.name, new.data, self._clock()),
+                    )
+                    return False
+                except sqlite3.IntegrityError:
+                    pass  # the lease is not held or cancellation was requested: see below
+            return self._append_many(conn, run_id, owner, events, update)
+        except sqlite3.Error as exc:
+            raise self._error(exc, f"appending to run {run_id}") from exc
+
+    def _append_group(self, batch: Sequence[PendingAppend]) -> None:
+        # Called with self._lock held. Every append in the batch gets its outcome; none raises.
+        try:
+            if len(batch) == 1:
+                only = batch[0]
+                only.cancel_requested = self._append_alone(
+                    only.run_id, only.owner, only.events, only.update
+                )
+                return
             conn = self._conn
             if conn is None or self._pid != os.getpid():
                 conn = self._reconnect()
             try:
-                if update is None and len(events) == 1:
-                    new = events[0]
-                    try:
-                        conn.execute(
-                            _APPEND_ONE,
-                            (run_id, owner, new.kind, new.op_id, new.name, new.data, self._clock()),
-                        )
-                        return False
-                    except sqlite3.IntegrityError:
-                        pass  # the lease is not held or cancellation was requested: see below
-                return self._append_many(conn, run_id, owner, events, update)
+                conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise self._error(exc, f"appending to run {run_id}") from exc
+                raise self._error(exc, f"appending to {len(batch)} runs") from exc
+            try:
+                for append in batch:
+                    try:
+                        append.cancel_requested = self._append_in(conn, append)
+                    except WorldError as exc:  # LeaseLost or a full log: refused, nothing written
+                        append.error = exc
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                _rollback(conn)
+                # One of them broke the transaction: each goes alone, failing only itself.
+                for append in batch:
+                    append.error = None
+                    try:
+                        append.cancel_requested = self._append_alone(
+                            append.run_id, append.owner, append.events, append.update
+                        )
+                    except Exception as exc:  # noqa: BLE001 - handed to the append's caller
+                        append.error = exc
+            except BaseException:
+                _rollback(conn)
+                raise
+        except BaseException as exc:  # noqa: BLE001 - every caller in the batch re-raises it
+            for append in batch:
+                if append.error is None:
+                    append.error = exc
+
+    def _append_in(self, conn: sqlite3.Connection, append: PendingAppend) -> bool:
+        # One append of a group, inside its transaction. A refused single-event insert (lease not
+        # held, cancel requested) aborts only itself; the full path then tells the cases apart.
+        if append.update is None and len(append.events) == 1:
+            new = append.events[0]
+            try:
+                conn.execute(
+                    _APPEND_ONE,
+                    (
+                        append.run_id,
+                        append.owner,
+                        new.kind,
+                        new.op_id,
+                        new.name,
+                        new.data,
+                        self._clock(),
+                    ),
+                )
+                return False
+            except sqlite3.IntegrityError:
+                pass
+        return self._append_locked(conn, append.run_id, append.owner, append.events, append.update)
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
         """Lease one run if it is runnable now and mark it ``running``.
@@ -574,7 +671,8 @@ class SqliteWorld:
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
-            readers, self._readers = self._readers, []
+            with self._readers_lock:
+                readers, self._readers = self._readers, []
             _open_worlds.discard(self)
             for reader in readers:
                 if self._pid == os.getpid():
@@ -813,6 +911,8 @@ class SqliteWorld:
         # In a freshly forked child (one thread): the lock may have been held by a parent thread
         # that does not exist here, and the connection belongs to the parent.
         self._lock = threading.Lock()
+        self._appends = AppendQueue()
+        self._readers_lock = threading.Lock()
         _abandoned.extend(self._readers)
         self._readers = []
         if self._conn is not None:
