@@ -14,7 +14,7 @@ import contextvars
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -142,7 +142,7 @@ class RunContext:
     def __post_init__(self) -> None:
         self.written = threading.Condition(self.lock)
 
-    def load(self, events: list[Event]) -> None:
+    def load(self, events: Sequence[Event]) -> None:
         """Index recorded events by operation id."""
         for event in events:
             self.seen_seq = max(self.seen_seq, event.seq)

@@ -291,7 +291,8 @@ class Runtime:
             cancel_requested=record.cancel_requested,
         )
         if record.last_seq > 1:  # more than run_created: there is history to replay
-            ctx.load(self.world.read_events(record.id))
+            events = record.events
+            ctx.load(events if events is not None else self.world.read_events(record.id))
         with self._lock:
             self._active[record.id] = ctx
             if record.id in self._handed_back:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from durable._errors import ConfigurationError
@@ -68,6 +68,9 @@ class RunRecord:
     """The parent run for child workflows."""
     last_seq: int
     """The sequence number of the newest event (0 when none)."""
+    events: Sequence[Event] | None = field(default=None, compare=False, repr=False)
+    """The run's log up to ``last_seq``, when the world read it with the record (``claim_due``
+    may, sparing the worker a read per run); ``None``: read it with ``read_events``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -620,3 +620,23 @@ def test_forked_child_uses_its_own_connection(world: SqliteWorld) -> None:
     assert world.get_run("child-run") is not None
     world.append("run-1", A, [NewEvent("from-parent")])
     assert [e.kind for e in world.read_events("run-1")][-2:] == ["from-child", "from-parent"]
+
+
+def test_claimed_runs_bring_their_short_logs(world: SqliteWorld) -> None:
+    now = world.now()
+    long_log = _world._PRELOAD_EVENTS + 1
+    for run_id, steps in (("short", 3), ("long", long_log), ("fresh", 0)):
+        world.create_run(NewRun(run_id, "wf", b"input"), owner=A, lease_ttl=TTL)
+        for i in range(steps):
+            world.append(run_id, A, [NewEvent("step_completed", str(i + 1), "s", b"%d" % i)])
+        world.append(run_id, A, [], RunUpdate("suspended", wake_at=now - 1, release=True))
+
+    claimed = {record.id: record for record in world.claim_due("worker-b", TTL, 10)}
+
+    short = claimed["short"]
+    assert short.events is not None
+    assert list(short.events) == world.read_events("short")
+    assert [e.seq for e in short.events] == [1, 2, 3, 4] and short.last_seq == 4
+    assert claimed["long"].events is None  # read outside the write lock, by read_events
+    assert claimed["long"].last_seq == long_log + 1
+    assert claimed["fresh"].events is None  # only run_created: nothing to replay

@@ -89,6 +89,14 @@ _READ_EVENTS = (
     f"JOIN events AS e ON e.key > r.base + MAX(?2, 0) AND e.key < r.base + {_END} "
     "ORDER BY e.key"
 )
+# The logs of several runs (claim_due), each oldest first.
+_READ_LOGS = (
+    f"SELECT r.id, e.key - r.base, e.kind, e.op_id, e.name, e.data, e.created_at "
+    f"FROM (SELECT id, run_no << {_BITS} AS base FROM runs "
+    "WHERE id IN (SELECT value FROM json_each(?1))) AS r "
+    f"JOIN events AS e ON e.key > r.base AND e.key < r.base + {_END} "
+    "ORDER BY e.key"
+)
 # The hot path: one event, no run update, as one statement (one implicit transaction: SQLite takes
 # the write lock before the statement reads anything). The key is -1, which fails the table's CHECK
 # constraint and writes nothing, unless the owner holds the lease and no cancellation was requested

@@ -29,6 +29,7 @@ Design notes:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -99,6 +100,7 @@ from worlds.sqlite._sql import (
     _OUTPUT,
     _READ_CHUNKS,
     _READ_EVENTS,
+    _READ_LOGS,
     _RELEASE,
     _RENEW,
     _RESUME_TARGET,
@@ -135,8 +137,14 @@ path); the log file is then written again from its start."""
 # Connections inherited over fork: closing one in the child could disturb the parent's locks or
 # checkpoint its log, so the child keeps them referenced and never uses them.
 _abandoned: list[sqlite3.Connection] = []
-_READERS = 8
-"""Read connections a world keeps for reading event logs beside its writing connection."""
+_READERS = 64
+"""Read connections a world keeps for reading event logs beside its writing connection: as many
+as a worker runs at once, since opening one costs more than the read it serves."""
+_PRELOAD_EVENTS = 200
+"""``claim_due`` returns the logs of the runs it leases that have at most this many events (a
+longer log is read outside the write lock)."""
+_READER_CACHE_KIB = 256
+"""Page cache of each read connection."""
 _open_worlds: weakref.WeakSet[SqliteWorld] = weakref.WeakSet()
 
 
@@ -311,6 +319,9 @@ class SqliteWorld:
                     check_same_thread=False, cached_statements=64,
                 )
                 conn.execute("PRAGMA query_only = 1")
+                # Another connection's commit empties this one's page cache before its next
+                # read, so a big cache would only cost memory.
+                conn.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
             except sqlite3.Error as exc:
                 raise self._error(exc, doing) from exc
         try:
@@ -496,7 +507,7 @@ class SqliteWorld:
             params["now"] = self._clock()
             owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (params["now"],))]
             params["dead"] = json.dumps([o for o in owners if _owner_is_dead(o)])
-            if not conn.execute(claim, params).fetchall():
+            if not conn.execute(claim, {**params, "limit": 1}).fetchall():
                 return []
         with self._transaction("claiming due runs") as conn:
             # Under the write lock: whatever this finds is still runnable when it is leased.
@@ -505,9 +516,20 @@ class SqliteWorld:
             if not ids:
                 return []
             conn.executemany(_LEASE, [(owner, now + lease_ttl, now, run_id) for run_id in ids])
-            rows = conn.execute(_GET_RUNS, (json.dumps(ids),)).fetchall()
+            records = [_record(row) for row in conn.execute(_GET_RUNS, (json.dumps(ids),))]
+            # Short logs come along, read in this snapshot by this connection (whose cache the
+            # others' commits have not emptied): one read for the batch, not one per run.
+            short = [r.id for r in records if 1 < r.last_seq <= _PRELOAD_EVENTS]
+            logs: dict[str, list[Event]] = {run_id: [] for run_id in short}
+            if short:
+                for row in conn.execute(_READ_LOGS, (json.dumps(short),)):
+                    logs[row[0]].append(Event(*row))
         order = {run_id: i for i, run_id in enumerate(ids)}
-        return sorted((_record(row) for row in rows), key=lambda record: order[record.id])
+        records.sort(key=lambda record: order[record.id])
+        return [
+            dataclasses.replace(record, events=logs[record.id]) if record.id in logs else record
+            for record in records
+        ]
 
     def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
         """The earliest wake-up time of a suspended run or lease expiry of a running one.
