@@ -29,7 +29,6 @@ Design notes:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -516,20 +515,17 @@ class SqliteWorld:
             if not ids:
                 return []
             conn.executemany(_LEASE, [(owner, now + lease_ttl, now, run_id) for run_id in ids])
-            records = [_record(row) for row in conn.execute(_GET_RUNS, (json.dumps(ids),))]
+            rows = conn.execute(_GET_RUNS, (json.dumps(ids),)).fetchall()
             # Short logs come along, read in this snapshot by this connection (whose cache the
             # others' commits have not emptied): one read for the batch, not one per run.
-            short = [r.id for r in records if 1 < r.last_seq <= _PRELOAD_EVENTS]
+            short = [row[0] for row in rows if 1 < row[13] <= _PRELOAD_EVENTS]
             logs: dict[str, list[Event]] = {run_id: [] for run_id in short}
             if short:
-                for row in conn.execute(_READ_LOGS, (json.dumps(short),)):
-                    logs[row[0]].append(Event(*row))
+                for event in conn.execute(_READ_LOGS, (json.dumps(short),)):
+                    logs[event[0]].append(Event(*event))
         order = {run_id: i for i, run_id in enumerate(ids)}
-        records.sort(key=lambda record: order[record.id])
-        return [
-            dataclasses.replace(record, events=logs[record.id]) if record.id in logs else record
-            for record in records
-        ]
+        rows.sort(key=lambda row: order[row[0]])
+        return [_record(row, logs.get(row[0])) for row in rows]
 
     def next_due_at(self, workflow_names: Sequence[str] | None = None) -> float | None:
         """The earliest wake-up time of a suspended run or lease expiry of a running one.
@@ -1115,7 +1111,7 @@ def _runnable(
     return False
 
 
-def _record(row: Any) -> RunRecord:
+def _record(row: Any, events: Sequence[Event] | None = None) -> RunRecord:
     return RunRecord(
         id=row[0],
         workflow_name=row[1],
@@ -1131,4 +1127,5 @@ def _record(row: Any) -> RunRecord:
         cancel_requested=bool(row[11]),
         parent_id=row[12],
         last_seq=row[13],
+        events=events,
     )
