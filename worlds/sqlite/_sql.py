@@ -128,6 +128,11 @@ _LEASE = (
     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
     f"updated_seq = {_CURRENT_SEQ} WHERE id = ?"
 )
+_LEASE_MANY = (
+    "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, "
+    f"updated_at = ?3, updated_seq = {_CURRENT_SEQ} "
+    "WHERE id IN (SELECT value FROM json_each(?4))"
+)
 # Both pinned to the lease index (INDEXED BY fails loudly should a change make it unusable): the
 # owner is not the index's first column, yet walking the index beats reading every run.
 _LIVE_OWNERS = (

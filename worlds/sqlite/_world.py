@@ -89,6 +89,7 @@ from worlds.sqlite._sql import (
     _INSERT_RUN,
     _LEASE,
     _LEASE_HELD,
+    _LEASE_MANY,
     _LEASE_STATE,
     _LIST_HOOKS,
     _LIST_RUNS,
@@ -514,8 +515,9 @@ class SqliteWorld:
             ids = [row[0] for row in conn.execute(claim, params)]
             if not ids:
                 return []
-            conn.executemany(_LEASE, [(owner, now + lease_ttl, now, run_id) for run_id in ids])
-            rows = conn.execute(_GET_RUNS, (json.dumps(ids),)).fetchall()
+            batch = json.dumps(ids)
+            conn.execute(_LEASE_MANY, (owner, now + lease_ttl, now, batch))
+            rows = conn.execute(_GET_RUNS, (batch,)).fetchall()
             # Short logs come along, read in this snapshot by this connection (whose cache the
             # others' commits have not emptied): one read for the batch, not one per run.
             short = [row[0] for row in rows if 1 < row[13] <= _PRELOAD_EVENTS]
