@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -145,3 +146,35 @@ def test_many_threads_appending_record_every_event_once(world: SqliteWorld) -> N
         events = world.read_events(run_id)
         assert [e.seq for e in events] == list(range(1, 52))
         assert [e.op_id for e in events[1:]] == [str(i) for i in range(2, 52)]
+
+
+def test_a_group_blocked_by_another_process_fails_whole_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "durable.db"
+    world = SqliteWorld(f"sqlite:///{db}?busy_timeout=0.2")
+    try:
+        runs = [f"run-{i}" for i in range(4)]
+        for run_id in runs:
+            world.create_run(NewRun(run_id, "wf", b"{}"), owner=A, lease_ttl=TTL)
+            world.append(run_id, A, [step("2")])
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            outcomes = queued_while_locked(world, {r: (A, [step("3")], None) for r in runs})
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        for run_id in runs:
+            error = outcomes[run_id]
+            assert isinstance(error, WorldError) and not isinstance(error, LeaseLost)
+            assert "locked" in str(error) and error.transient
+            assert [e.seq for e in world.read_events(run_id)] == [1, 2]
+        # Once the other process lets go, the same appends go through.
+        outcomes = queued_while_locked(world, {r: (A, [step("3")], None) for r in runs})
+        assert all(outcome is False for outcome in outcomes.values())
+        for run_id in runs:
+            assert [e.op_id for e in world.read_events(run_id)] == [None, "2", "3"]
+    finally:
+        world.close()
