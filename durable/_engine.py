@@ -138,9 +138,15 @@ class RunContext:
     flushing: bool = False
     """A thread is writing a group of events to the world (see ``record``)."""
     queued: list[_Write] = field(default_factory=list)
+    waiting_writers: int = 0
+    """Threads waiting for a write in flight to finish (see ``_write_queued``)."""
+    _written: threading.Condition | None = None
 
-    def __post_init__(self) -> None:
-        self.written = threading.Condition(self.lock)
+    def _written_changed(self) -> threading.Condition:
+        # Called with self.lock held. Made on first need: most runs never have two writers.
+        if self._written is None:
+            self._written = threading.Condition(self.lock)
+        return self._written
 
     def load(self, events: Sequence[Event]) -> None:
         """Index recorded events by operation id."""
@@ -333,9 +339,13 @@ class RunContext:
         others queue, and the next write takes all of them (group commit).
         """
         assert self.recorder is not None
-        with self.written:
+        with self.lock:
             while not mine.done and self.flushing:
-                self.written.wait()
+                self.waiting_writers += 1
+                try:
+                    self._written_changed().wait()
+                finally:
+                    self.waiting_writers -= 1
             if mine.done:
                 return
             self.flushing = True
@@ -347,7 +357,7 @@ class RunContext:
             cancel = self.recorder.record(events)
         except BaseException as exc:
             error = exc
-        with self.written:
+        with self.lock:
             if error is None:
                 self.own_appended += len(events)
                 self.cancel_requested = self.cancel_requested or cancel
@@ -358,7 +368,8 @@ class RunContext:
                 write.error = error
                 write.done = True
             self.flushing = False
-            self.written.notify_all()
+            if self.waiting_writers:
+                self._written_changed().notify_all()
 
     def flush(self) -> None:
         """Commit deferred step completions before anything else can happen."""
