@@ -133,6 +133,7 @@ class Runtime:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._last_renew = time.monotonic()
+        self._entered = 0  # executions ever entered here (time skipping checks none started)
         self._stranded: set[str] = set()
         self._handed_back: set[str] = set()
         self.fatal_error: WorldError | None = None
@@ -142,25 +143,37 @@ class Runtime:
 
     # -- starting runs -----------------------------------------------------------------------
 
-    def _create(
+    @contextlib.contextmanager
+    def _creating(
         self,
         defn: WorkflowDefinition,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: StartOptions,
         owned: bool,
-    ) -> tuple[RunRecord, bool]:
+    ) -> Iterator[tuple[RunRecord, bool]]:
+        """Record the run; a run leased to this worker counts as executing here from the start.
+
+        Otherwise, between its creation and its execution, the embedded worker could take this
+        process for idle and, with time skipping, move the clock past the new lease.
+        """
         data = dumps(
             {"args": list(args), "kwargs": kwargs},
             serializer=defn.serializer,
             what=f"input of workflow {defn.name!r}",
         )
         run_id = options.run_id or new_run_id()
-        return self.world.create_run(
-            NewRun(run_id, defn.name, data),
-            owner=self.owner if owned else None,
-            lease_ttl=self.options.lease_ttl,
-        )
+        if owned:
+            self._enter(run_id)
+        try:
+            yield self.world.create_run(
+                NewRun(run_id, defn.name, data),
+                owner=self.owner if owned else None,
+                lease_ttl=self.options.lease_ttl,
+            )
+        finally:
+            if owned:
+                self._leave(run_id)
 
     def start(
         self,
@@ -175,9 +188,12 @@ class Runtime:
         """
         if current_frame.get() is not None:
             return start_child(self, defn, args, kwargs, options.run_id)  # type: ignore[return-value]
-        record, created = self._create(defn, args, kwargs, options, owned=options.execute)
-        if created and options.execute:
-            self.submit(record)
+        with self._creating(defn, args, kwargs, options, owned=options.execute) as (
+            record,
+            created,
+        ):
+            if created and options.execute:
+                self.submit(record)
         if options.execute:
             self.ensure_worker()
         return Run(record.id, self, record)
@@ -200,12 +216,12 @@ class Runtime:
             return child if frame.ctx.is_async else child.result()
         if defn.is_async:
             return self._call_async(defn, args, kwargs, options)
-        record, created = self._create(defn, args, kwargs, options, owned=True)
-        self.ensure_worker()
-        if created:
-            outcome = self.execute(record)
-            if outcome.status == "completed":
-                return outcome.value
+        with self._creating(defn, args, kwargs, options, owned=True) as (record, created):
+            self.ensure_worker()
+            if created:
+                outcome = self.execute(record)
+                if outcome.status == "completed":
+                    return outcome.value
         return Run(record.id, self, record).result()
 
     async def _call_async(
@@ -215,12 +231,12 @@ class Runtime:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> Any:
-        record, created = self._create(defn, args, kwargs, options, owned=True)
-        self.ensure_worker()
-        if created:
-            outcome = await self.execute_async(record)
-            if outcome.status == "completed":
-                return outcome.value
+        with self._creating(defn, args, kwargs, options, owned=True) as (record, created):
+            self.ensure_worker()
+            if created:
+                outcome = await self.execute_async(record)
+                if outcome.status == "completed":
+                    return outcome.value
         return await Run(record.id, self, record).wait()
 
     def submit(self, record: RunRecord) -> None:
@@ -255,6 +271,7 @@ class Runtime:
     def _enter(self, run_id: str) -> None:
         with self._lock:
             self._executing[run_id] = self._executing.get(run_id, 0) + 1
+            self._entered += 1
 
     def _leave(self, run_id: str) -> None:
         with self._progress:
@@ -634,10 +651,15 @@ class Runtime:
             return wait
         with self._lock:
             idle = not self._executing and self._waiters > 0
+            entered = self._entered
         if idle:
             due = self.world.next_due_at(self._names())
             if due is not None and due > self.world.now():
-                skip(due)
+                with self._lock:
+                    # Only if nothing started here meanwhile: a run created since holds a lease
+                    # that the jump would make look lapsed (and another execution would take it).
+                    if self._entered == entered and not self._executing:
+                        skip(due)
                 return 0.0
         return min(wait, 0.01)
 

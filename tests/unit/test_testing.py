@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import durable
@@ -48,3 +49,39 @@ def test_worlds_are_isolated():
         assert len(first.world.list_runs()) == 1
     with world() as second:
         assert second.world.list_runs() == []
+
+
+_held_calls: list[float] = []
+_gate = threading.Event()
+
+
+@durable.step
+def held_step() -> int:
+    _held_calls.append(time.monotonic())
+    _gate.wait(5)
+    return len(_held_calls)
+
+
+@durable.workflow(name="testing_held")
+def held() -> int:
+    return held_step()
+
+
+def test_time_skipping_never_makes_a_run_started_meanwhile_look_abandoned():
+    """A run started between the worker's idle check and its jump keeps its lease."""
+    _held_calls.clear()
+    _gate.clear()
+    with world() as env:
+        started: list[durable.Run] = []
+        original = env.world.next_due_at
+
+        def started_meanwhile(names=None):  # the worker thread, deciding whether to skip
+            if not started:
+                started.append(held.start())  # its step blocks on the gate, leased
+            return original(names)
+
+        env.world.next_due_at = started_meanwhile  # type: ignore[method-assign]
+        threading.Timer(0.5, _gate.set).start()
+        assert weekly_reminder("eve") == ["reminded eve", "reminded eve"]
+        assert started[0].result(timeout=10) == 1
+    assert len(_held_calls) == 1  # never executed a second time as if its worker had died
