@@ -93,6 +93,8 @@ class Run:
             WorkflowFailed: the run failed (carries the original type, message and traceback).
             WorkflowCancelled: the run was cancelled.
             TimeoutError: ``timeout`` seconds passed first.
+            WorldError: this process's worker stopped on a failure of the world that retrying
+                cannot fix (nothing here would ever finish the run).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
@@ -102,12 +104,18 @@ class Run:
                 record = self._fetch()
                 if record.status in FINISHED_STATUSES:
                     return outcome_of(record)
+                self._raise_if_worker_stopped()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"run {self.id} is still {record.status}")
                 wait = delay if remaining is None else min(delay, remaining)
                 self._runtime.wait_for_progress(wait)
                 delay = min(delay * 2, 0.1)
+
+    def _raise_if_worker_stopped(self) -> None:
+        error = self._runtime.fatal_error
+        if error is not None:
+            raise error
 
     async def wait(self, timeout: float | None = None) -> Any:
         """Await the run's result (the async form of :meth:`result`)."""
@@ -119,6 +127,7 @@ class Run:
                 record = self._fetch()
                 if record.status in FINISHED_STATUSES:
                     return outcome_of(record)
+                self._raise_if_worker_stopped()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"run {self.id} is still {record.status}")
                 await asyncio.sleep(delay)

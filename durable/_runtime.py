@@ -222,6 +222,7 @@ class Runtime:
                 outcome = self.execute(record)
                 if outcome.status == "completed":
                     return outcome.value
+                _raise_if_fatal(outcome)
         return Run(record.id, self, record).result()
 
     async def _call_async(
@@ -237,6 +238,7 @@ class Runtime:
                 outcome = await self.execute_async(record)
                 if outcome.status == "completed":
                     return outcome.value
+                _raise_if_fatal(outcome)
         return await Run(record.id, self, record).wait()
 
     def submit(self, record: RunRecord) -> None:
@@ -335,9 +337,7 @@ class Runtime:
             log.warning("%s", exc)
             return Outcome("lost")
         except WorldError as exc:
-            log.warning("run %s: the world failed (%s); it will be retried", record.id, exc)
-            self._give_back(record.id)
-            return Outcome("error", error=exc)
+            return self._world_failed(record.id, exc)
         except Exception:
             log.exception("run %s: the engine failed; it will be retried", record.id)
             self._give_back(record.id)
@@ -384,9 +384,7 @@ class Runtime:
             log.warning("%s", exc)
             return Outcome("lost")
         except WorldError as exc:
-            log.warning("run %s: the world failed (%s); it will be retried", record.id, exc)
-            self._give_back(record.id)
-            return Outcome("error", error=exc)
+            return self._world_failed(record.id, exc)
         except Exception:
             log.exception("run %s: the engine failed; it will be retried", record.id)
             self._give_back(record.id)
@@ -493,6 +491,22 @@ class Runtime:
         ctx.unflushed = False
         self.world.append(ctx.run_id, self.owner, events, update)
 
+    def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
+        if exc.transient:
+            log.warning("run %s: the world failed (%s); it will be retried", run_id, exc)
+            self._give_back(run_id)
+        else:
+            # Retrying cannot help (a damaged or foreign schema, a read-only file, ...), and each
+            # retry would run the step in flight again: stop, as a failed poll does.
+            self._stop_on(exc)
+        return Outcome("error", error=exc)
+
+    def _stop_on(self, exc: WorldError) -> None:
+        log.error("worker stopped: %s", exc)
+        self.fatal_error = exc
+        self._stopping.set()
+        self._wake.set()
+
     def _give_back(self, run_id: str) -> None:
         try:
             self.world.release(run_id, self.owner)
@@ -571,9 +585,7 @@ class Runtime:
                 claimed = self.poll_once()
             except WorldError as exc:
                 if not exc.transient:
-                    log.error("worker stopped: %s", exc)
-                    self.fatal_error = exc
-                    self._stopping.set()
+                    self._stop_on(exc)
                     return
                 log.warning("worker: %s", exc)
                 claimed = 0
@@ -725,6 +737,12 @@ def new_run_id() -> str:
 # in forked children, untouched by a user's random.seed) costs less than a system call per run.
 _id_bits = random.Random()
 os.register_at_fork(after_in_child=_id_bits.seed)
+
+
+def _raise_if_fatal(outcome: Outcome) -> None:
+    error = outcome.error
+    if isinstance(error, WorldError) and not error.transient:
+        raise error
 
 
 def _decode_input(record: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:

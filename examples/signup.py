@@ -51,6 +51,7 @@ def signup(email: str, follow_up_after: str = "7 days") -> dict[str, str]:
 
 if __name__ == "__main__":
     email = sys.argv[1] if len(sys.argv) > 1 else "ada@example.com"
+    # Said before starting: the run's steps print from the worker thread as soon as it starts.
+    print(f"signing up {email}; the follow-up is due 3 seconds after the welcome email")
     run = signup.start(email, follow_up_after="3s")
-    print(f"started run {run.id}; the follow-up is due in 3 seconds")
-    print("result:", run.result())
+    print(f"run {run.id}: {run.result()}")

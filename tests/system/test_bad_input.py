@@ -407,3 +407,44 @@ def test_invalid_duration_outside_a_workflow_raises_at_once(duration):
     assert isinstance(info.value, ValueError)
     if isinstance(duration, str) and duration:
         assert duration in message
+
+
+_announced: list[str] = []
+
+
+@durable.step
+def _announce_once(what: str) -> str:
+    _announced.append(what)
+    return what
+
+
+@durable.workflow(name="bad_input_schema_damaged_meanwhile")
+def _announce(db_path: str) -> str:
+    _announce_once("first")
+    damage = sqlite3.connect(db_path)  # someone damages the schema while the run executes
+    damage.execute("DROP TABLE hooks")
+    damage.close()
+    return _announce_once("second")
+
+
+def test_a_world_failure_retrying_cannot_fix_stops_the_worker_instead_of_rerunning_steps(
+    tmp_path,
+):
+    db = tmp_path / "world.db"
+    _announced.clear()
+    with local_durable(sqlite_url(db)) as runtime:
+        with pytest.raises(WorldError) as info:
+            _announce(str(db))
+        assert "no such table: hooks" in str(info.value) and str(db) in str(info.value)
+        assert not info.value.transient
+        assert runtime.fatal_error is info.value
+        time.sleep(0.5)  # a worker that kept retrying would run the last step again meanwhile
+        # The step in flight ran once (its result was lost with the failed commit), not in a loop.
+        assert _announced == ["first", "second"]
+        run = runtime.world.list_runs()[0]
+        assert [e.kind for e in runtime.world.read_events(run.id)] == [
+            "run_created",
+            "step_completed",
+        ]
+        with pytest.raises(WorldError):
+            durable.get_run(run.id).result(timeout=5)  # says why, rather than waiting forever
