@@ -222,7 +222,6 @@ class Runtime:
                 outcome = self.execute(record)
                 if outcome.status == "completed":
                     return outcome.value
-                _raise_if_fatal(outcome)
         return Run(record.id, self, record).result()
 
     async def _call_async(
@@ -238,7 +237,6 @@ class Runtime:
                 outcome = await self.execute_async(record)
                 if outcome.status == "completed":
                     return outcome.value
-                _raise_if_fatal(outcome)
         return await Run(record.id, self, record).wait()
 
     def submit(self, record: RunRecord) -> None:
@@ -737,12 +735,6 @@ def new_run_id() -> str:
 # in forked children, untouched by a user's random.seed) costs less than a system call per run.
 _id_bits = random.Random()
 os.register_at_fork(after_in_child=_id_bits.seed)
-
-
-def _raise_if_fatal(outcome: Outcome) -> None:
-    error = outcome.error
-    if isinstance(error, WorldError) and not error.transient:
-        raise error
 
 
 def _decode_input(record: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -304,11 +304,10 @@ class SqliteWorld:
         # The pool has a lock of its own: waiting for the writing connection's would put every
         # read back in the queue of writes.
         with self._readers_lock:
-            if self._conn is None or self._pid != os.getpid() or self._closed:
-                conn = None  # the main connection (re)opens, and migrates, first
-            else:
-                conn = self._readers.pop() if self._readers else None
-        if conn is None and (self._conn is None or self._pid != os.getpid() or self._closed):
+            # Until the main connection is open (it migrates the file first), read on it.
+            pooled = self._conn is not None and self._pid == os.getpid() and not self._closed
+            conn = self._readers.pop() if pooled and self._readers else None
+        if not pooled:
             with self._reading(doing) as main:
                 yield main
             return
@@ -379,20 +378,10 @@ class SqliteWorld:
         self, run_id: str, owner: str, events: Sequence[NewEvent], update: RunUpdate | None
     ) -> bool:
         # Called with self._lock held.
-        conn = self._conn
-        if conn is None or self._pid != os.getpid():
-            conn = self._reconnect()
+        conn = self._writer()
         try:
-            if update is None and len(events) == 1:
-                new = events[0]
-                try:
-                    conn.execute(
-                        _APPEND_ONE,
-                        (run_id, owner, new.kind, new.op_id, new.name, new.data, self._clock()),
-                    )
-                    return False
-                except sqlite3.IntegrityError:
-                    pass  # the lease is not held or cancellation was requested: see below
+            if self._append_one(conn, run_id, owner, events, update):
+                return False
             return self._append_many(conn, run_id, owner, events, update)
         except sqlite3.Error as exc:
             raise self._error(exc, f"appending to run {run_id}") from exc
@@ -406,9 +395,7 @@ class SqliteWorld:
                     only.run_id, only.owner, only.events, only.update
                 )
                 return
-            conn = self._conn
-            if conn is None or self._pid != os.getpid():
-                conn = self._reconnect()
+            conn = self._writer()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -440,27 +427,35 @@ class SqliteWorld:
                     append.error = exc
 
     def _append_in(self, conn: sqlite3.Connection, append: PendingAppend) -> bool:
-        # One append of a group, inside its transaction. A refused single-event insert (lease not
-        # held, cancel requested) aborts only itself; the full path then tells the cases apart.
-        if append.update is None and len(append.events) == 1:
-            new = append.events[0]
-            try:
-                conn.execute(
-                    _APPEND_ONE,
-                    (
-                        append.run_id,
-                        append.owner,
-                        new.kind,
-                        new.op_id,
-                        new.name,
-                        new.data,
-                        self._clock(),
-                    ),
-                )
-                return False
-            except sqlite3.IntegrityError:
-                pass
-        return self._append_locked(conn, append.run_id, append.owner, append.events, append.update)
+        # One append of a group, inside its transaction.
+        run_id, owner, events, update = append.run_id, append.owner, append.events, append.update
+        if self._append_one(conn, run_id, owner, events, update):
+            return False
+        return self._append_locked(conn, run_id, owner, events, update)
+
+    def _append_one(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        owner: str,
+        events: Sequence[NewEvent],
+        update: RunUpdate | None,
+    ) -> bool:
+        """The hot path: a single event without an update, as one statement. True if written.
+
+        False: not that shape, or refused (the lease is not held, cancellation was requested; the
+        refused statement aborts alone, even inside a transaction): the full path tells which.
+        """
+        if update is not None or len(events) != 1:
+            return False
+        new = events[0]
+        try:
+            conn.execute(
+                _APPEND_ONE, (run_id, owner, new.kind, new.op_id, new.name, new.data, self._clock())
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
         """Lease one run if it is runnable now and mark it ``running``.
@@ -915,6 +910,13 @@ class SqliteWorld:
             raise
         return conn
 
+    def _writer(self) -> sqlite3.Connection:
+        # Called with self._lock held: the writing connection, (re)opened if need be.
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            conn = self._reconnect()
+        return conn
+
     def _reconnect(self) -> sqlite3.Connection:
         # Called with self._lock held: the world was closed, or this is a child process that has
         # not used the world since fork.
@@ -942,9 +944,7 @@ class SqliteWorld:
     @contextmanager
     def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            conn = self._conn
-            if conn is None or self._pid != os.getpid():
-                conn = self._reconnect()
+            conn = self._writer()
             try:
                 yield conn
             except sqlite3.Error as exc:
@@ -953,9 +953,7 @@ class SqliteWorld:
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            conn = self._conn
-            if conn is None or self._pid != os.getpid():
-                conn = self._reconnect()
+            conn = self._writer()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
