@@ -11,7 +11,7 @@ from durable._context import current_frame
 from durable._durations import parse_duration
 from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, HookTimeout, PayloadInvalid
-from durable._serialization import dumps, loads
+from durable._serialization import dumps, importable_path, loads, module_named
 from durable.world import HookRecord, NewEvent, World
 
 T = TypeVar("T")
@@ -157,7 +157,7 @@ def create_hook(
     ctx.check_cancel()
     chosen = token if token is not None else f"hook_{secrets.token_urlsafe(16)}"
     timeout_at = ctx.clock() + parse_duration(timeout) if timeout is not None else None
-    schema = f"{model.__module__}:{model.__qualname__}" if model is not None else None
+    schema = importable_path(model) if model is not None else None
     data = json.dumps({"token": chosen, "timeout_at": timeout_at, "schema": schema}).encode()
     record = HookRecord(chosen, ctx.run_id, op_id, ctx.clock(), timeout_at, schema)
     recorder = ctx.recorder
@@ -215,11 +215,9 @@ def encode_payload(world: World, token: str, payload: Any) -> bytes:
 
 
 def _import_model(path: str) -> Any:
-    import importlib
-
     module, _, qualname = path.partition(":")
     try:
-        obj: Any = importlib.import_module(module)
+        obj: Any = module_named(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError):

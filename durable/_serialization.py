@@ -357,6 +357,14 @@ def _class_path(v: object) -> str:
     return f"{module}:{qualname}"
 
 
+def importable_path(cls: type) -> str:
+    """``module:QualName`` of a class, naming the script running as ``__main__`` importably."""
+    module = cls.__module__
+    if module == "__main__":
+        module = _main_module_name() or module
+    return f"{module}:{cls.__qualname__}"
+
+
 def _main_module_name() -> str | None:
     """An importable name for the script running as ``__main__`` (``examples.signup``).
 
@@ -380,6 +388,22 @@ def _main_module_name() -> str | None:
             if all(part.isidentifier() for part in parts):
                 return ".".join(parts)
     return None
+
+
+def module_named(name: str) -> Any:
+    """The module ``name``, importing it only if this process has not loaded it yet.
+
+    The script running as ``__main__`` is the module its values were recorded under (see
+    :func:`_main_module_name`): importing it again by that name would run the script a second
+    time and load values as instances of a second copy of each class.
+    """
+    module = sys.modules.get(name)
+    if module is None:
+        main = sys.modules.get("__main__")
+        if main is not None and name == _main_module_name():
+            return main
+        module = importlib.import_module(name)
+    return module
 
 
 def _dumps_pickle(value: object, what: str) -> bytes:
@@ -507,7 +531,7 @@ _scan_tagged = _TAGGED_DECODER.scan_once  # type: ignore[attr-defined]
 def _import_class(path: str, kind: str, check: Callable[[object], bool]) -> Any:
     module_name, _, qualname = path.partition(":")
     try:
-        obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+        obj: Any = module_named(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except Exception as exc:
@@ -691,7 +715,7 @@ def _resolve_type_name(name: str) -> object:
     for i in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:i])
         try:
-            obj: object = sys.modules.get(module_name) or importlib.import_module(module_name)
+            obj: object = module_named(module_name)
         except ImportError:
             continue
         for part in parts[i:]:

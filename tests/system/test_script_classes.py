@@ -1,0 +1,74 @@
+"""Classes defined in the script being run: values load as that script's own classes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.system._support import env_for, sqlite_url
+
+SCRIPT = textwrap.dedent(
+    """
+    import enum
+    from dataclasses import dataclass
+
+    import pydantic
+
+    from durable import step, workflow
+
+
+    class Color(enum.Enum):
+        RED = "red"
+
+
+    class Note(pydantic.BaseModel):
+        text: str
+
+
+    @dataclass
+    class Order:
+        id: str
+        color: Color
+        note: Note
+
+
+    @step
+    def charge(order: Order) -> Order:
+        assert type(order) is Order, type(order)
+        return order
+
+
+    @workflow
+    def place(order: Order) -> tuple[Order, Color]:
+        back = charge(order)
+        assert type(back) is Order and back.color is Color.RED and type(back.note) is Note
+        return back, Color.RED
+
+
+    # No `if __name__ == "__main__":` guard: loading a value must not run this again.
+    print("body ran")
+    order = Order("A-1", Color.RED, Note(text="fragile"))
+    print("equal:", place(order) == (order, Color.RED))
+    """
+)
+
+
+def test_a_script_without_a_main_guard_runs_once_and_gets_its_own_classes_back(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "shop_script.py"
+    script.write_text(SCRIPT)
+    env = env_for(sqlite_url(tmp_path / "durable.db"))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["body ran", "equal: True"]
