@@ -114,3 +114,27 @@ for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, re
 
 for _command in (bootstrap, deploy, outputs, logs, dlq, teardown):
     main.add_command(_command)
+
+
+def _world_given(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().obj["world"] = value
+
+
+def _accept_world_option(command: click.Command) -> None:
+    """Let ``--world`` follow the command too (``durable runs --world URL``), not only lead."""
+    command.params.append(
+        click.Option(
+            ["--world"],
+            expose_value=False,
+            callback=_world_given,
+            help="World URL (default: $DURABLE_WORLD or sqlite:///.durable/durable.db).",
+        )
+    )
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _accept_world_option(subcommand)
+
+
+for _command in main.commands.values():
+    _accept_world_option(_command)

@@ -162,6 +162,17 @@ def test_world_info_says_which_world_where_and_how_many_runs(cli, tmp_path):
     assert elsewhere["path"] == str(other) and elsewhere["total_runs"] == 0
 
 
+def test_world_option_may_follow_the_command(cli, tmp_path):
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    started = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait", "--world", other)
+    run_id = started.stdout.split()[0]
+    assert [r["id"] for r in cli.json("runs", "--world", other)["runs"]] == [run_id]
+    assert cli.json("world", "info", "--world", other)["total_runs"] == 1
+    assert cli.json("runs")["runs"] == []  # DURABLE_WORLD's world was left alone
+    # After the command it wins over the one before it.
+    assert cli.json("--world", cli.url, "runs", "--world", other)["runs"][0]["id"] == run_id
+
+
 def test_gc_deletes_finished_runs_older_than_a_duration(cli):
     cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait")
     cli("start", f"{WORKLOAD}:doomed", '["no"]', "--wait", ok=False)
