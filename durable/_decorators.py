@@ -34,6 +34,12 @@ class StepDefinition:
     serializer: str
     is_async: bool
 
+    def timed_out(self) -> TimeoutError:
+        """The error of an attempt that ran past :attr:`timeout`."""
+        return TimeoutError(
+            f"step {self.name!r} did not finish within its {self.timeout:g}s timeout"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowDefinition:
@@ -259,8 +265,11 @@ def step(
         fn: the step function (``def`` or ``async def``).
         name: the name recorded in the log; defaults to the function's qualified name.
         retry: the retry policy; steps retry with ``RetryPolicy()`` defaults unless told.
-        timeout: a limit for each attempt of an ``async def`` step (seconds or a duration
-            string); an attempt that exceeds it fails with ``TimeoutError`` and is retried.
+        timeout: a limit for each attempt (seconds or a duration string); an attempt that
+            exceeds it fails with ``TimeoutError`` and is retried. An ``async def`` step is
+            cancelled; a ``def`` step runs in a thread of its own, which cannot be interrupted,
+            so an attempt that runs out is left to finish in the background and its result is
+            ignored.
         serializer: ``"json"`` (default) or ``"pickle"`` for the step's result.
     """
 
@@ -268,11 +277,6 @@ def step(
         is_async = _validate(func, "step")
         step_name = name or func.__qualname__
         _check_serializer(serializer, step_name)
-        if timeout is not None and not is_async:
-            raise ConfigurationError(
-                f"step {step_name!r}: timeout= applies to async def steps only, since a "
-                "thread cannot be interrupted; enforce the limit inside the function instead"
-            )
         limit = parse_duration(timeout) if timeout is not None else None
         definition = StepDefinition(
             func, step_name, retry or RetryPolicy(), limit, serializer, is_async

@@ -11,6 +11,7 @@ from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
 from durable._streams import end_step_streams
 from durable._tasks import own_coroutine
+from durable._timeouts import call_with_timeout, in_daemon_thread
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
@@ -42,9 +43,12 @@ def _run_sync(
         info = ctx.step_info(op_id, step, attempt)
         tokens = enter_step(info)
         try:
-            result = step.fn(*args, **kwargs)
-            if step.is_async:
-                result = asyncio.run(_await(result))
+            if step.timeout is not None:
+                result = call_with_timeout(step.fn, args, kwargs, step.timeout, step.timed_out)
+            else:
+                result = step.fn(*args, **kwargs)
+                if step.is_async:
+                    result = asyncio.run(_await(result))
         except Exception as exc:
             exit_step(tokens)
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
@@ -59,6 +63,15 @@ def _run_sync(
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+async def _within(awaitable: Any, step: StepDefinition) -> Any:
+    if step.timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, step.timeout)
+    except TimeoutError:
+        raise step.timed_out() from None
 
 
 @own_coroutine
@@ -79,16 +92,17 @@ async def _run_async(
                 tokens = enter_step(info)
                 try:
                     coro = step.fn(*args, **kwargs)
-                    result = await (
-                        asyncio.wait_for(coro, step.timeout) if step.timeout else coro
-                    )
+                    result = await _within(coro, step)
                 finally:
                     exit_step(tokens)
             else:
                 context = contextvars.copy_context()
                 context.run(enter_step, info)
                 call = functools.partial(context.run, step.fn, *args, **kwargs)
-                result = await loop.run_in_executor(None, call)
+                if step.timeout is None:
+                    result = await loop.run_in_executor(None, call)
+                else:  # a thread cannot be interrupted: one past its time is left behind
+                    result = await _within(in_daemon_thread(loop, call), step)
         except Exception as exc:
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import importlib
 import inspect
 import json as _json
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 from durable._api import sleep as durable_sleep
 from durable._errors import ConfigurationError, FatalError, RetryableError
+from durable._timeouts import call_with_timeout
 
 __all__ = ["REQUIRED_CONFIG", "Handler", "HttpStatusError", "handler", "lookup", "registered"]
 
@@ -90,40 +90,8 @@ def call(name: str, config: dict[str, Any], timeout: float | None = None) -> Any
         if inspect.isawaitable(result):
             return asyncio.run(_await(result))
         return result
-    expired = TimeoutError(f"handler {name!r} did not finish within its {timeout:g}s timeout")
-    if inspect.iscoroutinefunction(found.fn):
-        try:
-            return asyncio.run(asyncio.wait_for(found.fn(**config), timeout))
-        except TimeoutError:
-            raise expired from None
-    return _call_in_thread(found.fn, config, timeout, expired)
-
-
-def _call_in_thread(
-    fn: Callable[..., Any], config: dict[str, Any], timeout: float, expired: TimeoutError
-) -> Any:
-    outcome: list[Any] = []
-    failure: list[BaseException] = []
-    context = contextvars.copy_context()  # keeps step_info() working in the handler
-
-    def target() -> None:
-        try:
-            result = fn(**config)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-            outcome.append(result)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=context.run, args=(target,), daemon=True,
-                              name="durable-dag-handler")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise expired
-    if failure:
-        raise failure[0]
-    return outcome[0]
+    message = f"handler {name!r} did not finish within its {timeout:g}s timeout"
+    return call_with_timeout(found.fn, (), config, timeout, lambda: TimeoutError(message))
 
 
 async def _await(value: Any) -> Any:

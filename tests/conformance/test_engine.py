@@ -245,6 +245,69 @@ def test_final_error_surfaces_even_when_not_recreatable(engine):
     assert catches_step_failed() in {"Unbuildable", "StepFailed"}
 
 
+_stuck = threading.Event()
+
+
+@pytest.fixture
+def unstick():
+    _stuck.clear()
+    yield
+    _stuck.set()  # lets the attempts left running in the background finish
+
+
+@step(timeout="200ms", retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+def first_attempt_hangs(label: str) -> str:
+    hit(f"{label}:{durable.step_info().attempt}")
+    if durable.step_info().attempt == 1:
+        _stuck.wait(10)
+        return "late"
+    return "on time"
+
+
+@step(timeout=0.1, retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+def always_hangs() -> str:
+    hit("always")
+    _stuck.wait(10)
+    return "late"
+
+
+@step(timeout="200ms", retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+async def async_first_attempt_hangs() -> str:
+    if hit("async") == 1:
+        await asyncio.sleep(10)
+    return "on time"
+
+
+@workflow
+def timed_sync() -> str:
+    return first_attempt_hangs("sync")
+
+
+@workflow
+async def timed_async() -> list[str]:
+    return [await first_attempt_hangs("in async"), await async_first_attempt_hangs()]
+
+
+@workflow
+def times_out() -> str:
+    try:
+        return always_hangs()
+    except TimeoutError as exc:
+        return str(exc)
+
+
+def test_a_step_attempt_past_its_timeout_fails_and_is_retried(engine, unstick):
+    assert timed_sync() == "on time"
+    assert calls == {"sync:1": 1, "sync:2": 1}
+    assert asyncio.run(timed_async()) == ["on time", "on time"]
+    assert calls["in async:1"] == calls["in async:2"] == 1 and calls["async"] == 2
+
+
+def test_a_step_out_of_attempts_raises_timeout_error_naming_the_step(engine, unstick):
+    assert times_out() == "step 'always_hangs' did not finish within its 0.1s timeout"
+    assert calls == {"always": 2}
+
+
 @workflow
 def fails() -> None:
     add(1, 2)
