@@ -6,7 +6,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from durable._durations import parse_duration
@@ -49,6 +49,19 @@ class WorkflowDefinition:
     name: str
     serializer: str
     is_async: bool
+    signature: inspect.Signature | None = field(default=None, compare=False, repr=False)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` now, before anything is recorded, if the call cannot bind."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"workflow {self.name!r} called with arguments that do not match "
+                f"{self.fn.__name__}{self.signature}: {exc}"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,13 @@ def _same_source(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
 def _where(fn: Callable[..., Any]) -> str:
     code = getattr(fn, "__code__", None)
     return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some callables (builtins) have none: calls are not checked
+        return None
 
 
 def _validate(fn: Any, kind: str) -> bool:
@@ -172,6 +192,10 @@ class Workflow(Generic[P, R]):
             execute: run it in this process (default) or leave it to other workers.
         """
         changes: dict[str, Any] = {}
+        if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+            raise TypeError(
+                f"run_id must be a non-empty string, got {run_id!r} ({type(run_id).__name__})"
+            )
         if run_id is not None:
             changes["run_id"] = run_id
         if execute is not None:
@@ -182,11 +206,13 @@ class Workflow(Generic[P, R]):
         """Record a new run of this workflow and return its handle without waiting."""
         from durable._client import get_runtime
 
+        self.definition.check_arguments(args, kwargs)
         return get_runtime().start(self.definition, args, kwargs, self.options)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from durable._client import get_runtime
 
+        self.definition.check_arguments(args, kwargs)
         result: R = get_runtime().call(self.definition, args, kwargs, self.options)
         return result
 
@@ -229,7 +255,7 @@ def workflow(
                 "@workflow(name=...)"
             )
         _check_serializer(serializer, wf_name)
-        definition = WorkflowDefinition(func, wf_name, serializer, is_async)
+        definition = WorkflowDefinition(func, wf_name, serializer, is_async, _signature(func))
         _register(definition)
         return Workflow(definition)
 

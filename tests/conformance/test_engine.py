@@ -457,6 +457,18 @@ def test_unserializable_input_fails_at_start(engine):
     assert engine.world.list_runs() == []
 
 
+def test_arguments_that_do_not_match_fail_at_the_call_and_record_nothing(engine):
+    with pytest.raises(TypeError, match=r"workflow 'arithmetic' called with arguments"):
+        arithmetic.start(1, zz=2)
+    with pytest.raises(TypeError, match="missing a required argument"):
+        arithmetic()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        asyncio.run(timed_async(1))
+    with pytest.raises(TypeError, match="run_id must be a non-empty string, got 123"):
+        arithmetic.with_options(run_id=123)  # type: ignore[arg-type]
+    assert engine.world.list_runs() == []
+
+
 @workflow(name="versioned")
 def versioned_v1() -> str:
     add(1, 1)
