@@ -244,6 +244,7 @@ def dev(
     if not names:
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
     runtime = durable.configure(world_url(ctx), max_concurrent_runs=concurrency, poll_interval=0.1)
+    runtime.options.report_unknown_workflows = True
     watcher = RunWatcher(runtime.world)
     counts = watcher.prime()
     out.print(Text(f"durable dev: worker on {runtime.world.url}", style="bold"))

@@ -87,6 +87,7 @@ def worker(
         poll_interval=poll_interval,
         lease_ttl=lease_ttl,
     )
+    runtime.options.report_unknown_workflows = True
     names = sorted(durable._decorators.registered_workflows())
     if not names:
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")

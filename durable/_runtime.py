@@ -85,6 +85,9 @@ class RuntimeOptions:
     """Testing: when set, idle waits jump the world's clock to the next due time."""
     workflow_names: list[str] | None = field(default=None)
     """Only claim runs of these workflows (default: every registered workflow)."""
+    report_unknown_workflows: bool = False
+    """Log pending runs of workflows this process does not know (standalone workers: a missing
+    import is then easy to spot; a script sharing a world with other code stays quiet)."""
 
 
 class _Recorder:
@@ -600,7 +603,8 @@ class Runtime:
                 self._wake.wait(self.options.poll_interval)
                 self._wake.clear()
                 continue
-            self._report_unknown()
+            if self.options.report_unknown_workflows:
+                self._report_unknown()
             try:
                 wait = self._idle_wait()
             except DurableError as exc:  # a world that fails now may answer at the next poll

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
+
+from tests.cli.conftest import ROOT
 
 WORKLOAD = "tests.cli.cli_workload"
 
@@ -160,6 +165,24 @@ def test_world_info_says_which_world_where_and_how_many_runs(cli, tmp_path):
     other = tmp_path / "other.db"
     elsewhere = cli.json("--world", f"sqlite:///{other}", "world", "info")
     assert elsewhere["path"] == str(other) and elsewhere["total_runs"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_start_wait_is_quiet_about_other_workflows_runs_but_a_worker_says_why(cli):
+    other = cli("start", "tests.system.workloads.sleepy:sleepy", '["1s"]').stdout.split()[0]
+    waited = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait")
+    assert "stays pending" not in waited.stderr, waited.stderr
+    with subprocess.Popen(
+        [cli.script, "worker", WORKLOAD, "--poll-interval", "0.05"],
+        cwd=ROOT,
+        env=cli.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as worker:
+        assert worker.stderr is not None
+        said = next(line for line in worker.stderr if "stays pending" in line)
+        worker.terminate()
+    assert other in said and "'sleepy'" in said, said
 
 
 def test_world_option_may_follow_the_command(cli, tmp_path):
