@@ -25,6 +25,7 @@ __all__ = [
     "load_workflow",
     "opened_world",
     "show",
+    "starting_world",
     "world_url",
 ]
 
@@ -71,6 +72,17 @@ def json_option(fn: F) -> F:
 def echo_json(value: object) -> None:
     """Print a JSON document on stdout."""
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def starting_world(ctx: click.Context, wait: bool) -> str:
+    """The world to start a run in; a ``memory://`` one only if this process executes it."""
+    url = world_url(ctx)
+    if not wait and url.startswith("memory:"):
+        raise click.ClickException(
+            f"{url} keeps runs inside this process, which exits once the run is recorded: "
+            "add --wait, or use a sqlite:// or aws:// world that workers share"
+        )
+    return url
 
 
 def world_url(ctx: click.Context) -> str:

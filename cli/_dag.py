@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import durable
-from cli._common import echo_json, import_modules, json_option, world_url
+from cli._common import echo_json, import_modules, json_option, starting_world
 from cli._schema import run_json
 from durable import dag as durable_dag
 from durable._errors import WorkflowCancelled, WorkflowFailed
@@ -108,7 +108,7 @@ def run(
         for problem in exc.problems:
             click.echo(f"{file}: {problem}", err=True)
         raise SystemExit(1) from None
-    runtime = durable.configure(world_url(ctx), worker=wait)
+    runtime = durable.configure(starting_world(ctx, wait), worker=wait)
     try:
         handle = durable_dag.start(raw, run_input, run_id=run_id, execute=wait)
         if not as_json:

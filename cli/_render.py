@@ -243,7 +243,7 @@ def timeline_chart(timeline: Timeline, width: int) -> RenderableType:
     """
     ops = [op for op in timeline.operations if op.kind != "value"]
     if not ops:
-        return Text("(no steps or sleeps recorded yet)", style="dim")
+        return Text("(no steps or sleeps recorded)", style="dim")
     labels = [compact(f"{op.op_id} {op.name}", 28) for op in ops]
     bar_width = max(20, min(100, width - max(len(label) for label in labels) - 4))
     t0, t1 = timeline.started_at, timeline.end

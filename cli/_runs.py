@@ -22,7 +22,7 @@ from cli._common import (
     load_workflow,
     opened_world,
     show,
-    world_url,
+    starting_world,
 )
 from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
 from cli._render import (
@@ -140,7 +140,7 @@ def start(
     positional, keywords = parse_args(args)
     wf = load_workflow(target)
     _check_arguments(wf, positional, keywords)
-    runtime = durable.configure(world_url(ctx), worker=wait)
+    runtime = durable.configure(starting_world(ctx, wait), worker=wait)
     try:
         existing = runtime.world.get_run(run_id) if run_id else None
         options = wf.with_options(run_id=run_id, execute=wait)
@@ -266,9 +266,7 @@ def _links(world: World, record: RunRecord, log: list[Event]) -> dict[str, Any]:
 
 
 def _link_lines(links: dict[str, Any]) -> list[str]:
-    lines = []
-    if links["parent_id"]:
-        lines.append(f"parent    {links['parent_id']}")
+    lines = []  # (the parent is in the run's summary above)
     for child in links["children"]:
         lines.append(f"child     {child['id']} ({child['status']})")
     for hook in links["hooks"]:

@@ -34,6 +34,12 @@ CASES = [
     pytest.param(["gc", "--older-than", "soon"], 'invalid duration "soon"', id="bad-duration"),
     pytest.param(["--world", "nowhere", "runs"], "has no scheme", id="bad-world-url"),
     pytest.param(["--world", "ftp://x", "world", "info"], "unknown world scheme", id="bad-scheme"),
+    pytest.param(
+        ["start", f"{WORKLOAD}:greet", '["a"]', "--world", "memory://"],
+        "memory:// keeps runs inside this process, which exits once the run is recorded: add "
+        "--wait",
+        id="memory-without-wait",
+    ),
 ]
 
 
