@@ -62,3 +62,14 @@ def test_a_module_that_raises_on_import_is_one_line(cli, tmp_path):
     )
     worker = cli("worker", "broken_mod", ok=False)
     assert worker.stderr.strip().splitlines()[-1].startswith("Error: could not import")
+
+
+def test_an_aws_world_without_a_region_says_to_bootstrap(cli, tmp_path):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        cli.env.pop(name, None)
+    cli.env["AWS_CONFIG_FILE"] = str(tmp_path / "no-aws-config")
+    proc = cli("--world", f"aws://?config={tmp_path / 'missing.json'}", "runs", ok=False)
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the AWS world has no region: run `durable bootstrap --region NAME` first" in (
+        proc.stderr
+    )

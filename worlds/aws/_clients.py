@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worlds.aws._config import AwsConfig
+from durable._errors import ConfigurationError
+from worlds.aws._config import CONFIG_PATH, AwsConfig
 
 
 class Clients:
@@ -13,6 +14,7 @@ class Clients:
     def __init__(self, config: AwsConfig, max_attempts: int = 10) -> None:
         import boto3
         from botocore.config import Config
+        from botocore.exceptions import NoRegionError
 
         session = boto3.session.Session(region_name=config.region)
         # "standard" retries throttling and 5xx answers with exponential backoff and jitter.
@@ -25,7 +27,14 @@ class Clients:
         endpoint = config.endpoint_url
 
         def client(service: str) -> Any:
-            return session.client(service, endpoint_url=endpoint, config=settings)
+            try:
+                return session.client(service, endpoint_url=endpoint, config=settings)
+            except NoRegionError:
+                raise ConfigurationError(
+                    "the AWS world has no region: run `durable bootstrap --region NAME` first "
+                    f"(it writes {CONFIG_PATH} for aws:// to read), or set AWS_REGION, or use "
+                    "aws://?region=NAME"
+                ) from None
 
         self.dynamodb: Any = client("dynamodb")
         self.sqs: Any = client("sqs")
