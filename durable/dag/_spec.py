@@ -138,6 +138,20 @@ class DagSpec(BaseModel):
         return data
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error on one line: where, what, and in what (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(exc).split())
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        where = f" at line {context_mark.line + 1}" if context_mark is not None else ""
+        text += f" ({context}{where})"
+    return text
+
+
 def load_file(path: str | Path) -> Any:
     """Read a spec file: ``.json``, or ``.yaml``/``.yml`` when PyYAML is installed.
 
@@ -157,7 +171,7 @@ def load_file(path: str | Path) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: invalid YAML: {exc}") from exc
+            raise ValueError(f"{path}: invalid YAML: {_yaml_problem(exc)}") from exc
     try:
         return json.loads(text)
     except ValueError as exc:

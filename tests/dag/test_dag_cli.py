@@ -72,6 +72,18 @@ def test_validate_an_unreadable_file(dag_cli, tmp_path):
     assert "invalid JSON" in proc.stderr
 
 
+def test_invalid_yaml_is_one_line_saying_where(dag_cli, tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nnodes:\n  - id: a\n    handler: [unclosed\n")
+    proc = dag_cli("validate", str(broken))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert (
+        "invalid YAML: line 5, column 1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 4)"
+    ) in proc.stderr
+
+
 def test_run_wait_prints_the_id_and_result(dag_cli):
     proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers", "--wait")
     assert proc.returncode == 0, proc.stderr
