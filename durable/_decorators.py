@@ -115,6 +115,21 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
 
 
+def _wrap(wrapper: Callable[..., Any], fn: Callable[..., Any], is_async: bool) -> None:
+    """Make ``wrapper`` look like ``fn``; for ``async def`` also to ``iscoroutinefunction``.
+
+    Frameworks that treat coroutine functions differently ask ``inspect.iscoroutinefunction``,
+    which (before Python 3.12's marker) reads the flags of a function-like object's code.
+    """
+    functools.update_wrapper(wrapper, fn)
+    if is_async:
+        for name in ("__code__", "__defaults__", "__kwdefaults__"):
+            setattr(wrapper, name, getattr(fn, name, None))
+        mark = getattr(inspect, "markcoroutinefunction", None)
+        if mark is not None:
+            mark(wrapper)
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
@@ -145,7 +160,7 @@ class Step(Generic[P, R]):
 
     def __init__(self, definition: StepDefinition) -> None:
         self.definition = definition
-        functools.update_wrapper(self, definition.fn)
+        _wrap(self, definition.fn, definition.is_async)
 
     @property
     def name(self) -> str:
@@ -175,7 +190,7 @@ class Workflow(Generic[P, R]):
     def __init__(self, definition: WorkflowDefinition, options: StartOptions | None = None):
         self.definition = definition
         self.options = options or StartOptions()
-        functools.update_wrapper(self, definition.fn)
+        _wrap(self, definition.fn, definition.is_async)
 
     @property
     def name(self) -> str:

@@ -85,3 +85,25 @@ def test_retry_delays_grow_and_are_capped():
 def test_step_info_outside_a_step_is_a_clear_error():
     with pytest.raises(ConfigurationError, match="only available inside a @step"):
         durable.step_info()
+
+
+def test_async_workflows_and_steps_are_coroutine_functions_to_inspect():
+    import asyncio
+    import inspect
+
+    @workflow(name="coroutine_check")
+    async def flow(x: int, y: int = 2) -> int:
+        return x + y
+
+    @step
+    async def async_step() -> None:
+        pass
+
+    @step
+    def sync_step() -> None:
+        pass
+
+    assert inspect.iscoroutinefunction(flow) and asyncio.iscoroutinefunction(flow)
+    assert inspect.iscoroutinefunction(async_step)
+    assert not inspect.iscoroutinefunction(sync_step)
+    assert list(inspect.signature(flow).parameters) == ["x", "y"]
