@@ -23,7 +23,7 @@ from cli._render import STATUS_STYLES
 from cli._timeline import Operation, Timeline
 from cli._values import JsonValue, compact, decode, error_info, format_duration, iso
 from durable.dag import DagSpec, NodeSpec, node_prefixes, validate, waves
-from durable.dag._run import _truthy
+from durable.dag._run import NODE_FAILED, _truthy
 from durable.dag._templates import TemplateError, render
 from durable.world import FINISHED_STATUSES, Event, RunRecord, World
 
@@ -240,6 +240,9 @@ def _op_outcome(state: _Run, op: Operation) -> tuple[str, dict[str, str] | None]
     if op.kind == "sleep":
         return {"sleeping": "waiting"}.get(op.status, op.status), None
     last = state.events[op.op_id][-1]
+    if op.kind == "value" and op.name == NODE_FAILED:
+        error = _data(last)
+        return "failed", {"type": str(error.get("type")), "message": str(error.get("message"))}
     if last.kind in ("hook_created", "child_started"):
         return ("interrupted" if state.over else "waiting"), None
     if last.kind == "hook_timed_out":

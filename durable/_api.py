@@ -79,7 +79,8 @@ async def _sleep_async(
 # -- replay-stable values ----------------------------------------------------------------------
 
 
-def _recorded(name: str, make: Callable[[], T]) -> T:
+def recorded_value(name: str, make: Callable[[], T]) -> T:
+    """``make()``, recorded once under ``name`` inside a workflow and the same on replay."""
     frame = current_frame.get()
     if frame is None:
         return make()
@@ -91,18 +92,18 @@ def now() -> datetime:
     """The current time (UTC); inside a workflow, recorded once and the same on replay."""
     frame = current_frame.get()
     clock = frame.ctx.clock if frame is not None else time.time
-    stamp = _recorded("now", clock)
+    stamp = recorded_value("now", clock)
     return datetime.fromtimestamp(stamp, tz=UTC)
 
 
 def random() -> float:
     """A float in [0, 1); inside a workflow, recorded once and the same on replay."""
-    return _recorded("random", _random.random)
+    return recorded_value("random", _random.random)
 
 
 def uuid4() -> _uuid.UUID:
     """A random UUID; inside a workflow, recorded once and the same on replay."""
-    return _uuid.UUID(_recorded("uuid4", lambda: str(_uuid.uuid4())))
+    return _uuid.UUID(recorded_value("uuid4", lambda: str(_uuid.uuid4())))
 
 
 def step_info() -> StepInfo:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from durable._api import map as durable_map
-from durable._api import parallel
+from durable._api import parallel, recorded_value
 from durable._decorators import Step, step, workflow
 from durable._errors import DurableError
 from durable._options import RetryPolicy
@@ -35,6 +35,9 @@ def _call(handler_name: str, config: dict[str, Any]) -> Any:
 def _call_timed(handler_name: str, config: dict[str, Any], timeout: float) -> Any:
     return _handlers.call(handler_name, config, timeout)
 
+
+NODE_FAILED = "dag_node_failed"
+"""Name of the recorded value that holds the error of an inline node whose failure continued."""
 
 _steps: dict[tuple[str, RetryPolicy | None, bool], Step[..., Any]] = {}
 
@@ -117,6 +120,7 @@ class _Execution:
             raise  # the spec does not fit the data: fails the run whatever on_failure says
         except Exception as exc:
             if self._on_failure(node) == "continue":
+                self._note_inline_failure(node, exc)
                 return "failed", None
             error = DagNodeFailed(
                 f"{where} (handler {node.handler!r}) failed: {type(exc).__name__}: {exc}"
@@ -125,6 +129,14 @@ class _Execution:
             self.errors[node.id] = error
             return "failed", None
         return "completed", output
+
+    def _note_inline_failure(self, node: NodeSpec, exc: Exception) -> None:
+        # A step handler's failure is in its step events; an inline one (a workflow that is not
+        # registered, a hook that timed out) leaves none, so the error is recorded for inspect.
+        found = _handlers.lookup(node.handler)
+        if found is not None and found.inline:
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            recorded_value(NODE_FAILED, lambda: error)
 
     def _fan_out(self, node: NodeSpec, where: str) -> list[Any]:
         items = render(node.foreach, self.input, self.outputs, f"{where} foreach", self.ids)

@@ -80,11 +80,17 @@ def test_failed_continue_and_skipped_nodes(cli, tmp_path):
         {"id": "C", "handler": "task", "dependencies": ["B"], "config": {"name": "C"}},
         {"id": "D", "handler": "task", "dependencies": ["B", "S"], "trigger": "all_done",
          "config": {"name": "D"}},
+        {"id": "W", "handler": "workflow", "on_failure": "continue",
+         "config": {"name": "no_such_workflow"}},
     ]})
     run_id = run_dag(cli, spec, "--input", '{"flag": false, "items": ["x", "y", "z"]}')
     doc = cli.json("inspect", run_id)
     assert doc["run"]["status"] == "completed"
-    assert [n["id"] for n in doc["nodes"]] == ["A", "B", "F", "O", "S", "C", "D"]
+    assert [n["id"] for n in doc["nodes"]] == ["A", "W", "B", "F", "O", "S", "C", "D"]
+    # An inline node's failure leaves no step events; its error is recorded for inspect.
+    unknown = nodes_by_id(doc)["W"]
+    assert unknown["status"] == "failed" and unknown["error"]["type"] == "UnknownWorkflow"
+    assert "no_such_workflow" in unknown["error"]["message"]
     nodes = nodes_by_id(doc)
     assert nodes["B"]["status"] == "failed"
     assert nodes["B"]["attempts"] == 2
@@ -107,8 +113,8 @@ def test_failed_continue_and_skipped_nodes(cli, tmp_path):
     assert "dependency 'B' failed" in table
     statuses = {line.split()[1]: line.split()[3] for line in table.splitlines()
                 if line.split()[1:2] and line.split()[1] in nodes and line.split()[0].isdigit()}
-    assert statuses == {"A": "completed", "B": "failed", "F": "completed", "O": "completed",
-                        "S": "skipped", "C": "skipped", "D": "completed"}
+    assert statuses == {"A": "completed", "W": "failed", "B": "failed", "F": "completed",
+                        "O": "completed", "S": "skipped", "C": "skipped", "D": "completed"}
 
 
 def test_a_node_failing_the_run_and_the_waves_after_it(cli, tmp_path):
