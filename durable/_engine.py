@@ -122,7 +122,6 @@ class RunContext:
     commands: list[StepCommand] = field(default_factory=list)
     new_events: list[NewEvent] = field(default_factory=list)
     cancel_requested: bool = False
-    unflushed: bool = False
     release_requested: bool = False
     compensating: bool = False
     seen_seq: int = 0
@@ -227,7 +226,6 @@ class RunContext:
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
-            self.unflushed = False
             mine = _Write(batch)
             self.queued.append(mine)
         self._write_queued(mine)
@@ -307,7 +305,6 @@ class RunContext:
             if retry_at is not None and retry_at > self.clock():
                 raise self.suspend_until(retry_at, "waiting to retry")
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
-        self.flush()
         self.check_cancel()
         return attempt, retry_at
 
@@ -318,19 +315,11 @@ class RunContext:
     def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
         """Record a step's result; raises SerializationError (writing nothing) if it can't.
 
-        In a sync workflow's main branch the completion is committed with the next durable
-        write, which always comes before another step starts or the run ends: the last step's
-        result and the run's outcome then share one transaction. A crash in between loses only
-        the step that was in flight, as a crash during any step does.
+        The completion is committed before the workflow goes on: whatever the workflow does
+        next, even slow code of its own between steps, a crash can no longer run this step again.
         """
         data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
-        event = NewEvent("step_completed", op_id, step.name, data)
-        if self.is_async or self.force_replay or self.pure or "." in op_id:
-            self.record(event)
-            return
-        with self.lock:
-            self.buffered.append(event)
-            self.unflushed = True
+        self.record(NewEvent("step_completed", op_id, step.name, data))
 
     def _write_queued(self, mine: _Write) -> None:
         """Write ``mine`` with whatever other branches queued meanwhile, in one append.
@@ -370,11 +359,6 @@ class RunContext:
             self.flushing = False
             if self.waiting_writers:
                 self._written_changed().notify_all()
-
-    def flush(self) -> None:
-        """Commit deferred step completions before anything else can happen."""
-        if self.unflushed:
-            self.record()
 
     def step_errored(
         self, op_id: str, step: StepDefinition, attempt: int, exc: BaseException

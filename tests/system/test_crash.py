@@ -21,6 +21,7 @@ import durable
 from durable.world import FINISHED_STATUSES, Event
 from tests.system._support import Procs, env_for, local_durable, sqlite_url, wait_until
 from tests.system.workloads import crashy
+from tests.system.workloads.between import between
 
 MODULE = "tests.system.workloads.crashy"
 TRIALS = 24
@@ -193,3 +194,23 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, proc
             TRIALS + CALIBRATION_RUNS,
         )
     check.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_kill_during_the_workflows_own_code_after_a_step_does_not_run_the_step_again(
+    tmp_path: Path, procs: Procs
+):
+    url = sqlite_url(tmp_path / "between.db")
+    effects, mark = tmp_path / "effects.txt", tmp_path / "mark"
+    env = env_for(url, BETWEEN_EFFECTS=str(effects), BETWEEN_MARK=str(mark))
+    module = "tests.system.workloads.between"
+    first = procs.worker([module], env, *WORKER_OPTIONS)
+    with local_durable(url):
+        run = between.with_options(execute=False).start("order-7")
+        wait_until(mark.exists, 30, "the workflow to reach its own code between the steps")
+        first.kill()
+        second = procs.worker([module], env, *WORKER_OPTIONS)
+        assert run.result(timeout=30) == ["charged order-7", "shipped order-7"]
+        assert second.stop() == 0, second.stderr.text
+    ran = [line.split()[0] for line in effects.read_text().splitlines()]
+    assert ran == ["charge_card", "ship"]
