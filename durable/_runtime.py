@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from durable._children import child_ids, notify_parent, start_child
+from durable._coerce import coerce_arguments
 from durable._context import Frame, current_frame
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._decorators import (
@@ -355,7 +356,7 @@ class Runtime:
             return self._finish(ctx, Cancelled(ctx.run_id), None)
         token = current_frame.set(Frame(ctx, ctx.root))
         try:
-            args, kwargs = _decode_input(record)
+            args, kwargs = _decode_input(record, defn)
             result = defn.fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
             return self._finish(ctx, exc, None)
@@ -402,7 +403,7 @@ class Runtime:
             return self._finish(ctx, Cancelled(ctx.run_id), None)
         token = current_frame.set(Frame(ctx, ctx.root))
         try:
-            args, kwargs = _decode_input(record)
+            args, kwargs = _decode_input(record, defn)
             result = await defn.fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
             await wait_for_branches(ctx)
@@ -489,7 +490,6 @@ class Runtime:
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
         events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)
         ctx.buffered.clear()
-        ctx.unflushed = False
         self.world.append(ctx.run_id, self.owner, events, update)
 
     def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
@@ -741,11 +741,14 @@ _id_bits = random.Random()
 os.register_at_fork(after_in_child=_id_bits.seed)
 
 
-def _decode_input(record: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _decode_input(
+    record: RunRecord, defn: WorkflowDefinition
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     payload = loads(record.input)
     if not isinstance(payload, dict):
         raise SerializationError(f"run {record.id}: recorded input is not an args/kwargs mapping")
-    return tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
+    args, kwargs = tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
+    return coerce_arguments(defn.fn, f"input of workflow {defn.name!r}", args, kwargs)
 
 
 def _serializer(ctx: RunContext) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+
+import pydantic
+
 import durable
 from durable import FatalError, RetryPolicy, step, workflow
 
@@ -52,3 +56,15 @@ def nap(duration: str) -> str:
     make_greeting("sleeper")
     durable.sleep(duration)
     return "rested"
+
+
+class Member(pydantic.BaseModel):
+    name: str
+    since: datetime.date
+
+
+@workflow
+def welcome(member: Member) -> str:
+    """Annotated with a model: JSON given on the command line arrives as a Member."""
+    assert isinstance(member, Member), type(member)
+    return f"welcome {member.name}, member since {member.since.year}"

@@ -167,6 +167,16 @@ def test_world_info_says_which_world_where_and_how_many_runs(cli, tmp_path):
     assert elsewhere["path"] == str(other) and elsewhere["total_runs"] == 0
 
 
+def test_start_gives_json_arguments_the_annotated_types(cli):
+    member = '[{"name": "ada", "since": "2024-03-01"}]'
+    proc = cli("start", f"{WORKLOAD}:welcome", member, "--wait", "--json")
+    assert json.loads(proc.stdout)["result"] == "welcome ada, member since 2024"
+    bad = cli("start", f"{WORKLOAD}:welcome", '[{"name": "ada"}]', ok=False)
+    assert "ARGS of welcome: argument 'member' does not fit its annotation" in bad.stderr
+    assert "since" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert cli.json("runs")["runs"][0]["status"] == "completed"  # the refused one never recorded
+
+
 @pytest.mark.timeout(60)
 def test_start_wait_is_quiet_about_other_workflows_runs_but_a_worker_says_why(cli):
     other = cli("start", "tests.system.workloads.sleepy:sleepy", '["1s"]').stdout.split()[0]

@@ -1,0 +1,81 @@
+"""Inputs given as plain JSON take the types the workflow's annotations ask for.
+
+A run started from Python records its arguments with their types (a pydantic model, a dataclass,
+a datetime), and they come back as such. Arguments that arrive as plain JSON (``durable start
+MODULE:WORKFLOW '[{"name": "ada"}]'``, a DAG's ``workflow`` node, another language) are only
+dicts, lists and strings: where a parameter is annotated with a richer type, the value is
+validated into it with pydantic, so ``def greet(user: User)`` gets a ``User`` either way.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+# Annotations a JSON value already satisfies as it is: nothing to convert.
+_AS_IS: frozenset[object] = frozenset({Any, object, str, int, float, bool, dict, list, type(None)})
+_JSON_NATIVE = (dict, list, str, int, float)
+
+
+class _Parameters(typing.NamedTuple):
+    signature: inspect.Signature
+    adapters: dict[str, Any]  # parameter name -> pydantic TypeAdapter
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameters(fn: Callable[..., Any]) -> _Parameters | None:
+    try:
+        hints = typing.get_type_hints(fn)
+        signature = inspect.signature(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: arguments are taken as given
+        return None
+    from pydantic import TypeAdapter
+
+    adapters: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        hint = hints.get(name)
+        if hint is None or hint in _AS_IS:
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        try:
+            adapters[name] = TypeAdapter(hint)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot validate: taken as given
+            continue
+    return _Parameters(signature, adapters) if adapters else None
+
+
+def coerce_arguments(
+    fn: Callable[..., Any], what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` with plain JSON values validated into their annotated types.
+
+    Raises:
+        TypeError: a value does not fit its parameter's annotation (says which and why).
+    """
+    found = _parameters(fn)
+    if found is None:
+        return args, kwargs
+    try:
+        bound = found.signature.bind(*args, **kwargs)
+    except TypeError:
+        return args, kwargs  # the call itself reports the mismatch
+    changed = False
+    for name, value in bound.arguments.items():
+        adapter = found.adapters.get(name)
+        if adapter is None or not isinstance(value, _JSON_NATIVE) or isinstance(value, bool):
+            continue
+        try:
+            bound.arguments[name] = adapter.validate_python(value)
+        except Exception as exc:  # pydantic.ValidationError, without importing it eagerly
+            problem = " ".join(str(exc).split())
+            raise TypeError(
+                f"{what}: argument {name!r} does not fit its annotation: {problem}"
+            ) from None
+        changed = True
+    if not changed:
+        return args, kwargs
+    return bound.args, bound.kwargs

@@ -1,0 +1,59 @@
+"""Plain JSON arguments are validated into the types a workflow's parameters are annotated with."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import pytest
+
+from durable._coerce import coerce_arguments
+
+
+class User(pydantic.BaseModel):
+    name: str
+    age: int = 0
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+def register(user: User, tags: list[str], at: dt.datetime | None = None, *, where: Point) -> None:
+    pass
+
+
+def plain(n: int, text: str, data: dict[str, Any], anything) -> None:  # noqa: ANN001
+    pass
+
+
+def test_json_values_become_the_annotated_types() -> None:
+    args, kwargs = coerce_arguments(
+        register,
+        "input",
+        ({"name": "ada", "age": 36}, ["x"], "2026-11-22T10:00:00+00:00"),
+        {"where": {"x": 1, "y": 2}},
+    )
+    assert args == (User(name="ada", age=36), ["x"], dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC))
+    assert kwargs == {"where": Point(1, 2)}
+
+
+def test_values_already_of_their_type_are_left_alone() -> None:
+    user, point = User(name="ada"), Point(1, 2)
+    args, kwargs = coerce_arguments(register, "input", (user, [], None), {"where": point})
+    assert args[0] is user and kwargs["where"] is point
+
+
+def test_plain_annotations_change_nothing() -> None:
+    given = (1, "t", {"a": 1}, {"b": 2})
+    assert coerce_arguments(plain, "input", given, {}) == (given, {})
+
+
+def test_a_value_that_does_not_fit_says_which_argument_and_why() -> None:
+    fits = r"input: argument 'user' does not fit its annotation: .*name"
+    with pytest.raises(TypeError, match=fits):
+        coerce_arguments(register, "input", ({"age": 3}, []), {"where": {"x": 1, "y": 2}})
