@@ -175,7 +175,7 @@ class Saga:
 
     def _compensate(self, cause: BaseException | None) -> None:
         failed: list[tuple[Callable[..., Any], Exception]] = []
-        with _compensating():
+        with compensating():
             for undo, args, kwargs in self._take():
                 try:
                     result = undo(*args, **kwargs)
@@ -192,7 +192,7 @@ class Saga:
 
     async def _compensate_async(self, cause: BaseException | None) -> None:
         failed: list[tuple[Callable[..., Any], Exception]] = []
-        with _compensating():
+        with compensating():
             for undo, args, kwargs in self._take():
                 try:
                     result = undo(*args, **kwargs)
@@ -216,7 +216,7 @@ def _compensates(exc: BaseException) -> bool:
     return isinstance(exc, Exception) and not isinstance(exc, WorldError)
 
 
-class _compensating:  # noqa: N801 - used like a function: `with _compensating():`
+class compensating:  # noqa: N801 - used like a function: `with compensating():`
     """Let undo steps run although the run's cancellation was requested.
 
     ``RunContext.check_cancel`` raises ``Cancelled`` at every durable point once a cancel is

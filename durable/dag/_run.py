@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from durable._api import map as durable_map
 from durable._api import parallel, recorded_value
+from durable._control import Cancelled
 from durable._decorators import Step, step, workflow
 from durable._errors import DurableError
 from durable._options import RetryPolicy
 from durable._run import Run
-from durable._saga import CompensationFailed
+from durable._saga import CompensationFailed, compensating
 from durable.dag import _handlers
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
 from durable.dag._templates import TemplateError, render
@@ -173,7 +175,7 @@ class _Execution:
             return _step_for(name, policy, True)(name, config, timeout)
         return _step_for(name, policy, False)(name, config)
 
-    def compensate(self, error: DagNodeFailed) -> None:
+    def compensate(self, error: DagNodeFailed | None) -> None:
         """Run the completed nodes' ``compensate`` actions, newest first, each as a step.
 
         Raises:
@@ -192,7 +194,8 @@ class _Execution:
             except Exception as exc:  # noqa: BLE001 - collected, raised together below
                 failures.append(f"{nid} ({undo.handler}): {type(exc).__name__}: {exc}")
         if failures:
-            raise CompensationFailed(failures, f"{type(error).__name__}: {error}") from error
+            reason = f"{type(error).__name__}: {error}" if error is not None else None
+            raise CompensationFailed(failures, reason) from error
 
     def result(self) -> Any:
         if self.spec.output is not None:
@@ -217,8 +220,16 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
     state = _Execution(parsed, input)
-    for wave in waves(parsed):
-        state.run_wave(wave)
+    try:
+        for wave in waves(parsed):
+            state.run_wave(wave)
+    except Cancelled:
+        # Like a saga: the completed nodes' undo actions run before the run ends cancelled (an
+        # undo that fails is in the log as a failed step; the run is cancelled all the same).
+        with compensating():
+            with contextlib.suppress(CompensationFailed):
+                state.compensate(None)
+        raise
     return state.result()
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 import durable.dag as dag
-from durable import WorkflowFailed
+from durable import WorkflowCancelled, WorkflowFailed
 
 calls: Counter[str] = Counter()
 log: list[str] = []
@@ -303,3 +303,28 @@ def test_a_failing_undo_still_runs_the_others_and_is_reported(engine):
     assert [n for n in log if n.startswith("undo-") and n != "undo-profile"] == [
         "undo-email", "undo-account"
     ]
+
+
+def test_cancelling_a_run_waiting_on_a_hook_undoes_its_completed_nodes(engine):
+    engine.runtime.options.time_skipping = None
+    spec = {
+        "nodes": [
+            node("account", config={"name": "account", "value": "{{ input.user }}"},
+                 compensate=undo("account", value="{{ account.output.value }}")),
+            node("profile", deps=["account"], config={"name": "profile"},
+                 compensate=undo("profile")),
+            node("verify", handler="hook", deps=["profile"],
+                 config={"token": "verify-{{ input.user }}"}),
+            node("activate", deps=["verify"], config={"name": "activate"}),
+        ],
+    }
+    run = dag.start(spec, {"user": "ada"})
+    deadline = time.monotonic() + 10
+    while run.status != "suspended":
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert [name for name in log if name.startswith("undo-")] == ["undo-profile", "undo-account"]
+    assert calls["activate"] == 0
