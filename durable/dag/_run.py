@@ -16,9 +16,10 @@ from durable._options import RetryPolicy
 from durable._run import Run
 from durable._saga import CompensationFailed, compensating
 from durable.dag import _handlers
+from durable.dag._schema import check_input
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
 from durable.dag._templates import TemplateError, render
-from durable.dag._validate import DagValidationError, Problem, check_input, validate, waves
+from durable.dag._validate import DagValidationError, Problem, validate, waves
 
 __all__ = ["DagNodeFailed", "dag_workflow", "node_prefixes", "run", "start"]
 

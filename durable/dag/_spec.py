@@ -123,8 +123,8 @@ class DagSpec(BaseModel):
     name: str | None = None
     description: str | None = None
     input: dict[str, Any] | None = None
-    """A JSON-Schema subset checked against the run input (``type``, ``properties``,
-    ``required``, ``items``)."""
+    """A JSON-Schema subset checked against the run input (``type``, ``properties``, ``required``,
+    ``items``, ``enum``, lengths, ``pattern``, ``format``, bounds: see ``durable.dag._schema``)."""
     defaults: Defaults = Field(default_factory=Defaults)
     nodes: list[NodeSpec]
     output: Any = None

@@ -12,13 +12,13 @@ from pydantic import ValidationError
 
 from durable._errors import DurableError
 from durable.dag import _handlers
+from durable.dag._schema import schema_problems
 from durable.dag._spec import DagSpec, NodeSpec
 from durable.dag._templates import FOREACH_VARS, TemplateError, references
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SCHEMA_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,59 +339,4 @@ def waves(spec: DagSpec) -> list[list[str]]:
 
 
 def _check_schema(schema: Any, where: str) -> Iterable[Problem]:
-    if schema is None:
-        return
-    if not isinstance(schema, dict):
-        yield Problem(None, f"{where}: a schema is an object, got {_kind(schema)}")
-        return
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
-    for item in kinds:
-        if item not in _SCHEMA_TYPES:
-            yield Problem(None, f"{where}.type: unknown type {item!r} "
-                          f"(use one of {', '.join(sorted(_SCHEMA_TYPES))})")
-    props = schema.get("properties", {})
-    if not isinstance(props, dict):
-        yield Problem(None, f"{where}.properties: must be an object")
-    else:
-        for key, sub in props.items():
-            yield from _check_schema(sub, f"{where}.properties.{key}")
-    required = schema.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        yield Problem(None, f"{where}.required: must be a list of property names")
-    if "items" in schema:
-        yield from _check_schema(schema["items"], f"{where}.items")
-
-
-def check_input(schema: dict[str, Any] | None, value: Any, where: str = "input") -> list[str]:
-    """Check a run input against the spec's (JSON-Schema subset) input schema."""
-    if schema is None:
-        return []
-    errors: list[str] = []
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
-    if kinds and not any(_is_type(value, k) for k in kinds):
-        return [f"{where}: expected {' or '.join(kinds)}, got {_kind(value)}"]
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{where}: missing required property {key!r}")
-        for key, sub in schema.get("properties", {}).items():
-            if key in value and isinstance(sub, dict):
-                errors.extend(check_input(sub, value[key], f"{where}.{key}"))
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            errors.extend(check_input(schema["items"], item, f"{where}[{index}]"))
-    return errors
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    checks: dict[str, type | tuple[type, ...]] = {
-        "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)
-    }
-    expected = checks.get(kind)
-    return expected is not None and isinstance(value, expected)
+    return (Problem(None, problem) for problem in schema_problems(schema, where))

@@ -1,0 +1,184 @@
+"""The JSON-Schema subset a DAG spec's ``input`` is written in, and checking a run input with it.
+
+Supported: ``type``, ``properties``, ``required``, ``additionalProperties`` (``false``),
+``items``, ``enum``, ``minLength``, ``maxLength``, ``pattern``, ``format`` (``email``, ``date``,
+``date-time``, ``uuid``, ``uri``), ``minimum``, ``maximum``, ``minItems``, ``maxItems``; and the
+annotations ``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
+``$comment``. Any other keyword is reported when the spec is validated, rather than silently
+left unchecked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$schema", "$id",
+                          "$comment"})
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+_BOUNDS = ("minimum", "maximum")
+KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties", "items", "enum",
+                      "pattern", "format", *_COUNTS, *_BOUNDS})
+
+
+def _is_date(text: str) -> bool:
+    dt.date.fromisoformat(text)
+    return True
+
+
+def _is_datetime(text: str) -> bool:
+    return "T" in text.upper() and dt.datetime.fromisoformat(text) is not None
+
+
+def _is_uri(text: str) -> bool:
+    parts = urlparse(text)
+    return bool(parts.scheme and (parts.netloc or parts.path))
+
+
+_FORMATS: dict[str, Callable[[str], bool]] = {
+    "email": lambda text: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text) is not None,
+    "date": _is_date,
+    "date-time": _is_datetime,
+    "uuid": lambda text: uuid.UUID(text) is not None,
+    "uri": _is_uri,
+}
+
+
+def schema_problems(schema: Any, where: str) -> Iterator[str]:
+    """What is wrong with a schema (each problem names where it is)."""
+    if schema is None:
+        return
+    if not isinstance(schema, dict):
+        yield f"{where}: a schema is an object, got {kind_of(schema)}"
+        return
+    for key in schema:
+        if key not in KEYWORDS and key not in _ANNOTATIONS:
+            yield (f"{where}: keyword {key!r} is not supported (use {', '.join(sorted(KEYWORDS))};"
+                   " check anything else in a node)")
+    kind = schema.get("type")
+    for item in kind if isinstance(kind, list) else [kind] if kind is not None else []:
+        if item not in TYPES:
+            yield f"{where}.type: unknown type {item!r} (use one of {', '.join(sorted(TYPES))})"
+    props = schema.get("properties", {})
+    if not isinstance(props, dict):
+        yield f"{where}.properties: must be an object"
+    else:
+        for key, sub in props.items():
+            yield from schema_problems(sub, f"{where}.properties.{key}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        yield f"{where}.required: must be a list of property names"
+    if "items" in schema:
+        yield from schema_problems(schema["items"], f"{where}.items")
+    yield from _constraint_problems(schema, where)
+
+
+def _constraint_problems(schema: dict[str, Any], where: str) -> Iterator[str]:
+    for key in _COUNTS:
+        value = schema.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            yield f"{where}.{key}: must be a whole number >= 0, got {value!r}"
+    for key in _BOUNDS:
+        value = schema.get(key)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            yield f"{where}.{key}: must be a number, got {value!r}"
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        yield f"{where}.enum: must be a list of the allowed values"
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except (re.error, TypeError) as exc:
+            yield f"{where}.pattern: not a regular expression ({exc})"
+    if "format" in schema and schema["format"] not in _FORMATS:
+        yield (f"{where}.format: unknown format {schema['format']!r} "
+               f"(use one of {', '.join(sorted(_FORMATS))})")
+    if schema.get("additionalProperties", False) is not False:
+        yield f"{where}.additionalProperties: only false is supported (extra properties refused)"
+
+
+def check_input(schema: dict[str, Any] | None, value: Any, where: str = "input") -> list[str]:
+    """Check a run input against a (valid) schema; every problem found, each naming where."""
+    if schema is None:
+        return []
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    if kinds and not any(_is_type(value, k) for k in kinds):
+        return [f"{where}: expected {' or '.join(kinds)}, got {kind_of(value)}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: must be one of {schema['enum']!r}, got {value!r}"]
+    errors: list[str] = []
+    if isinstance(value, dict):
+        errors.extend(_object_problems(schema, value, where))
+    if isinstance(value, list):
+        errors.extend(_sized(schema, len(value), "minItems", "maxItems", "items", where))
+        if isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                errors.extend(check_input(schema["items"], item, f"{where}[{index}]"))
+    if isinstance(value, str):
+        errors.extend(_string_problems(schema, value, where))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{where}: must be at least {schema['minimum']}, got {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{where}: must be at most {schema['maximum']}, got {value}")
+    return errors
+
+
+def _object_problems(schema: dict[str, Any], value: dict[str, Any], where: str) -> list[str]:
+    props = schema.get("properties", {})
+    errors = [f"{where}: missing required property {key!r}"
+              for key in schema.get("required", []) if key not in value]
+    for key, sub in props.items():
+        if key in value and isinstance(sub, dict):
+            errors.extend(check_input(sub, value[key], f"{where}.{key}"))
+    if schema.get("additionalProperties") is False:
+        errors.extend(f"{where}: unexpected property {key!r}" for key in value if key not in props)
+    return errors
+
+
+def _string_problems(schema: dict[str, Any], value: str, where: str) -> list[str]:
+    errors = _sized(schema, len(value), "minLength", "maxLength", "characters", where)
+    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+        errors.append(f"{where}: does not match the pattern {schema['pattern']!r}")
+    check = _FORMATS.get(schema.get("format", ""))
+    if check is not None:
+        try:
+            valid = check(value)
+        except ValueError:
+            valid = False
+        if not valid:
+            errors.append(f"{where}: not a valid {schema['format']}: {value!r}")
+    return errors
+
+
+def _sized(schema: dict[str, Any], size: int, low: str, high: str, unit: str,
+           where: str) -> list[str]:
+    errors = []
+    if low in schema and size < schema[low]:
+        errors.append(f"{where}: must have at least {schema[low]} {unit}, has {size}")
+    if high in schema and size > schema[high]:
+        errors.append(f"{where}: must have at most {schema[high]} {unit}, has {size}")
+    return errors
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    checks: dict[str, type | tuple[type, ...]] = {
+        "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)
+    }
+    expected = checks.get(kind)
+    return expected is not None and isinstance(value, expected)
+
+
+def kind_of(value: Any) -> str:
+    """A value's JSON kind, for messages."""
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,65 @@
+"""A DAG spec's input schema: the keywords it supports are checked, any other is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from durable.dag import DagValidationError, validate
+from durable.dag._schema import check_input
+
+SIGNUP = {
+    "type": "object",
+    "title": "Sign-up",
+    "required": ["username", "email", "password"],
+    "additionalProperties": False,
+    "properties": {
+        "username": {"type": "string", "minLength": 3, "maxLength": 20,
+                     "pattern": "^[a-z][a-z0-9_]*$"},
+        "email": {"type": "string", "format": "email"},
+        "password": {"type": "string", "minLength": 8},
+        "plan": {"enum": ["free", "pro"]},
+        "age": {"type": "integer", "minimum": 13, "maximum": 130},
+        "born": {"type": "string", "format": "date"},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+    },
+}
+
+
+def test_a_good_input_passes() -> None:
+    good = {"username": "ada_l", "email": "ada@example.com", "password": "correct horse",
+            "plan": "pro", "age": 36, "born": "1815-12-10", "tags": ["math"]}
+    assert check_input(SIGNUP, good) == []
+
+
+def test_every_broken_constraint_is_reported() -> None:
+    bad = {"username": "Jo", "email": "not-an-email", "password": "x", "plan": "gold",
+           "age": 7, "born": "10/12/1815", "tags": ["a", "b", "c"], "extra": 1}
+    assert check_input(SIGNUP, bad) == [
+        "input.username: must have at least 3 characters, has 2",
+        "input.username: does not match the pattern '^[a-z][a-z0-9_]*$'",
+        "input.email: not a valid email: 'not-an-email'",
+        "input.password: must have at least 8 characters, has 1",
+        "input.plan: must be one of ['free', 'pro'], got 'gold'",
+        "input.age: must be at least 13, got 7",
+        "input.born: not a valid date: '10/12/1815'",
+        "input.tags: must have at most 2 items, has 3",
+        "input: unexpected property 'extra'",
+    ]
+
+
+def test_keywords_it_cannot_check_are_refused_when_the_spec_is_validated() -> None:
+    spec = {
+        "input": {"type": "object", "properties": {
+            "name": {"type": "string", "minLenght": 3},
+            "code": {"type": "string", "format": "credit-card"},
+            "n": {"type": "integer", "multipleOf": 2, "minimum": "one"},
+        }},
+        "nodes": [{"id": "a", "handler": "output", "config": {"value": 1}}],
+    }
+    with pytest.raises(DagValidationError) as caught:
+        validate(spec)
+    text = "\n".join(str(p) for p in caught.value.problems)
+    assert "input.properties.name: keyword 'minLenght' is not supported" in text
+    assert "input.properties.code.format: unknown format 'credit-card'" in text
+    assert "input.properties.n: keyword 'multipleOf' is not supported" in text
+    assert "input.properties.n.minimum: must be a number, got 'one'" in text
