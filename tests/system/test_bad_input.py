@@ -439,11 +439,13 @@ def test_a_world_failure_retrying_cannot_fix_stops_the_worker_instead_of_rerunni
         assert not info.value.transient
         assert runtime.fatal_error is info.value
         time.sleep(0.5)  # a worker that kept retrying would run the last step again meanwhile
-        # The step in flight ran once (its result was lost with the failed commit), not in a loop.
+        # Each step ran once and is recorded; recording the outcome failed, and was not retried
+        # in a loop.
         assert _announced == ["first", "second"]
         run = runtime.world.list_runs()[0]
         assert [e.kind for e in runtime.world.read_events(run.id)] == [
             "run_created",
+            "step_completed",
             "step_completed",
         ]
         with pytest.raises(WorldError):
