@@ -32,8 +32,6 @@ def _parameters(fn: Callable[..., Any]) -> _Parameters | None:
         signature = inspect.signature(fn)
     except Exception:  # noqa: BLE001 - unresolvable annotations: arguments are taken as given
         return None
-    from pydantic import TypeAdapter
-
     adapters: dict[str, Any] = {}
     for name, parameter in signature.parameters.items():
         hint = hints.get(name)
@@ -41,6 +39,8 @@ def _parameters(fn: Callable[..., Any]) -> _Parameters | None:
             continue
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
+        from pydantic import TypeAdapter  # only here: importing pydantic takes ~100 ms
+
         try:
             adapters[name] = TypeAdapter(hint)
         except Exception:  # noqa: BLE001 - a type pydantic cannot validate: taken as given
