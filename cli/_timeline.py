@@ -223,6 +223,8 @@ def _operation(
     # Operations this module does not know yet (e.g. ``hook_created`` then ``hook_resumed``):
     # the kind's prefix names the family, the last event's suffix its state.
     family, _, _ = first.kind.partition("_")
+    if first.kind == "hook_created":  # named by its token, which is what resumes it
+        name = str(_json(first.data).get("token") or name)
     state = events[-1].kind.partition("_")[2] or events[-1].kind
     waiting = state in ("created", "started") and not run_over
     return Operation(

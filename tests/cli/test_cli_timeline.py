@@ -146,3 +146,13 @@ def test_tagged_values_are_shown_as_plain_json():
 )
 def test_durations_read_well(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_a_hook_is_named_by_its_token():
+    events = _log(
+        (0.5, "hook_created", "1", "hook", {"token": "email-verified:42", "timeout_at": None}),
+        (2.0, "hook_received", "1", "email-verified:42", {"ok": True}),
+        (2.1, "run_completed", None, None, None),
+    )
+    [op] = build_timeline(_record(), events, now=T0 + 10).operations
+    assert (op.kind, op.name, op.status) == ("hook", "email-verified:42", "received")
