@@ -640,3 +640,24 @@ def test_claimed_runs_bring_their_short_logs(world: SqliteWorld) -> None:
     assert claimed["long"].events is None  # read outside the write lock, by read_events
     assert claimed["long"].last_seq == long_log + 1
     assert claimed["fresh"].events is None  # only run_created: nothing to replay
+
+
+def test_a_payload_row_is_replaced_but_an_event_key_is_never_overwritten(
+    world: SqliteWorld, db: Path
+) -> None:
+    from worlds.sqlite._sql import _WRITE_ROW
+
+    world.create_run(NewRun("r1", "wf", b"{}"), owner="a", lease_ttl=30)
+    key = _schema.event_key(1, 1)  # r1's run_created
+    output = _schema.event_key(1, _schema.PAYLOAD_SEQ["output"])
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(_WRITE_ROW, (output, "output", None, None, b"1", 1.0))
+        conn.execute(_WRITE_ROW, (output, "output", None, None, b"2", 2.0))
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(_WRITE_ROW, (key, "step_completed", "1", "s", b"x", 3.0))
+        rows = conn.execute("SELECT key, kind, data FROM events ORDER BY key").fetchall()
+    finally:
+        conn.close()
+    assert (output, "output", b"2") in rows
+    assert (key, "run_created", None) in rows and len([r for r in rows if r[0] == key]) == 1

@@ -79,9 +79,12 @@ _INSERT_CREATED = (
 _INSERT_EVENT = (
     "INSERT INTO events (key, kind, op_id, name, data, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_SET_PAYLOAD = (
-    "INSERT INTO events (key, kind, data, created_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET data = excluded.data, created_at = excluded.created_at"
+# An event or a payload row. A payload is replaced if set again; an event whose key is taken is
+# refused: the update moves the existing row to key -1, which fails the table's CHECK.
+_WRITE_ROW = (
+    "INSERT INTO events (key, kind, op_id, name, data, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET data = excluded.data, created_at = excluded.created_at, "
+    "key = CASE WHEN excluded.kind IN ('output', 'error') THEN key ELSE -1 END"
 )
 _READ_EVENTS = (
     f"SELECT ?1, e.key - r.base, e.kind, e.op_id, e.name, e.data, e.created_at "

@@ -106,13 +106,13 @@ from worlds.sqlite._sql import (
     _RESUME_TARGET,
     _RUN_STATUS,
     _RUN_STREAMS,
-    _SET_PAYLOAD,
     _SET_WRITER_MARK,
     _STREAM,
     _STREAM_STATE,
     _TOUCH_RUN,
     _UPDATE_STREAM,
     _WAKE_NOW,
+    _WRITE_ROW,
     _WRITER_MARK,
 )
 
@@ -830,19 +830,10 @@ class SqliteWorld:
         base = row[1] << _BITS
         seq = seen = row[2] or 0
         self._check_room(run_id, seq, len(events))
-        if len(events) == 1:
-            new = events[0]
-            conn.execute(
-                _INSERT_EVENT, (base + seq + 1, new.kind, new.op_id, new.name, new.data, now)
-            )
-        elif events:
-            conn.executemany(
-                _INSERT_EVENT,
-                [
-                    (base + seq + i, e.kind, e.op_id, e.name, e.data, now)
-                    for i, e in enumerate(events, 1)
-                ],
-            )
+        rows = [
+            (base + seq + i, e.kind, e.op_id, e.name, e.data, now)
+            for i, e in enumerate(events, 1)
+        ]
         seq += len(events)
         if update is not None:
             wake_at = update.wake_at
@@ -857,13 +848,18 @@ class SqliteWorld:
                 (update.status, wake_at, now, seq, run_id),
             )
             if update.output is not None:
-                conn.execute(_SET_PAYLOAD, (base + _OUTPUT, "output", update.output, now))
+                rows.append((base + _OUTPUT, "output", None, None, update.output, now))
             if update.error is not None:
-                conn.execute(_SET_PAYLOAD, (base + _ERROR, "error", update.error, now))
+                rows.append((base + _ERROR, "error", None, None, update.error, now))
             if update.status in FINISHED_STATUSES:
                 conn.execute(_DROP_HOOKS, (run_id,))
         elif not events:
             conn.execute(_TOUCH_RUN, (now, seq, run_id))
+        # Events and payloads in one statement.
+        if len(rows) == 1:
+            conn.execute(_WRITE_ROW, rows[0])
+        elif rows:
+            conn.executemany(_WRITE_ROW, rows)
         return bool(row[0])
 
     def _check_room(self, run_id: str, seq: int, adding: int) -> None:
