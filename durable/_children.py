@@ -56,7 +56,6 @@ def start_child(
         return ChildRun(child_id, runtime, ctx, op_id)
     if ctx.pure:
         raise ctx.block()
-    ctx.flush()
     ctx.check_cancel()
     child_id = run_id or f"{ctx.run_id}.{op_id}"
     # The child run exists before the parent's log names it, so every child a log names can be

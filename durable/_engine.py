@@ -122,10 +122,6 @@ class RunContext:
     commands: list[StepCommand] = field(default_factory=list)
     new_events: list[NewEvent] = field(default_factory=list)
     cancel_requested: bool = False
-    unflushed: bool = False
-    deferred_error: BaseException | None = None
-    defer_flush: Callable[[RunContext], None] | None = None
-    """Schedules :meth:`flush_deferred` shortly (the runtime's flusher); None: never defer."""
     release_requested: bool = False
     compensating: bool = False
     seen_seq: int = 0
@@ -230,9 +226,6 @@ class RunContext:
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
-            self.unflushed = False
-            if not batch:
-                return
             mine = _Write(batch)
             self.queued.append(mine)
         self._write_queued(mine)
@@ -312,7 +305,6 @@ class RunContext:
             if retry_at is not None and retry_at > self.clock():
                 raise self.suspend_until(retry_at, "waiting to retry")
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
-        self.flush()
         self.check_cancel()
         return attempt, retry_at
 
@@ -323,78 +315,11 @@ class RunContext:
     def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
         """Record a step's result; raises SerializationError (writing nothing) if it can't.
 
-        In a sync workflow's main branch the completion is committed with the workflow's next
-        durable write if that comes within a few milliseconds (the next step's start, a sleep,
-        the run's outcome: the last step's result and the outcome then share one transaction);
-        if the workflow runs code of its own for longer, the runtime's flusher commits it then.
-        A crash can run a step again only within those milliseconds after it returned, as it
-        can while the step's own commit is in flight.
+        The completion is committed before the workflow goes on: whatever the workflow does
+        next, even slow code of its own between steps, a crash can no longer run this step again.
         """
         data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
-        event = NewEvent("step_completed", op_id, step.name, data)
-        defer = self.defer_flush
-        if defer is None or self.is_async or self.force_replay or self.pure or "." in op_id:
-            self.record(event)
-            return
-        with self.lock:
-            self.buffered.append(event)
-            self.unflushed = True
-        defer(self)
-
-    def flush(self) -> None:
-        """Commit deferred step completions before anything else can happen.
-
-        Also waits for the flusher's write of them, if it is under way, and raises what it
-        failed with: the next durable operation must come after them, and cannot if they failed.
-        """
-        if self.unflushed:
-            self.record()
-        elif self.defer_flush is not None:
-            with self.lock:
-                while self.flushing:
-                    self.waiting_writers += 1
-                    try:
-                        self._written_changed().wait()
-                    finally:
-                        self.waiting_writers -= 1
-        error = self.deferred_error
-        if error is not None:
-            raise error
-
-    def take_for_outcome(self) -> list[NewEvent]:
-        """What the run's last write must carry, once the flusher's write (if any) has landed.
-
-        Raises:
-            LeaseLost, WorldError: the flusher's write failed; the outcome must not be written
-                (a step completion would be missing from the log).
-        """
-        with self.lock:
-            while self.flushing:
-                self.waiting_writers += 1
-                try:
-                    self._written_changed().wait()
-                finally:
-                    self.waiting_writers -= 1
-            events = list(self.buffered)
-            self.buffered.clear()
-            self.unflushed = False
-        error = self.deferred_error
-        if isinstance(error, StorageUnavailable):
-            raise error.error
-        if error is not None:
-            raise error
-        return events
-
-    def flush_deferred(self) -> None:
-        """The flusher's part: commit what the workflow has not committed itself by now."""
-        if not self.unflushed:
-            return
-        try:
-            self.record()
-        except BaseException as exc:  # noqa: BLE001 - raised in the workflow's thread instead
-            with self.lock:
-                if self.deferred_error is None:
-                    self.deferred_error = exc
+        self.record(NewEvent("step_completed", op_id, step.name, data))
 
     def _write_queued(self, mine: _Write) -> None:
         """Write ``mine`` with whatever other branches queued meanwhile, in one append.

@@ -64,7 +64,6 @@ class Hook(Generic[T]):
         if ctx.recorder is None or self.timeout_at is None or ctx.clock() < self.timeout_at:
             return False
         event = NewEvent("hook_timed_out", self._op_id, "hook")
-        ctx.flush()
         if not ctx.recorder.dispose_hook(self.token, event, ctx.expected_seq):
             return False  # something arrived meanwhile: look again before giving up
         ctx.own_appended += 1
@@ -111,7 +110,6 @@ class Hook(Generic[T]):
         if self._op_id in ctx.hook_ends:
             return
         if ctx.recorder is not None:
-            ctx.flush()
             ctx.recorder.dispose_hook(
                 self.token, NewEvent("hook_disposed", self._op_id, "hook"), None
             )
@@ -153,7 +151,6 @@ def create_hook(
     if event is not None:
         info = json.loads(event.data or b"{}")
         return Hook(ctx, op_id, info["token"], info.get("timeout_at"), model)
-    ctx.flush()
     ctx.check_cancel()
     chosen = token if token is not None else f"hook_{secrets.token_urlsafe(16)}"
     timeout_at = ctx.clock() + parse_duration(timeout) if timeout is not None else None

@@ -40,7 +40,6 @@ from durable._errors import (
     WorkflowCancelled,
     WorldError,
 )
-from durable._flusher import FLUSHER
 from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
 from durable._tasks import install_task_factory, wait_for_branches
@@ -312,7 +311,6 @@ class Runtime:
             inline_wait_limit=self.options.inline_wait_limit,
             force_replay=self.options.force_replay,
             cancel_requested=record.cancel_requested,
-            defer_flush=FLUSHER.defer,
         )
         if record.last_seq > 1:  # more than run_created: there is history to replay
             events = record.events
@@ -490,9 +488,8 @@ class Runtime:
             self.wake()
 
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
-        events = ctx.take_for_outcome()
-        if event is not None:
-            events.append(event)
+        events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)
+        ctx.buffered.clear()
         self.world.append(ctx.run_id, self.owner, events, update)
 
     def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
