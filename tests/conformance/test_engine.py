@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -306,6 +307,29 @@ def test_a_step_attempt_past_its_timeout_fails_and_is_retried(engine, unstick):
 def test_a_step_out_of_attempts_raises_timeout_error_naming_the_step(engine, unstick):
     assert times_out() == "step 'always_hangs' did not finish within its 0.1s timeout"
     assert calls == {"always": 2}
+
+
+_seen_while_busy: list[list[str]] = []
+
+
+@workflow
+def busy_between_steps() -> int:
+    first = add(1, 1)
+    # The workflow's own code, for longer than a step completion waits for the next write.
+    time.sleep(0.3)
+    _seen_while_busy.append([e.kind for e in durable.get_run(_busy_run_id[0]).events()])
+    return add(first, 1)
+
+
+_busy_run_id: list[str] = []
+
+
+def test_a_finished_step_is_committed_while_the_workflow_runs_code_of_its_own(engine):
+    _seen_while_busy.clear()
+    _busy_run_id[:] = ["busy-between-steps"]
+    run = busy_between_steps.with_options(run_id="busy-between-steps").start()
+    assert run.result(timeout=10) == 3
+    assert "step_completed" in _seen_while_busy[0]
 
 
 @workflow

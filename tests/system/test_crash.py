@@ -205,9 +205,15 @@ def test_a_kill_during_the_workflows_own_code_after_a_step_does_not_run_the_step
     env = env_for(url, BETWEEN_EFFECTS=str(effects), BETWEEN_MARK=str(mark))
     module = "tests.system.workloads.between"
     first = procs.worker([module], env, *WORKER_OPTIONS)
-    with local_durable(url):
+    with local_durable(url) as runtime:
         run = between.with_options(execute=False).start("order-7")
         wait_until(mark.exists, 30, "the workflow to reach its own code between the steps")
+        # The step's completion is committed while the workflow's own code runs, not after it.
+        wait_until(
+            lambda: "step_completed" in [e.kind for e in runtime.world.read_events(run.id)],
+            5,
+            "the finished step to be committed",
+        )
         first.kill()
         second = procs.worker([module], env, *WORKER_OPTIONS)
         assert run.result(timeout=30) == ["charged order-7", "shipped order-7"]
