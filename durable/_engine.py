@@ -232,7 +232,7 @@ class RunContext:
         if isinstance(mine.error, LeaseLost):
             raise mine.error
         if isinstance(mine.error, WorldError):
-            # A deferred step completion is lost with this write: the step runs again.
+            # Nothing of this write was recorded: a step whose completion it carried runs again.
             raise StorageUnavailable(mine.error) from mine.error
         if mine.error is not None:
             raise mine.error

@@ -11,7 +11,7 @@ from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
 from durable._streams import end_step_streams
 from durable._tasks import own_coroutine
-from durable._timeouts import call_with_timeout, in_daemon_thread
+from durable._timeouts import call_with_timeout, in_daemon_thread, run_awaitable
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
@@ -48,7 +48,7 @@ def _run_sync(
             else:
                 result = step.fn(*args, **kwargs)
                 if step.is_async:
-                    result = asyncio.run(_await(result))
+                    result = run_awaitable(result)
         except Exception as exc:
             exit_step(tokens)
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
@@ -59,10 +59,6 @@ def _run_sync(
         end_step_streams(info, succeeded=True)  # streams: close the step's streams
         ctx.step_succeeded(op_id, step, result)
         return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 async def _within(awaitable: Any, step: StepDefinition) -> Any:

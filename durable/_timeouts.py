@@ -36,7 +36,7 @@ def call_with_timeout(
         try:
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
+                result = run_awaitable(result)
             outcome.append(result)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
             failure.append(exc)
@@ -51,6 +51,11 @@ def call_with_timeout(
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def run_awaitable(value: Any) -> Any:
+    """Run an awaitable to completion from sync code (in an event loop of its own)."""
+    return asyncio.run(_await(value))
 
 
 async def _await(value: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json as _json
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 from durable._api import sleep as durable_sleep
 from durable._errors import ConfigurationError, FatalError, RetryableError
-from durable._timeouts import call_with_timeout
+from durable._timeouts import call_with_timeout, run_awaitable
 
 __all__ = ["REQUIRED_CONFIG", "Handler", "HttpStatusError", "handler", "lookup", "registered"]
 
@@ -88,14 +87,11 @@ def call(name: str, config: dict[str, Any], timeout: float | None = None) -> Any
     if timeout is None:
         result = found.fn(**config)
         if inspect.isawaitable(result):
-            return asyncio.run(_await(result))
+            return run_awaitable(result)
         return result
     message = f"handler {name!r} did not finish within its {timeout:g}s timeout"
     return call_with_timeout(found.fn, (), config, timeout, lambda: TimeoutError(message))
 
-
-async def _await(value: Any) -> Any:
-    return await value
 
 
 def _register_builtin(name: str, fn: Callable[..., Any], inline: bool) -> None:
@@ -127,7 +123,7 @@ def _python(function: str, **kwargs: Any) -> Any:
         target = getattr(target, part)
     result = target(**kwargs)
     if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
+        return run_awaitable(result)
     return result
 
 

@@ -11,11 +11,11 @@ import os
 import time
 
 import durable
+from tests.system.workloads._effects import effect
 
 
 def _effect(name: str) -> None:
-    with open(os.environ["BETWEEN_EFFECTS"], "a", encoding="utf-8") as file:
-        file.write(f"{name} {os.getpid()}\n")
+    effect(name, "BETWEEN_EFFECTS")
 
 
 @durable.step(name="charge_card")

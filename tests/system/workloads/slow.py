@@ -10,11 +10,11 @@ import os
 import time
 
 import durable
+from tests.system.workloads._effects import effect
 
 
 def _effect(name: str) -> None:
-    with open(os.environ["SLOW_EFFECTS"], "a", encoding="utf-8") as file:
-        file.write(f"{name} {os.getpid()}\n")
+    effect(name, "SLOW_EFFECTS")
 
 
 @durable.step(name="slow_step")
