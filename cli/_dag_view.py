@@ -40,6 +40,8 @@ _SILENT_HANDLERS = frozenset({"input", "output"})
 
 _STYLES = {**STATUS_STYLES, "skipped": "dim", "not started": "dim", "unknown": "yellow"}
 
+_FINISHED = frozenset({"completed", "failed", "skipped", "unknown"})
+
 
 @dataclass
 class NodeView:
@@ -88,8 +90,6 @@ class _Run:
     events: dict[str, list[Event]]
     """Events by operation id."""
     children: Mapping[str, RunRecord]
-    reached: int
-    """The last wave that began (0: none)."""
     views: dict[str, NodeView]
     outputs: dict[str, Any]
 
@@ -97,13 +97,19 @@ class _Run:
     def over(self) -> bool:
         return self.record.status in FINISHED_STATUSES
 
-    def wave_state(self, wave: int) -> str:
-        """``done``, ``current`` (began, run still going) or ``not started``."""
-        if self.record.status == "completed" or wave < self.reached:
-            return "done"
-        if wave == self.reached:
-            return "done" if self.over else "current"
-        return "not started"
+    def ready(self, node: NodeSpec) -> bool:
+        """Whether the node's dependencies have all finished (so it has started, or been skipped).
+
+        A dependency whose status the log cannot decide counts as finished.
+        """
+        return all(self.views[dep].status in _FINISHED for dep in node.dependencies)
+
+    @property
+    def executing(self) -> bool:
+        """The run is running, or pending again with nodes already begun (it will resume)."""
+        if self.record.status == "running":
+            return True
+        return self.record.status == "pending" and any(self.ops.values())
 
 
 def _dag_input(record: RunRecord) -> tuple[Any, Any] | None:
@@ -161,8 +167,7 @@ def dag_nodes(
         nid: [op for op in timeline.operations if op.op_id.startswith(prefix)]
         for nid, prefix in prefixes.items()
     }
-    state = _Run(record, spec, found[1], prefixes, ops, by_op, children, 0, {}, {})
-    state.reached = _reached_wave(state)
+    state = _Run(record, spec, found[1], prefixes, ops, by_op, children, {}, {})
     nodes = {n.id: n for n in spec.nodes}
     for number, wave in enumerate(waves(spec), start=1):
         for nid in wave:
@@ -171,18 +176,6 @@ def dag_nodes(
             if view.status == "completed" and view.has_output:
                 state.outputs[nid] = view.output
     return list(state.views.values())
-
-
-def _reached_wave(state: _Run) -> int:
-    # Only nodes' operations count: compensation steps come after the failing wave.
-    wave_of = {nid: w for w, ids in enumerate(waves(state.spec), start=1) for nid in ids}
-    reached = max((wave_of[nid] for nid, ops in state.ops.items() if ops), default=0)
-    failing = _named_in_error(state)
-    if failing is not None:
-        reached = max(reached, wave_of[failing])
-    if reached == 0 and state.record.status == "running":
-        reached = 1  # the first wave's steps record only when they finish
-    return reached
 
 
 def _named_in_error(state: _Run) -> str | None:
@@ -201,8 +194,8 @@ def _node_view(state: _Run, node: NodeSpec, wave: int) -> NodeView:
     ops = state.ops[node.id]
     if ops:
         _from_operations(state, node, view, ops)
-    elif state.wave_state(wave) != "not started":
-        _without_events(state, node, view, state.wave_state(wave))
+    elif state.ready(node) and (state.record.status != "pending" or state.executing):
+        _without_events(state, node, view)
     return view
 
 
@@ -292,7 +285,7 @@ def _foreach_output(state: _Run, node: NodeSpec, view: NodeView, ops: list[Opera
         if all(e in results for e in element_ids):
             view.has_output = True
             view.output = [results[e].value for e in element_ids]
-        elif not state.over and state.wave_state(view.wave) == "current":
+        elif state.executing:
             view.status = "running"  # elements not yet started record nothing
             view.finished_at = None
 
@@ -300,7 +293,7 @@ def _foreach_output(state: _Run, node: NodeSpec, view: NodeView, ops: list[Opera
 # --- nodes without events -------------------------------------------------------------------
 
 
-def _without_events(state: _Run, node: NodeSpec, view: NodeView, wave_state: str) -> None:
+def _without_events(state: _Run, node: NodeSpec, view: NodeView) -> None:
     skipped = _skip_reason(state, node)
     if skipped is not None:
         view.status, view.reason = "skipped", skipped
@@ -315,8 +308,8 @@ def _without_events(state: _Run, node: NodeSpec, view: NodeView, wave_state: str
         view.status = "completed"
         _silent_output(state, node, view)
         return
-    if wave_state == "current" and state.record.status in ("pending", "running"):
-        view.status = "running"
+    if state.executing:
+        view.status = "running"  # a step records only when it finishes
         return
     if node.when is not None and not isinstance(node.when, bool):
         view.status, view.reason = "skipped", "no events: its when condition must have been false"
@@ -326,6 +319,9 @@ def _without_events(state: _Run, node: NodeSpec, view: NodeView, wave_state: str
 
 def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
     """Why the executor skipped the node, when the log shows it did."""
+    for dep in node.dependencies:
+        if state.views[dep].status == "failed" and _stops_the_run(state, dep):
+            return f"dependency {dep!r} failed"
     if node.trigger == "all_success":
         for dep in node.dependencies:
             status = state.views[dep].status
@@ -341,6 +337,12 @@ def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
     except TemplateError:
         return None
     return None if _truthy(value) else "when was false"
+
+
+def _stops_the_run(state: _Run, nid: str) -> bool:
+    """Whether a failure of this node fails the run (nothing downstream of it then starts)."""
+    node = next(n for n in state.spec.nodes if n.id == nid)
+    return (node.on_failure or state.spec.defaults.on_failure) != "continue"
 
 
 def _silent_foreach(state: _Run, node: NodeSpec, view: NodeView) -> None:

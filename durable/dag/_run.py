@@ -1,17 +1,19 @@
-"""Executing a DAG spec as one durable workflow, wave by wave."""
+"""Executing a DAG spec as one durable workflow: each node starts when its dependencies finish."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from durable._api import map as durable_map
-from durable._api import parallel, recorded_value
+from durable._api import recorded_value
 from durable._control import Cancelled
 from durable._decorators import Step, step, workflow
 from durable._errors import DurableError
+from durable._graph import run_graph
 from durable._options import RetryPolicy
 from durable._run import Run
 from durable._saga import CompensationFailed, compensating
@@ -66,34 +68,48 @@ class _Execution:
     def __init__(self, spec: DagSpec, run_input: Any) -> None:
         self.spec = spec
         self.input = run_input
+        self.order = [nid for wave in waves(spec) for nid in wave]
+        """Nodes in wave order (by id within a wave): their branch positions in the log."""
         self.nodes = {n.id: n for n in spec.nodes}
         self.ids = frozenset(self.nodes)
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, str] = {}
-        self.completed: list[str] = []
-        """Completed nodes in completion order (wave by wave, by id within a wave)."""
         self.errors: dict[str, DagNodeFailed] = {}
         """Failures that stop the run (``on_failure`` ``fail`` or ``compensate``)."""
+        self._lock = threading.Lock()
 
-    def branch(self, node: NodeSpec) -> Callable[[], tuple[str, Any]]:
-        return lambda: self.execute(node)
+    @property
+    def completed(self) -> list[str]:
+        """Completed nodes in wave order: the same on every replay, whatever finished first."""
+        return [nid for nid in self.order if self.status.get(nid) == "completed"]
 
-    def run_wave(self, wave: list[str]) -> None:
-        """Run a wave's nodes concurrently, record them, then stop the run if one failed."""
-        nodes = [self.nodes[nid] for nid in wave]
-        results = parallel(*[self.branch(n) for n in nodes])
-        for node, (status, output) in zip(nodes, results, strict=True):
-            self.status[node.id] = status
-            self.outputs[node.id] = output
-            if status == "completed":
-                self.completed.append(node.id)
-        failed = [n for n in nodes if n.id in self.errors]
+    def run_all(self) -> None:
+        """Run every node as soon as its dependencies finish, then fail the run if one failed.
+
+        Nodes that do not depend on a failed node still run to the end.
+        """
+        position = {nid: index for index, nid in enumerate(self.order)}
+        nodes = [self.nodes[nid] for nid in self.order]
+        run_graph(
+            [self.branch(node) for node in nodes],
+            [[position[dep] for dep in node.dependencies] for node in nodes],
+        )
+        failed = [nid for nid in self.order if nid in self.errors]
         if not failed:
             return
-        error = self.errors[failed[0].id]
-        if any(self._on_failure(n) == "compensate" for n in failed):
+        error = self.errors[failed[0]]
+        if any(self._on_failure(self.nodes[nid]) == "compensate" for nid in failed):
             self.compensate(error)
         raise error
+
+    def branch(self, node: NodeSpec) -> Callable[[], None]:
+        def run() -> None:
+            status, output = self.execute(node)
+            with self._lock:
+                self.status[node.id] = status
+                self.outputs[node.id] = output
+
+        return run
 
     def _on_failure(self, node: NodeSpec) -> str:
         return node.on_failure or self.spec.defaults.on_failure
@@ -101,6 +117,8 @@ class _Execution:
     def execute(self, node: NodeSpec) -> tuple[str, Any]:
         """Run one node (in its own branch); returns (status, output)."""
         where = f"node {node.id!r}"
+        if any(d in self.errors for d in node.dependencies):
+            return "skipped", None  # the run fails: nothing downstream of the failure starts
         if node.trigger == "all_success" and any(
             self.status[d] != "completed" for d in node.dependencies
         ):
@@ -177,7 +195,7 @@ class _Execution:
         return _step_for(name, policy, False)(name, config)
 
     def compensate(self, error: DagNodeFailed | None) -> None:
-        """Run the completed nodes' ``compensate`` actions, newest first, each as a step.
+        """Run the completed nodes' ``compensate`` actions in reverse wave order, each as a step.
 
         Raises:
             CompensationFailed: some undo actions failed (after their retries; the others
@@ -215,15 +233,14 @@ def _kind(value: Any) -> str:
 
 @workflow(name="durable.dag")
 def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 - the run input
-    """Run a DAG spec: each wave of ready nodes (sorted by id) runs concurrently as steps."""
+    """Run a DAG spec: each node runs (as a step) as soon as all its dependencies finished."""
     parsed = validate(spec)
     errors = check_input(parsed.input, input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
     state = _Execution(parsed, input)
     try:
-        for wave in waves(parsed):
-            state.run_wave(wave)
+        state.run_all()
     except Cancelled:
         # Like a saga: the completed nodes' undo actions run before the run ends cancelled (an
         # undo that fails is in the log as a failed step; the run is cancelled all the same).
@@ -235,18 +252,16 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
 
 
 def node_prefixes(spec: Any) -> dict[str, str]:
-    """Each node's operation-id prefix in a run's event log (``"2.1."``: wave 2, branch 1).
+    """Each node's operation-id prefix in a run's event log (``"1.3."``: the fourth node).
 
-    A node's step is recorded at ``<prefix>1`` (a ``sleep`` node's sleep too; a ``foreach``
-    node's steps under ``<prefix>1.``), so events can be grouped by node. Compensation steps are
-    recorded after the failing wave, outside every node's prefix.
+    Nodes are numbered in wave order (by depth, by id within a depth). A node's step is recorded
+    at ``<prefix>1`` (a ``sleep`` node's sleep too; a ``foreach`` node's steps under
+    ``<prefix>1.``), so events can be grouped by node. Compensation steps are recorded after all
+    the nodes, outside every node's prefix.
     """
     parsed = spec if isinstance(spec, DagSpec) else validate(_as_data(spec), check_handlers=False)
-    return {
-        nid: f"{wave}.{index}."
-        for wave, nodes in enumerate(waves(parsed), start=1)
-        for index, nid in enumerate(nodes)
-    }
+    order = [nid for wave in waves(parsed) for nid in wave]
+    return {nid: f"1.{index}." for index, nid in enumerate(order)}
 
 
 def _as_data(spec: Any) -> Any:

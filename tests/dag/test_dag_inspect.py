@@ -117,7 +117,7 @@ def test_failed_continue_and_skipped_nodes(cli, tmp_path):
                         "O": "completed", "S": "skipped", "C": "skipped", "D": "completed"}
 
 
-def test_a_node_failing_the_run_and_the_waves_after_it(cli, tmp_path):
+def test_a_node_failing_the_run_and_the_nodes_after_it(cli, tmp_path):
     spec = write_spec(tmp_path, {"nodes": [
         {"id": "A", "handler": "task", "config": {"name": "A"},
          "compensate": {"handler": "task", "config": {"name": "undo A"}}},
@@ -129,13 +129,14 @@ def test_a_node_failing_the_run_and_the_waves_after_it(cli, tmp_path):
     run_id = run_dag(cli, spec, ok=False)
     doc = cli.json("inspect", run_id)
     assert doc["run"]["status"] == "failed"
-    # The undo step is recorded after the failing wave, outside every node.
-    assert [op["op_id"] for op in doc["operations"]][-1] == "3"
+    # The undo step is recorded after all the nodes, outside every node.
+    assert [op["op_id"] for op in doc["operations"]][-1] == "2"
     nodes = nodes_by_id(doc)
     assert nodes["A"]["status"] == "completed"
     assert nodes["B"]["status"] == "failed"
     assert nodes["B"]["error"]["type"] == "ZeroDivisionError"
-    assert nodes["C"]["status"] == "not started"
+    assert nodes["C"]["status"] == "skipped"
+    assert nodes["C"]["reason"] == "dependency 'B' failed"
 
 
 def test_a_waiting_hook_node_and_the_nodes_after_it(cli, tmp_path):

@@ -161,3 +161,51 @@ def test_a_thousand_node_dag_completes_on_sqlite(engine):
     assert run.result(timeout=120) == {"task": "d497", "received": "root"}
     completed = [e for e in run.events() if e.kind == "step_completed"]
     assert len(completed) == 1000
+
+
+_c_ran = threading.Event()
+
+
+@dag.handler("wait_for_c")
+def wait_for_c(timeout: float) -> bool:
+    """Returns whether node c ran while this node was still running."""
+    return _c_ran.wait(timeout)
+
+
+@dag.handler("mark_c")
+def mark_c() -> str:
+    _c_ran.set()
+    return "c"
+
+
+def test_a_node_starts_when_its_own_dependencies_finish_not_a_whole_depth(engine):
+    # slow and b are both at depth 0, c at depth 1 after b only: c must not wait for slow.
+    if engine.forced_replay:
+        pytest.skip("forced replay suspends at b's step, so c only starts in a later execution")
+    _c_ran.clear()
+    spec = {"nodes": [
+        {"id": "slow", "handler": "wait_for_c", "config": {"timeout": 10}},
+        {"id": "b", "handler": "count", "config": {"name": "b"}},
+        {"id": "c", "handler": "mark_c", "dependencies": ["b"]},
+    ]}
+    assert dag.run(spec) == {"slow": True, "c": "c"}
+
+
+def test_a_failure_stops_what_depends_on_it_while_independent_nodes_finish(engine):
+    spec = {
+        "defaults": {"retry": {"max_attempts": 1}},
+        "nodes": [
+            {"id": "bad", "handler": "count", "config": {"name": "bad", "fail": True}},
+            {"id": "after_bad", "handler": "count", "dependencies": ["bad"],
+             "trigger": "all_done", "config": {"name": "after_bad"}},
+            {"id": "x1", "handler": "count", "config": {"name": "x1"}},
+            {"id": "x2", "handler": "count", "dependencies": ["x1"], "config": {"name": "x2"}},
+            {"id": "x3", "handler": "count", "dependencies": ["x2"], "config": {"name": "x3"}},
+        ],
+    }
+    run = dag.start(spec)
+    with pytest.raises(WorkflowFailed, match="node 'bad'"):
+        run.result(timeout=20)
+    # Even all_done does not run after a failure that fails the run; the x chain is unaffected.
+    assert dict(calls) == {"bad": 1, "x1": 1, "x2": 1, "x3": 1}
+    assert steps_per_node(run, spec) == {"bad": 0, "after_bad": 0, "x1": 1, "x2": 1, "x3": 1}

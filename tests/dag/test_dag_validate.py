@@ -158,7 +158,7 @@ def test_a_valid_spec_parses_and_plans_waves():
     spec = dag.validate(dag.load_file(MATH))
     assert [n.id for n in spec.nodes][:2] == ["add", "subtract"]
     assert dag.waves(spec) == [["add", "subtract"], ["divide"], ["subtract2"], ["multiply"]]
-    assert dag.node_prefixes(spec)["divide"] == "2.0."
+    assert dag.node_prefixes(spec)["divide"] == "1.2."  # the third node in wave order
 
 
 def test_grandparent_references_are_ancestors():
