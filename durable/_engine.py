@@ -166,15 +166,24 @@ class RunContext:
         """Read hook payloads delivered since the log was loaded; returns whether any came."""
         if self.recorder is None:
             return False
-        fresh = self.recorder.read_events(self.seen_seq)
-        known = {e.seq for payloads in self.hook_payloads.values() for e in payloads}
-        arrived = False
-        for event in fresh:
-            self.seen_seq = max(self.seen_seq, event.seq)
-            if event.kind == "hook_received" and event.op_id and event.seq not in known:
-                self.hook_payloads.setdefault(event.op_id, []).append(event)
-                arrived = True
-        self.own_appended = 0
+        with self.lock:
+            # A write in flight may be in the log already but not yet in own_appended: reading
+            # now would count it twice, and a payload arriving next would go unnoticed.
+            while self.flushing:
+                self.waiting_writers += 1
+                try:
+                    self._written_changed().wait()
+                finally:
+                    self.waiting_writers -= 1
+            fresh = self.recorder.read_events(self.seen_seq)
+            known = {e.seq for payloads in self.hook_payloads.values() for e in payloads}
+            arrived = False
+            for event in fresh:
+                self.seen_seq = max(self.seen_seq, event.seq)
+                if event.kind == "hook_received" and event.op_id and event.seq not in known:
+                    self.hook_payloads.setdefault(event.op_id, []).append(event)
+                    arrived = True
+            self.own_appended = 0
         return arrived
 
     @property

@@ -64,9 +64,10 @@ class Hook(Generic[T]):
         if ctx.recorder is None or self.timeout_at is None or ctx.clock() < self.timeout_at:
             return False
         event = NewEvent("hook_timed_out", self._op_id, "hook")
-        if not ctx.recorder.dispose_hook(self.token, event, ctx.expected_seq):
-            return False  # something arrived meanwhile: look again before giving up
-        ctx.own_appended += 1
+        with ctx.lock:  # not while refresh() reads the log (see there)
+            if not ctx.recorder.dispose_hook(self.token, event, ctx.expected_seq):
+                return False  # something arrived meanwhile: look again before giving up
+            ctx.own_appended += 1
         ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id)
         return True
 
@@ -110,10 +111,11 @@ class Hook(Generic[T]):
         if self._op_id in ctx.hook_ends:
             return
         if ctx.recorder is not None:
-            ctx.recorder.dispose_hook(
-                self.token, NewEvent("hook_disposed", self._op_id, "hook"), None
-            )
-            ctx.own_appended += 1
+            with ctx.lock:
+                ctx.recorder.dispose_hook(
+                    self.token, NewEvent("hook_disposed", self._op_id, "hook"), None
+                )
+                ctx.own_appended += 1
         ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id, "hook_disposed")
 
 

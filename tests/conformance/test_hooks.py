@@ -233,3 +233,35 @@ def test_async_for_receives_payloads_until_disposed(engine):
     assert run.result(timeout=10) == [1, 2]
     with pytest.raises(HookNotFound):
         durable.resume_hook("async-iter", 3)
+
+
+@workflow
+def hook_beside_a_step() -> list:
+    hook = durable.create_hook(token="beside")
+
+    def waiter():
+        time.sleep(0.05)  # the step's write is in flight when the wait reads the log
+        return hook.wait()
+
+    return durable.parallel(waiter, lambda: note("beside"))
+
+
+def test_a_payload_arriving_while_another_branch_writes_wakes_the_run(engine, monkeypatch):
+    # A branch's step write that returns late (committed, not yet counted by the run) must not
+    # be counted twice when the hook's wait reads the log meanwhile: the suspension would then
+    # take the payload resumed next for that write, and the run would sleep forever.
+    engine.runtime.options.time_skipping = None
+    append = engine.world.append
+
+    def slow_to_return(run_id, owner, events, update=None):
+        result = append(run_id, owner, events, update)
+        if any(e.kind == "step_completed" for e in events):
+            time.sleep(0.3)
+        return result
+
+    monkeypatch.setattr(engine.world, "append", slow_to_return)
+    run = hook_beside_a_step.start()
+    hook_token(engine, run)
+    time.sleep(0.1)
+    durable.resume_hook("beside", "payload")
+    assert run.result(timeout=10) == ["payload", "beside"]
