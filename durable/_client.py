@@ -69,6 +69,19 @@ def configure(
     return runtime
 
 
+def _drain_at_exit() -> None:
+    runtime = _runtime
+    if runtime is not None:
+        runtime.drain()
+
+
+# Threading's exit hooks run newest first, before the interpreter joins its threads: this one
+# therefore runs while thread pools (registered earlier by concurrent.futures) still take work.
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_drain_at_exit)
+
+
 def use_runtime(runtime: Runtime | None) -> Runtime | None:
     """Swap the process's runtime (used by ``durable.testing``); returns the previous one."""
     global _runtime

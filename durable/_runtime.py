@@ -143,6 +143,7 @@ class Runtime:
         self.fatal_error: WorldError | None = None
         """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
+        self._draining = False
         self._reported_unknown: set[str] = set()
 
     # -- starting runs -----------------------------------------------------------------------
@@ -621,7 +622,7 @@ class Runtime:
             self.world.renew_leases(self.owner, self.options.lease_ttl)
         with self._lock:
             capacity = self.options.max_concurrent_runs - len(self._executing)
-        if capacity <= 0:
+        if capacity <= 0 or self._draining:
             return 0
         names = self._names()
         if not names:
@@ -676,6 +677,26 @@ class Runtime:
                         skip(due)
                 return 0.0
         return min(wait, 0.01)
+
+    def drain(self) -> None:
+        """Claim nothing more and wait until no run executes here (it finished or suspended).
+
+        Called as the interpreter exits, before thread pools refuse new work: a script that
+        starts runs and ends finishes them, whatever they use (``parallel``, ``async def``).
+        """
+        if self._stopping.is_set():
+            return  # stop() already handed back what it could not finish
+        self._draining = True
+        told = time.monotonic() + 2.0
+        with self._progress:
+            while self._executing:
+                if told is not None and time.monotonic() > told:
+                    told = None
+                    log.warning(
+                        "waiting for %d run(s) executing here to finish or suspend before "
+                        "exiting (interrupt to leave them to a worker)", len(self._executing),
+                    )
+                self._progress.wait(0.5)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the worker; wait for runs executing here to finish or suspend."""
