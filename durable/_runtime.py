@@ -687,7 +687,7 @@ class Runtime:
         if self._stopping.is_set():
             return  # stop() already handed back what it could not finish
         self._draining = True
-        told = time.monotonic() + 2.0
+        told: float | None = time.monotonic() + 2.0
         with self._progress:
             while self._executing:
                 if told is not None and time.monotonic() > told:
