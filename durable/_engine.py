@@ -378,6 +378,10 @@ class RunContext:
         if final:
             info["attempts"] = attempt
             self.record(NewEvent("step_failed", op_id, step.name, _json(info)))
+            if error_from_dict(info) is None:
+                # What a replay will raise (a StepFailed): the workflow's except clauses must
+                # take the same path live and on replay.
+                raise rebuild_error(step.name, info) from exc
             raise exc
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             delay = parse_duration(exc.retry_after)  # type: ignore[arg-type]
