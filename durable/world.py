@@ -316,7 +316,10 @@ class World(Protocol):
         ...
 
     def delete_runs(self, finished_before: float) -> int:
-        """Remove finished runs (and their events) older than a time; returns how many."""
+        """Remove finished runs (and their events) older than a time; returns how many.
+
+        A child run whose parent is not finished stays: the parent's replay reads its outcome.
+        """
         ...
 
     def close(self) -> None:

@@ -1034,3 +1034,21 @@ def test_count_runs(world: World) -> None:
         "completed": 1,
         "failed": 1,
     }
+
+
+def test_delete_runs_keeps_finished_children_of_unfinished_parents(world: World) -> None:
+    # The parent's replay reads a child's outcome from the child's run.
+    create(world, "parent", owner=A)
+    create(world, "kid", owner=A, parent_id="parent")
+    finish(world, "kid", A)
+    create(world, "done-parent", owner=A)
+    create(world, "done-kid", owner=A, parent_id="done-parent")
+    finish(world, "done-kid", A)
+    finish(world, "done-parent", A)
+    create(world, "orphan", owner=A, parent_id="gone")
+    finish(world, "orphan", A)
+    assert world.delete_runs(START + 1) == 3
+    assert world.get_run("kid") is not None
+    assert {r.id for r in world.list_runs()} == {"parent", "kid"}
+    finish(world, "parent", A)
+    assert world.delete_runs(START + 1) == 2

@@ -945,10 +945,16 @@ class AwsWorld:
             for start in range(0, len(ids), 100):
                 records = self._fetch_runs(ids[start : start + 100])
                 for record in records.values():
-                    if record.updated_at < finished_before:
+                    if record.updated_at < finished_before and not self._parent_unfinished(
+                        record.parent_id
+                    ):
                         self._delete_run(record.id)
                         deleted += 1
         return deleted
+
+    def _parent_unfinished(self, parent_id: str | None) -> bool:
+        parent = self.get_run(parent_id) if parent_id is not None else None
+        return parent is not None and parent.status not in FINISHED_STATUSES
 
     def _delete_run(self, run_id: str) -> None:
         keys = self._query(

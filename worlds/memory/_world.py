@@ -325,13 +325,19 @@ class MemoryWorld:
             doomed = [
                 r.id
                 for r in self._runs.values()
-                if r.status in FINISHED_STATUSES and r.updated_at < finished_before
+                if r.status in FINISHED_STATUSES
+                and r.updated_at < finished_before
+                and not self._parent_unfinished(r.parent_id)
             ]
             for run_id in doomed:
                 del self._runs[run_id]
                 del self._events[run_id]
                 self._streams.pop(run_id, None)
             return len(doomed)
+
+    def _parent_unfinished(self, parent_id: str | None) -> bool:
+        parent = self._runs.get(parent_id) if parent_id is not None else None
+        return parent is not None and parent.status not in FINISHED_STATUSES
 
     def close(self) -> None:
         pass

@@ -156,7 +156,9 @@ _CANCEL = (
 )
 _FINISHED_BEFORE = (
     f"SELECT r.id, r.run_no FROM runs AS r {_LAST_EVENT_JOIN} "
-    f"WHERE r.status IN ({_FINISHED_SQL}) AND {_UPDATED_AT} < ?"
+    f"WHERE r.status IN ({_FINISHED_SQL}) AND {_UPDATED_AT} < ? "
+    "AND (r.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs AS p "
+    f"WHERE p.id = r.parent_id AND p.status NOT IN ({_FINISHED_SQL})))"
 )
 _DELETE_EVENTS = f"DELETE FROM events WHERE key >= ?1 << {_BITS} AND key < (?1 + 1) << {_BITS}"
 _DELETE_RUN = "DELETE FROM runs WHERE id = ?"
