@@ -378,10 +378,11 @@ class RunContext:
         if final:
             info["attempts"] = attempt
             self.record(NewEvent("step_failed", op_id, step.name, _json(info)))
-            if error_from_dict(info) is None:
+            replayed = rebuild_error(step.name, info)
+            if type(replayed) is not type(exc):
                 # What a replay will raise (a StepFailed): the workflow's except clauses must
                 # take the same path live and on replay.
-                raise rebuild_error(step.name, info) from exc
+                raise replayed from exc
             raise exc
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             delay = parse_duration(exc.retry_after)  # type: ignore[arg-type]
@@ -424,7 +425,7 @@ class RunContext:
 def rebuild_error(step_name: str, info: dict[str, Any]) -> BaseException:
     """Re-create a recorded step error: the same type when possible, else :class:`StepFailed`."""
     error = error_from_dict(info)
-    if error is not None:
+    if isinstance(error, Exception):  # not SystemExit & co: the workflow must be able to catch it
         return error
     return StepFailed(
         step_name,

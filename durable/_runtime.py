@@ -42,6 +42,7 @@ from durable._errors import (
 )
 from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
+from durable._steps import attempt_failed
 from durable._tasks import install_task_factory, wait_for_branches
 from durable.world import (
     Event,
@@ -435,8 +436,10 @@ class Runtime:
         """Record how an execution ended, in one write that also releases the lease."""
         if isinstance(exc, StorageUnavailable):
             raise exc.error
-        if isinstance(exc, (LeaseLost, KeyboardInterrupt, SystemExit, GeneratorExit)):
+        if isinstance(exc, (LeaseLost, GeneratorExit)):
             raise exc
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not attempt_failed(exc):
+            raise exc  # the main thread is stopping: the run is taken over once its lease lapses
         if isinstance(exc, asyncio.CancelledError) and not ctx.cancel_requested:
             raise exc  # the event loop is shutting down: not the workflow's failure
         if exc is None:

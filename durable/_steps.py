@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
@@ -49,7 +50,9 @@ def _run_sync(
                 result = step.fn(*args, **kwargs)
                 if step.is_async:
                     result = run_awaitable(result)
-        except Exception as exc:
+        except BaseException as exc:
+            if not attempt_failed(exc):
+                raise
             exit_step(tokens)
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
@@ -99,7 +102,9 @@ async def _run_async(
                     result = await loop.run_in_executor(None, call)
                 else:  # a thread cannot be interrupted: one past its time is left behind
                     result = await _within(in_daemon_thread(loop, call), step)
-        except Exception as exc:
+        except BaseException as exc:
+            if not attempt_failed(exc):
+                raise
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
             attempt += 1
@@ -107,3 +112,17 @@ async def _run_async(
         end_step_streams(info, succeeded=True)  # streams: close the step's streams
         ctx.step_succeeded(op_id, step, result)
         return result
+
+
+def attempt_failed(exc: BaseException) -> bool:
+    """Whether an exception out of step (or workflow) code is that code's failure.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` are too when raised outside the main thread: there
+    only code raises them (a library calling ``sys.exit()``), and they would end the thread
+    silently, leaving the run leased for ever. In the main thread they stop the process.
+    """
+    if isinstance(exc, Exception):
+        return True
+    return isinstance(exc, (SystemExit, KeyboardInterrupt)) and (
+        threading.current_thread() is not threading.main_thread()
+    )

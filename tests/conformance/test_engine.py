@@ -555,3 +555,31 @@ def test_unknown_workflow_is_left_pending(engine):
     engine.runtime.poll_once()
     record = engine.world.get_run("wrun_ghost")
     assert record is not None and record.status == "pending"
+
+
+@step(retry=RetryPolicy(max_attempts=2, initial_delay=0))
+def exits() -> None:
+    hit("exits")
+    raise SystemExit(3)
+
+
+@workflow
+def calls_a_step_that_exits() -> str:
+    try:
+        exits()
+    except StepFailed as exc:
+        return f"caught {exc.error_type}"
+    return "no error"
+
+
+@workflow
+def exits_itself() -> None:
+    raise KeyboardInterrupt
+
+
+def test_system_exit_in_a_step_is_a_failed_attempt_not_a_stuck_run(engine):
+    # Raised by code in a worker thread, it would end the thread silently, run still leased.
+    assert calls_a_step_that_exits.start().result(timeout=20) == "caught SystemExit"
+    assert calls["exits"] == 2
+    with pytest.raises(WorkflowFailed, match="KeyboardInterrupt"):
+        exits_itself.start().result(timeout=20)
