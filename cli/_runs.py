@@ -37,7 +37,7 @@ from cli._schema import event_json, run_json, timeline_json
 from cli._timeline import build_timeline
 from cli._values import format_duration, iso
 from durable._children import child_ids
-from durable._coerce import coerce_arguments
+from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._durations import parse_duration
 from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._run import cancel_run
@@ -92,6 +92,7 @@ def _check_arguments(
         shown = signature.replace(parameters=params, return_annotation=signature.empty)
         raise click.ClickException(f"ARGS do not match {wf.name}{shown}: {exc}") from exc
     try:  # the worker does the same; refused here, before the run is recorded
+        check_plain_arguments(wf.definition.fn, f"ARGS of {wf.name}", tuple(args), kwargs)
         coerce_arguments(wf.definition.fn, f"ARGS of {wf.name}", tuple(args), kwargs)
     except TypeError as exc:
         raise click.ClickException(str(exc)) from exc

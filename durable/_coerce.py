@@ -18,6 +18,11 @@ from typing import Any
 # Annotations a JSON value already satisfies as it is: nothing to convert.
 _AS_IS: frozenset[object] = frozenset({Any, object, str, int, float, bool, dict, list, type(None)})
 _JSON_NATIVE = (dict, list, str, int, float)
+# What each plain annotation accepts from JSON (a bool is no int here, though Python says so).
+_PLAIN: dict[object, tuple[type, ...]] = {
+    str: (str,), int: (int,), float: (int, float), bool: (bool,), dict: (dict,), list: (list,),
+    type(None): (type(None),),
+}
 
 
 class _Parameters(typing.NamedTuple):
@@ -79,3 +84,31 @@ def coerce_arguments(
     if not changed:
         return args, kwargs
     return bound.args, bound.kwargs
+
+
+def check_plain_arguments(
+    fn: Callable[..., Any], what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Refuse JSON values that do not match a plain annotation (``str``, ``int``, ...).
+
+    Such values are passed on as they are (nothing to convert), so only a caller holding plain
+    JSON, such as ``durable start``, needs to check them before recording a run.
+
+    Raises:
+        TypeError: a value does not match (says which parameter and what it got).
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - unresolvable annotations or a call that does not bind
+        return
+    for name, value in bound.arguments.items():
+        accepted = _PLAIN.get(hints.get(name))
+        if accepted is None:
+            continue
+        if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+            wanted = hints[name].__name__ if hints[name] is not type(None) else "None"
+            raise TypeError(
+                f"{what}: argument {name!r} must be {wanted}, got {type(value).__name__} "
+                f"{value!r}"
+            )

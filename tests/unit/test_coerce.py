@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from durable._coerce import coerce_arguments
+from durable._coerce import check_plain_arguments, coerce_arguments
 
 
 class User(pydantic.BaseModel):
@@ -57,3 +57,22 @@ def test_a_value_that_does_not_fit_says_which_argument_and_why() -> None:
     fits = r"input: argument 'user' does not fit its annotation: .*name"
     with pytest.raises(TypeError, match=fits):
         coerce_arguments(register, "input", ({"age": 3}, []), {"where": {"x": 1, "y": 2}})
+
+
+def counts(n: int, ratio: float, flag: bool, text: str, items: list, maybe: int | None) -> None:
+    pass
+
+
+def test_plain_annotations_refuse_json_of_another_type() -> None:
+    check_plain_arguments(counts, "ARGS", (1, 2, True, "t", [], None), {})
+    check_plain_arguments(counts, "ARGS", (1, 2.5, False, "t", [1], 3), {})
+    for args, named in [
+        (("1", 2.0, True, "t", [], None), "'n' must be int, got str '1'"),
+        ((True, 2.0, True, "t", [], None), "'n' must be int, got bool True"),
+        ((1, "2", True, "t", [], None), "'ratio' must be float, got str '2'"),
+        ((1, 2.0, 1, "t", [], None), "'flag' must be bool, got int 1"),
+        ((1, 2.0, True, 5, [], None), "'text' must be str, got int 5"),
+        ((1, 2.0, True, "t", {}, None), "'items' must be list, got dict {}"),
+    ]:
+        with pytest.raises(TypeError, match=f"ARGS: argument {named}"):
+            check_plain_arguments(counts, "ARGS", args, {})
