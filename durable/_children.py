@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from durable._context import current_frame
 from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, WorkflowCancelled
+from durable._run import Run
 from durable._serialization import dumps
 from durable.world import FINISHED_STATUSES, HookRecord, NewEvent, NewRun, RunRecord, World
 
@@ -83,17 +84,26 @@ def _create(
     runtime.wake()
 
 
-class ChildRun:
-    """A child run seen from its parent: ``result()`` (or ``await``) waits durably."""
+class ChildRun(Run):
+    """A child run seen from its parent: ``result()`` (or ``await``) waits durably.
+
+    Waiting suspends the parent rather than holding a thread.
+    ``cancel()`` cancels the child (the parent's wait then raises ``WorkflowCancelled``);
+    ``status`` and ``events()`` read the child as it is now, which a replay may see differently:
+    branch on the result, not on them.
+    """
 
     def __init__(self, run_id: str, runtime: Runtime, ctx: RunContext, op_id: str) -> None:
-        self.id = run_id
-        self._runtime = runtime
+        super().__init__(run_id, runtime)
         self._ctx = ctx
         self._op_id = op_id
 
     def __repr__(self) -> str:
         return f"<ChildRun {self.id}>"
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Await the child's result durably (as :meth:`result`)."""
+        return self.result()
 
     def result(self, timeout: float | None = None) -> Any:
         """The child's result, waited for durably; its failure is raised here.
@@ -123,11 +133,7 @@ class ChildRun:
             raise ctx.suspend_until(ctx.clock() + RECHECK_SECONDS, f"waiting for {self.id}")
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return _result_async(self).__await__()
-
-
-async def _result_async(child: ChildRun) -> Any:
-    return child.result()
+        return self.wait().__await__()
 
 
 def notify_parent(world: World, record: RunRecord) -> None:

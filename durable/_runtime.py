@@ -193,7 +193,7 @@ class Runtime:
         Inside a workflow this starts a child run and returns its :class:`ChildRun`.
         """
         if current_frame.get() is not None:
-            return start_child(self, defn, args, kwargs, options.run_id)  # type: ignore[return-value]
+            return start_child(self, defn, args, kwargs, options.run_id)
         with self._creating(defn, args, kwargs, options, owned=options.execute) as (
             record,
             created,

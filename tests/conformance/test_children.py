@@ -95,3 +95,29 @@ def test_cancelling_a_parent_cancels_its_children(engine):
     with pytest.raises(WorkflowCancelled):
         child.result(timeout=10)
     assert done == []
+
+
+@workflow
+def child_sleeps_long() -> str:
+    durable.sleep("30 days")
+    return "woke"
+
+
+@workflow
+def parent_cancels_its_child() -> list[object]:
+    handle = child_sleeps_long.start()
+    facts: list[object] = [isinstance(handle, durable.Run), handle.workflow_name]
+    handle.cancel()
+    try:
+        handle.result()
+    except WorkflowCancelled:
+        facts.append("child cancelled")
+    return facts
+
+
+def test_a_started_child_is_a_run_the_parent_can_cancel(engine):
+    engine.runtime.options.time_skipping = None  # the child must not just sleep its 30 days away
+    run = parent_cancels_its_child.start()
+    assert run.result(timeout=20) == [True, "child_sleeps_long", "child cancelled"]
+    (child,) = run.children()
+    assert child.status == "cancelled" and child.parent_id == run.id
