@@ -120,12 +120,17 @@ def _pydantic_problems(exc: ValidationError, node: str | None, what: str) -> Ite
 def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec]:
     nodes: list[NodeSpec] = []
     seen: set[str] = set()
+    kept: set[str] = set()
     for index, item in enumerate(raw_nodes):
         label = item.get("id") if isinstance(item, dict) else None
         name = label if isinstance(label, str) and label else f"#{index}"
         if not isinstance(item, dict):
             problems.append(Problem(name, f"a node is an object, got {_kind(item)}"))
             continue
+        if name in seen:  # said even when the node has other problems
+            problems.append(Problem(name, "duplicate id"))
+        if isinstance(label, str) and label:
+            seen.add(label)
         try:
             node = NodeSpec.model_validate(item)
         except ValidationError as exc:
@@ -137,10 +142,9 @@ def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec
                         "with a digit or '-'")
             )
             continue
-        if node.id in seen:
-            problems.append(Problem(node.id, "duplicate id"))
-            continue
-        seen.add(node.id)
+        if node.id in kept:
+            continue  # a duplicate, reported above
+        kept.add(node.id)
         nodes.append(node)
     return nodes
 

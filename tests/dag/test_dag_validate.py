@@ -134,6 +134,10 @@ MALFORMED = [
     ("output names unknown node", {"nodes": GOOD, "output": {"r": "{{ zz.output }}"}},
      ["output: '{{ zz.output }}' names unknown node 'zz'"]),
     ("unknown top-level field", {"nodes": GOOD, "steps": []}, ["unknown field 'steps'"]),
+    ("a duplicate id beside other problems of that node",
+     {"nodes": [node("a"), {**node("a"), "timeout": "soon"}]},
+     ["node 'a': duplicate id", "node 'a': timeout: invalid duration \"soon\": use seconds "
+      "(e.g. 30), a timedelta, or a string like \"30s\", \"5 minutes\", \"1h30m\", \"7 days\""]),
     ("many problems at once",
      {"nodes": [node("a", deps=["ghost"]), node("a"), node("b", handler="nope", deps=["c"]),
                 node("c", deps=["b"])]},
