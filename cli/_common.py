@@ -16,6 +16,7 @@ from rich.console import Console, RenderableType
 from durable._client import DEFAULT_WORLD
 from durable._decorators import Workflow, registered_workflows
 from durable.world import World, open_world
+from worlds.sqlite._world import parse_url
 
 __all__ = [
     "console",
@@ -93,9 +94,21 @@ def world_url(ctx: click.Context) -> str:
 
 
 @contextmanager
-def opened_world(ctx: click.Context) -> Iterator[World]:
-    """Open the world for a command that only reads or edits records (no worker starts)."""
-    world = open_world(world_url(ctx))
+def opened_world(ctx: click.Context, *, may_be_new: bool = False) -> Iterator[World]:
+    """Open the world for a command that only reads or edits records (no worker starts).
+
+    A SQLite file that does not exist yet is refused unless ``may_be_new``: creating one for
+    ``durable runs --world sqlite:///typo.db`` would show a mistyped path as an empty world.
+    """
+    url = world_url(ctx)
+    if not may_be_new and url.startswith("sqlite:"):
+        path = parse_url(url)[0]
+        if not path.exists():
+            raise click.ClickException(
+                f"no world at {path}: nothing has run there (a run started on it creates it); "
+                "check --world or DURABLE_WORLD"
+            )
+    world = open_world(url)
     try:
         yield world
     finally:

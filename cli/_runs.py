@@ -369,7 +369,7 @@ def world() -> None:
 @click.pass_context
 def info(ctx: click.Context, as_json: bool) -> None:
     """Which world this is, where it lives and how many runs it holds by status."""
-    with opened_world(ctx) as opened:
+    with opened_world(ctx, may_be_new=True) as opened:
         counts = opened.count_runs()
         url = opened.url
         location = getattr(opened, "path", None)

@@ -33,6 +33,11 @@ CASES = [
     pytest.param(["start", "greet", "[]"], "expected MODULE:WORKFLOW", id="no-colon"),
     pytest.param(["gc", "--older-than", "soon"], 'invalid duration "soon"', id="bad-duration"),
     pytest.param(["--world", "nowhere", "runs"], "has no scheme", id="bad-world-url"),
+    pytest.param(
+        ["runs", "--world", "sqlite:///no/such/typo.db"],
+        "no/such/typo.db: nothing has run there",
+        id="missing-world-file",
+    ),
     pytest.param(["--world", "ftp://x", "world", "info"], "unknown world scheme", id="bad-scheme"),
     pytest.param(
         ["start", f"{WORKLOAD}:greet", '["a"]', "--world", "memory://"],
@@ -45,6 +50,7 @@ CASES = [
 
 @pytest.mark.parametrize(("args", "message"), CASES)
 def test_error_is_one_line_and_nonzero_exit(cli, args, message):
+    cli("world", "info")  # the world exists: "no run with id" is about the run
     proc = cli(*args, ok=False)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

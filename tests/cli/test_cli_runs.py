@@ -204,7 +204,9 @@ def test_world_option_may_follow_the_command(cli, tmp_path):
     run_id = started.stdout.split()[0]
     assert [r["id"] for r in cli.json("runs", "--world", other)["runs"]] == [run_id]
     assert cli.json("world", "info", "--world", other)["total_runs"] == 1
-    assert cli.json("runs")["runs"] == []  # DURABLE_WORLD's world was left alone
+    untouched = cli("runs", ok=False)  # DURABLE_WORLD's world was left alone (not even made)
+    assert untouched.stderr.startswith("Error: no world at ")
+    assert "check --world or DURABLE_WORLD" in untouched.stderr
     # After the command it wins over the one before it.
     assert cli.json("--world", cli.url, "runs", "--world", other)["runs"][0]["id"] == run_id
 
