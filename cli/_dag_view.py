@@ -56,7 +56,8 @@ class NodeView:
     """``completed``, ``failed``, ``skipped``, ``running``, ``waiting``, ``not started``,
     ``interrupted`` (the run ended while it was going on) or ``unknown``."""
     attempts: int | None = None
-    """Step attempts (summed over a ``foreach`` node's elements); ``None`` without steps."""
+    """Step attempts (for a ``foreach`` node, the most any element took); ``None`` without
+    steps."""
     started_at: float | None = None
     finished_at: float | None = None
     output: JsonValue = None
@@ -205,7 +206,9 @@ def _node_view(state: _Run, node: NodeSpec, wave: int) -> NodeView:
 def _from_operations(state: _Run, node: NodeSpec, view: NodeView, ops: list[Operation]) -> None:
     outcomes = [_op_outcome(state, op) for op in ops]
     steps = [op for op in ops if op.kind == "step"]
-    view.attempts = sum(len(op.attempts) for op in steps) if steps else None
+    # A foreach node's elements are retried each on its own: the most any of them took.
+    counts = [len(op.attempts) for op in steps]
+    view.attempts = (max(counts) if node.foreach is not None else sum(counts)) if steps else None
     view.started_at = min(op.started_at for op in ops)
     for wanted in ("running", "waiting", "failed", "interrupted"):
         if any(status == wanted for status, _ in outcomes):

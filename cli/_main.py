@@ -58,8 +58,9 @@ def main(ctx: click.Context, world: str | None) -> None:
 
     \b
     Run workflows:   worker, dev, start
-    Look at runs:    runs, inspect, events, world info
-    Change runs:     cancel, gc
+    Look at runs:    runs, inspect, events, hooks, world info
+    Change runs:     cancel, resume, gc
+    DAG specs:       dag validate, dag run, dag schema
     On AWS:          bootstrap, deploy, outputs, logs, dlq, teardown
     """  # noqa: D301 - "\b" keeps click from rewrapping the lines
     ctx.obj = {"world": world}

@@ -181,10 +181,13 @@ def _wait(run: durable.Run, timeout: float | None, quiet: bool) -> None:
     try:
         run.result(timeout=timeout)
     except TimeoutError:
-        raise click.ClickException(
+        message = (
             f"run {run.id} is still {run.status} after {timeout:g} s; a worker can finish it "
             f"(follow it with `durable inspect {run.id}`)"
-        ) from None
+        )
+        if not quiet:
+            raise click.ClickException(message) from None
+        click.echo(f"Error: {message}", err=True)  # --json: the run's document follows on stdout
     except (WorkflowFailed, WorkflowCancelled):
         if not quiet:
             raise

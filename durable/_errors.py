@@ -277,7 +277,8 @@ class PayloadInvalid(DurableError):
         self.token = token
         self.schema = schema
         super().__init__(
-            f"payload for hook {token!r} does not fit {schema}: {error}; nothing was delivered"
+            f"payload for hook {token!r} does not fit {schema}: {' '.join(str(error).split())}; "
+            "nothing was delivered"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

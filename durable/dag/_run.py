@@ -27,10 +27,7 @@ __all__ = ["DagNodeFailed", "dag_workflow", "node_prefixes", "run", "start"]
 
 
 class DagNodeFailed(DurableError):
-    """A node failed (after its retries) and its ``on_failure`` is ``fail`` or ``compensate``.
-
-    Also raised when a ``foreach`` template does not resolve to a list.
-    """
+    """A node failed (after its retries) and its ``on_failure`` is ``fail`` or ``compensate``."""
 
 
 def _call(handler_name: str, config: dict[str, Any]) -> Any:
@@ -137,7 +134,7 @@ class _Execution:
                 output = self._fan_out(node, where)
             else:
                 output = self._invoke(node, config)
-        except (_BadForeach, TemplateError):
+        except TemplateError:
             raise  # the spec does not fit the data: fails the run whatever on_failure says
         except Exception as exc:
             if self._on_failure(node) == "continue":
@@ -163,7 +160,7 @@ class _Execution:
         items = render(node.foreach, self.input, self.outputs, f"{where} foreach", self.ids)
         if not isinstance(items, list):
             shown = f" ({node.foreach})" if isinstance(node.foreach, str) else ""
-            raise _BadForeach(
+            raise TemplateError(
                 f"{where}: foreach{shown} must resolve to a list, got {_kind(items)}"
             )
 
@@ -221,10 +218,6 @@ class _Execution:
             return render(self.spec.output, self.input, self.outputs, "output", self.ids)
         depended = {d for n in self.spec.nodes for d in n.dependencies}
         return {nid: self.outputs[nid] for nid in sorted(self.nodes) if nid not in depended}
-
-
-class _BadForeach(DagNodeFailed):
-    """``foreach`` did not resolve to a list: a spec/data error, never ``continue``d."""
 
 
 def _kind(value: Any) -> str:

@@ -135,6 +135,11 @@ def test_cancel_a_pending_and_a_suspended_run(cli):
     doc = cli.json("inspect", suspended)
     assert doc["run"]["status"] == "suspended"
     assert doc["operations"][1]["status"] == "sleeping"
+    # With --json a script still gets the run's document (and a non-zero exit).
+    timed_out = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--wait", "--timeout", "0.3", "--json",
+                    ok=False)
+    assert json.loads(timed_out.stdout)["status"] == "suspended"
+    assert "still suspended" in timed_out.stderr
 
     # It has history: without a worker for its workflow, cancelling waits for one to run its
     # undo steps; --force cancels it now.

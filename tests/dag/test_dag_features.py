@@ -137,6 +137,7 @@ def test_foreach_max_concurrency_and_a_literal_list(engine):
 def test_foreach_that_is_not_a_list_fails_the_run_naming_the_node(engine):
     run = dag.start(FAN, {"items": {"a": 1}, "pause": 0})
     error = failure(run)
+    assert error.error_type == "durable.dag._templates.TemplateError"
     assert "node 'fan': foreach ({{ start.output.value }}) must resolve to a list, got dict" in (
         str(error)
     )

@@ -102,7 +102,7 @@ def test_failed_continue_and_skipped_nodes(cli, tmp_path):
     assert nodes["C"]["reason"] == "dependency 'B' failed"
     assert nodes["D"]["status"] == "completed"
     assert nodes["F"]["status"] == "completed"
-    assert nodes["F"]["items"] == 3 and nodes["F"]["attempts"] == 3
+    assert nodes["F"]["items"] == 3 and nodes["F"]["attempts"] == 1  # each element: one
     assert [r["task"] for r in nodes["F"]["output"]] == ["x", "y", "z"]
     # The inline output handler records nothing; its output is rendered from the log.
     assert nodes["O"]["status"] == "completed" and nodes["O"]["output"] == 7
