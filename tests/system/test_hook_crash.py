@@ -28,6 +28,7 @@ from tests.system._support import (
     sqlite_url,
     wait_until,
 )
+from worlds.sqlite import SqliteWorld
 
 MODULE = "tests.system.test_hook_crash"
 WORKER_OPTIONS = ("--lease-ttl", "2", "--poll-interval", "0.05")
@@ -183,5 +184,6 @@ def test_sigkill_mid_step_before_the_wait(tmp_path: Path, procs: Procs):
 
 
 def test_resume_of_an_unknown_token_is_one_clear_line(tmp_path: Path):
-    env = env_for(sqlite_url(tmp_path / "hooks.db"))
-    _assert_unknown_token_is_one_line(env, "email-verified:nobody")
+    url = sqlite_url(tmp_path / "hooks.db")
+    SqliteWorld(url).close()  # the world exists; the token does not
+    _assert_unknown_token_is_one_line(env_for(url), "email-verified:nobody")
