@@ -44,6 +44,20 @@ def test_finished_runs_items_expire_after_the_retention(moto_endpoint: str) -> N
     world.close()
 
 
+def test_a_finished_child_outlives_any_parent(moto_endpoint: str) -> None:
+    # The parent's replay reads the child's outcome: it stays while a parent may still run.
+    clock = [1_800_000_000.0]
+    world = open_aws_world(moto_endpoint, clock=lambda: clock[0], retention_days=7,
+                           max_run_days=100)
+    world.create_run(NewRun("kid", "wf", b"in", parent_id="parent"), owner="A", lease_ttl=30)
+    world.append("kid", "A", [NewEvent("run_completed")],
+                 RunUpdate("completed", output=b"out", release=True))
+    items = items_of(world, "kid")
+    assert int(items["run"]["expires_at"]["N"]) == int(clock[0] + (100 + 7) * DAY)
+    assert int(items["out"]["expires_at"]["N"]) == int(clock[0] + (100 + 7) * DAY)
+    world.close()
+
+
 def test_gc_removes_finished_runs_with_their_items_and_payloads(moto_endpoint: str) -> None:
     clock = [1_800_000_000.0]
     world = open_aws_world(moto_endpoint, clock=lambda: clock[0], payload_threshold=16)

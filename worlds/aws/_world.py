@@ -81,6 +81,8 @@ class _Held:
     """Tokens of the run's live hooks, when known (saves a read when the run finishes)."""
     watched: bool = False
     """A "watch" message has been sent for this execution."""
+    child: bool = False
+    """The run has a parent, whose replay reads this run's outcome while it lives."""
 
 
 class AwsWorld:
@@ -179,7 +181,8 @@ class AwsWorld:
     def _hold(self, owner: str, record: RunRecord, hooks: set[str] | None = None) -> None:
         with self._lock:
             self._held[record.id] = _Held(
-                record.last_seq, record.cancel_requested, record.lease_expires_at, hooks
+                record.last_seq, record.cancel_requested, record.lease_expires_at, hooks,
+                child=record.parent_id is not None,
             )
             self._owners.setdefault(owner, set()).add(record.id)
 
@@ -200,7 +203,16 @@ class AwsWorld:
         record = run_from_item(item, self.payloads)
         hooks = set(item.get("hooks", {}).get("SS", []))
         self._hold(owner, record, hooks)
-        return _Held(record.last_seq, record.cancel_requested, record.lease_expires_at, hooks)
+        return _Held(
+            record.last_seq, record.cancel_requested, record.lease_expires_at, hooks,
+            child=record.parent_id is not None,
+        )
+
+    def _finished_ttl(self, held: _Held, now: float) -> int:
+        # A child's outcome outlives any parent (runs last max_run_days at most): gc skips the
+        # children of unfinished parents, and so must the TTL.
+        days = self.config.retention_days + (self.config.max_run_days if held.child else 0)
+        return int(now + days * DAY)
 
     def _refresh(self, run_id: str, owner: str) -> _Held:
         """Re-read a run whose conditional write failed; raise ``LeaseLost`` if it is not ours."""
@@ -443,7 +455,7 @@ class AwsWorld:
         if update is not None and (update.output is not None or update.error is not None):
             outcome = {
                 "pk": text(f"run#{run_id}"), "sk": text("out"),
-                TTL_ATTRIBUTE: num(int(now + self.config.retention_days * DAY)),
+                TTL_ATTRIBUTE: num(self._finished_ttl(held, now)),
             }
             self.payloads.attr(outcome, "out", run_id, update.output)
             self.payloads.attr(outcome, "err", run_id, update.error)
@@ -498,7 +510,7 @@ class AwsWorld:
             changes.set("lo", None).set("lx", None)
             lease_expires = None
         if update.status in FINISHED_STATUSES:
-            changes.set(TTL_ATTRIBUTE, num(int(now + self.config.retention_days * DAY)))
+            changes.set(TTL_ATTRIBUTE, num(self._finished_ttl(held, now)))
         changes.schedule(run_id, update.status, now, wake_at, lease_expires)
 
     def _note_hook(self, run_id: str, token: str, live: bool) -> None:
