@@ -227,6 +227,8 @@ def _operation(
         name = str(_json(first.data).get("token") or name)
     state = events[-1].kind.partition("_")[2] or events[-1].kind
     waiting = state in ("created", "started") and not run_over
+    if state in ("created", "started") and run_over:
+        state = "interrupted"  # the run ended (cancelled, failed) while it waited
     return Operation(
         op_id,
         family,

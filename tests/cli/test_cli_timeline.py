@@ -111,6 +111,18 @@ def test_sleeps_are_sleeping_until_due_and_interrupted_by_cancellation():
     assert (op.status, op.finished_at) == ("interrupted", T0 + 20)
 
 
+def test_a_hook_or_child_a_finished_run_still_waited_on_is_interrupted():
+    events = _log(
+        (0.1, "hook_created", "1", "hook", {"token": "approve:1"}),
+        (0.2, "child_started", "2", "kid", {"run_id": "r1.2", "workflow": "kid"}),
+    )
+    ops = build_timeline(_record("suspended"), events, now=T0 + 10).operations
+    assert [(op.name, op.status) for op in ops] == [("approve:1", "waiting"), ("kid", "waiting")]
+    cancelled = [*events, Event("r1", 4, "run_cancelled", None, None, None, T0 + 20)]
+    ops = build_timeline(_record("cancelled"), cancelled, now=T0 + 30).operations
+    assert [op.status for op in ops] == ["interrupted", "interrupted"]
+
+
 def test_op_ids_sort_in_program_order():
     ids = ["10", "2", "4.1.1", "4.0.2", "4.0.1", "3"]
     assert sorted(ids, key=op_key) == ["2", "3", "4.0.1", "4.0.2", "4.1.1", "10"]
