@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.table import Table
@@ -93,6 +93,8 @@ class _Run:
     children: Mapping[str, RunRecord]
     views: dict[str, NodeView]
     outputs: dict[str, Any]
+    stopped: dict[str, str] = field(default_factory=dict)
+    """Nodes skipped below a failure that failed the run, and that failed node."""
 
     @property
     def over(self) -> bool:
@@ -324,7 +326,12 @@ def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
     """Why the executor skipped the node, when the log shows it did."""
     for dep in node.dependencies:
         if state.views[dep].status == "failed" and _stops_the_run(state, dep):
-            return f"dependency {dep!r} failed"
+            state.stopped[node.id] = dep
+            return f"dependency {dep!r} failed the run"
+        origin = state.stopped.get(dep)
+        if origin is not None:  # nothing downstream of such a failure starts, whatever its trigger
+            state.stopped[node.id] = origin
+            return f"node {origin!r} upstream failed the run"
     if node.trigger == "all_success":
         for dep in node.dependencies:
             status = state.views[dep].status

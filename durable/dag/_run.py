@@ -73,6 +73,8 @@ class _Execution:
         self.status: dict[str, str] = {}
         self.errors: dict[str, DagNodeFailed] = {}
         """Failures that stop the run (``on_failure`` ``fail`` or ``compensate``)."""
+        self.stopped: set[str] = set()
+        """Nodes downstream of such a failure: none of them starts, whatever its trigger."""
         self._lock = threading.Lock()
 
     @property
@@ -114,7 +116,8 @@ class _Execution:
     def execute(self, node: NodeSpec) -> tuple[str, Any]:
         """Run one node (in its own branch); returns (status, output)."""
         where = f"node {node.id!r}"
-        if any(d in self.errors for d in node.dependencies):
+        if any(d in self.errors or d in self.stopped for d in node.dependencies):
+            self.stopped.add(node.id)  # before this branch ends: its dependents see it
             return "skipped", None  # the run fails: nothing downstream of the failure starts
         if node.trigger == "all_success" and any(
             self.status[d] != "completed" for d in node.dependencies

@@ -125,6 +125,8 @@ def test_a_node_failing_the_run_and_the_nodes_after_it(cli, tmp_path):
          "on_failure": "compensate",
          "config": {"function": "fractions:Fraction", "numerator": 1, "denominator": 0}},
         {"id": "C", "handler": "task", "dependencies": ["B"], "config": {"name": "C"}},
+        {"id": "D", "handler": "task", "dependencies": ["C"], "trigger": "all_done",
+         "config": {"name": "D"}},
     ]})
     run_id = run_dag(cli, spec, ok=False)
     doc = cli.json("inspect", run_id)
@@ -136,7 +138,9 @@ def test_a_node_failing_the_run_and_the_nodes_after_it(cli, tmp_path):
     assert nodes["B"]["status"] == "failed"
     assert nodes["B"]["error"]["type"] == "ZeroDivisionError"
     assert nodes["C"]["status"] == "skipped"
-    assert nodes["C"]["reason"] == "dependency 'B' failed"
+    assert nodes["C"]["reason"] == "dependency 'B' failed the run"
+    assert nodes["D"]["status"] == "skipped"
+    assert nodes["D"]["reason"] == "node 'B' upstream failed the run"
 
 
 def test_a_waiting_hook_node_and_the_nodes_after_it(cli, tmp_path):

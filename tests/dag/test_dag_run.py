@@ -198,6 +198,8 @@ def test_a_failure_stops_what_depends_on_it_while_independent_nodes_finish(engin
             {"id": "bad", "handler": "count", "config": {"name": "bad", "fail": True}},
             {"id": "after_bad", "handler": "count", "dependencies": ["bad"],
              "trigger": "all_done", "config": {"name": "after_bad"}},
+            {"id": "further", "handler": "count", "dependencies": ["after_bad"],
+             "trigger": "all_done", "config": {"name": "further"}},
             {"id": "x1", "handler": "count", "config": {"name": "x1"}},
             {"id": "x2", "handler": "count", "dependencies": ["x1"], "config": {"name": "x2"}},
             {"id": "x3", "handler": "count", "dependencies": ["x2"], "config": {"name": "x3"}},
@@ -208,4 +210,6 @@ def test_a_failure_stops_what_depends_on_it_while_independent_nodes_finish(engin
         run.result(timeout=20)
     # Even all_done does not run after a failure that fails the run; the x chain is unaffected.
     assert dict(calls) == {"bad": 1, "x1": 1, "x2": 1, "x3": 1}
-    assert steps_per_node(run, spec) == {"bad": 0, "after_bad": 0, "x1": 1, "x2": 1, "x3": 1}
+    assert steps_per_node(run, spec) == {
+        "bad": 0, "after_bad": 0, "further": 0, "x1": 1, "x2": 1, "x3": 1
+    }
