@@ -187,12 +187,28 @@ def _run_threads(
             outcomes[index] = (False, exc)
 
     workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
+
+    def run_in_thread(index: int) -> None:
+        assert ctx is not None
+        if index >= workers:  # the first ones were counted as they were handed out
+            ctx.branch_entered()
+        try:
+            run(index)
+        finally:
+            ctx.branch_left()
+
     if workers <= 1:
         for index in range(len(calls)):
             run(index)
     else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="durable-branch") as pool:
-            list(pool.map(run, range(len(calls))))
+        if ctx is not None:
+            ctx.branches_start(workers)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="durable-branch") as pool:
+                list(pool.map(run if ctx is None else run_in_thread, range(len(calls))))
+        finally:
+            if ctx is not None:
+                ctx.branches_done()
     return _collect(outcomes)
 
 

@@ -129,6 +129,8 @@ class ChildRun(Run):
             if record is not None and record.status in FINISHED_STATUSES:
                 notify_parent(self._runtime.world, record)  # the child's own notice was lost
                 continue
+            if ctx.linger(None):  # other branches still work: wait beside them
+                continue
             ctx.waits_for_hook = True
             raise ctx.suspend_until(ctx.clock() + RECHECK_SECONDS, f"waiting for {self.id}")
 

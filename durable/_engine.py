@@ -140,6 +140,9 @@ class RunContext:
     waiting_writers: int = 0
     """Threads waiting for a write in flight to finish (see ``_write_queued``)."""
     _written: threading.Condition | None = None
+    active: int = 1
+    """Threads running this run's code and not lingering (see ``linger``)."""
+    _activity: threading.Condition | None = None
 
     def _written_changed(self) -> threading.Condition:
         # Called with self.lock held. Made on first need: most runs never have two writers.
@@ -273,14 +276,85 @@ class RunContext:
         return Blocked(reason) if self.pure else Suspend(reason)
 
     def wait_until(self, when: float) -> None:
-        """Block until ``when``: in-process if it is soon, otherwise by suspending the run."""
-        remaining = when - self.clock()
-        if remaining <= 0:
+        """Block until ``when``: in-process if it is soon, otherwise by suspending the run.
+
+        While other branches of the run still work, a long wait lingers in-process too (see
+        :meth:`linger`): the run suspends once all its branches wait.
+        """
+        while True:
+            remaining = when - self.clock()
+            if remaining <= 0:
+                return
+            if self.pure or remaining > self.inline_wait_limit:
+                if self.linger(when):
+                    self.check_cancel()
+                    continue
+                raise self.suspend_until(when, "sleeping")
+            time.sleep(remaining)
+            self.check_cancel()
             return
-        if self.pure or remaining > self.inline_wait_limit:
-            raise self.suspend_until(when, "sleeping")
-        time.sleep(remaining)
-        self.check_cancel()
+
+    # -- branches waiting beside each other ------------------------------------------------
+
+    def _activity_changed(self) -> threading.Condition:
+        # Called with self.lock held.
+        if self._activity is None:
+            self._activity = threading.Condition(self.lock)
+        return self._activity
+
+    def branches_start(self, starting: int) -> None:
+        """This thread hands the run to branch threads and waits for them.
+
+        ``starting`` branches count as running from now (each has a thread of its own that
+        takes it at once; they do not call :meth:`branch_entered`): a branch that got going
+        first and lingered must not take its siblings, not yet entered, for waiting ones.
+        """
+        with self.lock:
+            self.active += starting - 1
+
+    def branches_done(self) -> None:
+        """The branch threads this thread waited for have all ended."""
+        with self.lock:
+            self.active += 1
+
+    def branch_entered(self) -> None:
+        """A branch thread starts running the run's code."""
+        with self.lock:
+            self.active += 1
+
+    def branch_left(self) -> None:
+        """A branch thread has ended (returned, raised, or suspended)."""
+        with self.lock:
+            self.active -= 1
+            self._activity_changed().notify_all()
+
+    def linger(self, until: float | None) -> bool:
+        """Wait in-process for a moment while other branches of this run still work.
+
+        A branch about to suspend (on a hook, a child run, a long sleep) would only stop here:
+        the run suspends when every branch has, so a branch still running would hold up what
+        this one waits for, and whatever depends on it. Instead it waits here, looking again
+        every so often, until it may go on or every other branch waits too.
+
+        Returns:
+            True: look again (time passed, or something may have arrived). False: every other
+            branch waits or has ended (or the run must stop): suspend now.
+        """
+        if self.pure or self.is_async or self.force_replay or self.release_requested:
+            return False
+        with self.lock:
+            if self.active <= 1 or self.cancel_requested:
+                return False
+            self.active -= 1
+            self._activity_changed().notify_all()
+            try:
+                timeout = _LINGER_POLL
+                if until is not None:
+                    timeout = min(timeout, max(until - self.clock(), 0.0))
+                self._activity_changed().wait(timeout)
+            finally:
+                self.active += 1
+        return True
 
     async def wait_until_async(self, when: float) -> None:
         """Async :meth:`wait_until`."""
@@ -420,6 +494,10 @@ class RunContext:
         wake_at = until if until is not None else self.clock() + (seconds or 0.0)
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
+
+
+_LINGER_POLL = 0.2
+"""Seconds between looks at the log while a branch lingers (hook payloads, child outcomes)."""
 
 
 def rebuild_error(step_name: str, info: dict[str, Any]) -> BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import Context
 from typing import Any
 
 from durable._api import _SYNC_BRANCH_LIMIT, _branch_context, _collect
@@ -35,40 +36,67 @@ def run_graph(
         then raises as :func:`durable.parallel` does (engine control flow first, then the first
         error in call order), after every branch that could run has finished.
     """
-    count = len(calls)
     for index, deps in enumerate(after):
         if any(not 0 <= dep < index for dep in deps):
             raise ValueError(f"branch {index} may only wait for earlier branches, got {deps}")
     frame = current_frame.get()
     ctx, group = (frame.ctx, frame.branch.next_op()) if frame is not None else (None, "")
-    contexts = [_branch_context(ctx, group, index) for index in range(count)]
-    outcomes: list[tuple[bool, Any]] = [(True, None)] * count
+    branches = _Branches(calls, [_branch_context(ctx, group, i) for i in range(len(calls))])
     graph = _Graph(after)
-    workers = min(count, limit or _SYNC_BRANCH_LIMIT)
-
-    def run(index: int) -> None:
-        try:
-            outcomes[index] = (True, contexts[index].run(calls[index]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in order below
-            outcomes[index] = (False, exc)
-        for ready in graph.finished(index, outcomes[index][0]):
-            submit(ready)
-
+    workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
     if workers <= 1:
         pending = list(graph.ready)
-        submit: Callable[[int], None] = pending.append
         while pending:
-            run(pending.pop(0))
-    else:
+            index = pending.pop(0)
+            pending.extend(graph.finished(index, branches.run(index)))
+        return _collect(branches.outcomes)
+
+    first = graph.ready[:workers]  # each takes a thread at once: counted as running from now
+
+    def run(index: int | None, counted: bool = False) -> None:
+        # A thread goes on with a branch its own made ready: handing it to the pool would leave
+        # a moment with no branch running, which a lingering one (see RunContext.linger) would
+        # take for the whole run waiting.
+        if ctx is not None and not counted:
+            ctx.branch_entered()
+        try:
+            while index is not None:
+                ready = graph.finished(index, branches.run(index))
+                index = ready[0] if ready else None
+                for other in ready[1:]:
+                    pool.submit(run, other)
+        finally:
+            if ctx is not None:
+                ctx.branch_left()
+
+    if ctx is not None:
+        ctx.branches_start(len(first))
+    try:
         with ThreadPoolExecutor(workers, thread_name_prefix="durable-node") as pool:
-
-            def submit(index: int) -> None:
-                pool.submit(run, index)
-
             for index in graph.ready:
-                submit(index)
+                pool.submit(run, index, index in first)
             graph.all_done.wait()
-    return _collect(outcomes)
+    finally:
+        if ctx is not None:
+            ctx.branches_done()
+    return _collect(branches.outcomes)
+
+
+class _Branches:
+    """The calls, each in its branch's context, and how each ended."""
+
+    def __init__(self, calls: Sequence[Callable[[], Any]], contexts: list[Context]) -> None:
+        self.calls = calls
+        self.contexts = contexts
+        self.outcomes: list[tuple[bool, Any]] = [(True, None)] * len(calls)
+
+    def run(self, index: int) -> bool:
+        """Run one branch; returns whether it returned (rather than raised)."""
+        try:
+            self.outcomes[index] = (True, self.contexts[index].run(self.calls[index]))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in order by _collect
+            self.outcomes[index] = (False, exc)
+        return self.outcomes[index][0]
 
 
 class _Graph:

@@ -56,6 +56,8 @@ class Hook(Generic[T]):
             if self._time_out():
                 raise HookTimeout(self.token)
             ctx.check_cancel()
+            if ctx.linger(self.timeout_at):  # other branches still work: wait beside them
+                continue
             ctx.waits_for_hook = True
             raise ctx.suspend_until(self.timeout_at, f"waiting for hook {self.token!r}")
 

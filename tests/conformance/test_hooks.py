@@ -266,3 +266,39 @@ def test_a_payload_arriving_while_another_branch_writes_wakes_the_run(engine, mo
     time.sleep(0.1)
     durable.resume_hook("beside", "payload")
     assert run.result(timeout=10) == ["payload", "beside"]
+
+
+_slow_may_end = threading.Event()
+
+
+@step
+def slow_sibling() -> str:
+    _slow_may_end.wait(10)
+    return "slow done"
+
+
+@step
+def after_approval(payload: str) -> str:
+    _slow_may_end.set()  # the slow sibling ends only once this ran
+    return f"after {payload}"
+
+
+@workflow
+def hook_beside_a_slow_step() -> list:
+    hook = durable.create_hook(token="beside-slow")
+    return durable.parallel(lambda: after_approval(hook.wait()), slow_sibling)
+
+
+def test_a_branch_whose_hook_is_resumed_goes_on_while_a_sibling_still_runs(engine):
+    # It used to suspend at once and could only go on after a fresh execution, which waited
+    # for the slow sibling to end: the sibling here waits for it, so it would take 10 s.
+    if engine.forced_replay:
+        pytest.skip("forced replay suspends at every durable point by design")
+    engine.runtime.options.time_skipping = None
+    _slow_may_end.clear()
+    run = hook_beside_a_slow_step.start()
+    hook_token(engine, run)
+    started = time.monotonic()
+    durable.resume_hook("beside-slow", "ok")
+    assert run.result(timeout=20) == ["after ok", "slow done"]
+    assert time.monotonic() - started < 5

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import durable
 import durable.dag as dag
 import examples.dag_handlers  # noqa: F401 - registers add/subtract/multiply/divide/task
 from durable import WorkflowFailed
@@ -213,3 +216,38 @@ def test_a_failure_stops_what_depends_on_it_while_independent_nodes_finish(engin
     assert steps_per_node(run, spec) == {
         "bad": 0, "after_bad": 0, "further": 0, "x1": 1, "x2": 1, "x3": 1
     }
+
+
+_after_hook_ran = threading.Event()
+
+
+@dag.handler("wait_for_after_hook")
+def wait_for_after_hook(timeout: float) -> bool:
+    return _after_hook_ran.wait(timeout)
+
+
+@dag.handler("mark_after_hook")
+def mark_after_hook(got: Any) -> Any:
+    _after_hook_ran.set()
+    return got
+
+
+def test_a_node_after_a_resumed_hook_starts_while_an_unrelated_node_still_runs(engine):
+    if engine.forced_replay:
+        pytest.skip("forced replay suspends at every durable point by design")
+    engine.runtime.options.time_skipping = None
+    _after_hook_ran.clear()
+    token = f"gate-{time.time_ns()}"
+    spec = {"nodes": [
+        {"id": "slow", "handler": "wait_for_after_hook", "config": {"timeout": 10}},
+        {"id": "gate", "handler": "hook", "config": {"token": token}},
+        {"id": "after", "handler": "mark_after_hook", "dependencies": ["gate"],
+         "config": {"got": "{{ gate.output }}"}},
+    ]}
+    run = dag.start(spec)
+    deadline = time.monotonic() + 10
+    while not engine.world.list_hooks(run.id):
+        assert time.monotonic() < deadline, "the hook was never created"
+        time.sleep(0.01)
+    durable.resume_hook(token, {"ok": True})
+    assert run.result(timeout=20) == {"slow": True, "after": {"ok": True}}
