@@ -15,7 +15,7 @@ step named after its handler, concurrently with the other ready nodes.
   ``TimeoutError`` and is retried per ``retry``.
 - ``compensate: {handler, config, retry}`` is a node's undo action. When a node with
   ``on_failure: compensate`` fails (after its retries), the undo actions of the nodes that
-  completed so far run as steps, newest first (their config may use the node's own output),
+  completed run as steps in reverse wave order (their config may use the node's own output),
   and the run fails with the node's error (or ``CompensationFailed`` if undos failed).
 """
 

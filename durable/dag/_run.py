@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from durable._api import map as durable_map
 from durable._api import recorded_value
+from durable._context import current_frame
 from durable._control import Cancelled
 from durable._decorators import Step, step, workflow
 from durable._errors import DurableError
@@ -24,6 +26,8 @@ from durable.dag._templates import TemplateError, render
 from durable.dag._validate import DagValidationError, Problem, validate, waves
 
 __all__ = ["DagNodeFailed", "dag_workflow", "node_prefixes", "run", "start"]
+
+log = logging.getLogger("durable")
 
 
 class DagNodeFailed(DurableError):
@@ -230,7 +234,7 @@ def _kind(value: Any) -> str:
 @workflow(name="durable.dag")
 def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 - the run input
     """Run a DAG spec: each node runs (as a step) as soon as all its dependencies finished."""
-    parsed = validate(spec)
+    parsed = _validated_here(spec)
     errors = check_input(parsed.input, input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
@@ -245,6 +249,39 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
                 state.compensate(None)
         raise
     return state.result()
+
+
+HANDLERS_RECHECK_SECONDS = 10.0
+"""How soon a run this process lacks handlers for is due again (for any worker)."""
+
+_reported: set[str] = set()  # runs whose missing handlers this process has logged
+
+
+def _validated_here(spec: Any) -> DagSpec:
+    """The parsed spec, if this process has every handler it names.
+
+    A spec that was valid when the run started only misses handlers here because this worker
+    did not import their module: the run is left for a worker that did (it suspends, recording
+    nothing, and is due again shortly), as a run of an unknown workflow is.
+    """
+    try:
+        return validate(spec)
+    except DagValidationError as exc:
+        missing = [p for p in exc.problems if p.message.startswith("unknown handler")]
+        frame = current_frame.get()
+        if len(missing) < len(exc.problems) or frame is None or frame.ctx.pure:
+            raise
+        ctx = frame.ctx
+        if ctx.run_id not in _reported:  # once per run and process: it comes back every 10 s
+            _reported.add(ctx.run_id)
+            names = sorted({p.message.split("'")[1] for p in missing})
+            log.warning(
+                "run %s needs DAG handlers this process does not have (%s): leaving it for a "
+                "worker that imports their module (durable worker durable.dag MODULE)",
+                ctx.run_id, ", ".join(names),
+            )
+        wake_at = ctx.clock() + HANDLERS_RECHECK_SECONDS
+        raise ctx.suspend_until(wake_at, "missing handlers") from None
 
 
 def node_prefixes(spec: Any) -> dict[str, str]:

@@ -89,8 +89,8 @@ class NodeSpec(BaseModel):
     """With ``foreach``: how many elements run at once (default: all)."""
     on_failure: OnFailure | None = None
     """``fail`` (default) fails the run; ``continue`` records the node as failed and goes on;
-    ``compensate`` runs the ``compensate`` actions of the nodes that completed so far, newest
-    first, then fails the run with the node's error."""
+    ``compensate`` runs the ``compensate`` actions of the nodes that completed, in reverse wave
+    order (deepest first), then fails the run with the node's error."""
     compensate: CompensateSpec | None = None
     """The undo action run for this node, once it completed, when a later failure compensates
     (``on_failure: compensate``). It is not part of the normal flow."""

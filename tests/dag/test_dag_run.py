@@ -251,3 +251,22 @@ def test_a_node_after_a_resumed_hook_starts_while_an_unrelated_node_still_runs(e
         time.sleep(0.01)
     durable.resume_hook(token, {"ok": True})
     assert run.result(timeout=20) == {"slow": True, "after": {"ok": True}}
+
+
+def test_a_worker_without_a_nodes_handler_leaves_the_run_for_one_that_has_it(engine):
+    # A worker started without the handlers' module must not fail the run for good.
+    from durable.dag import _handlers
+
+    spec = {"nodes": [{"id": "a", "handler": "count", "config": {"name": "a"}}]}
+    run = dag.start(spec, execute=False)
+    saved = _handlers._registry.pop("count")
+    try:
+        engine.runtime.ensure_worker()
+        deadline = time.monotonic() + 10
+        while run.status != "suspended":
+            assert time.monotonic() < deadline, run.status
+            time.sleep(0.01)
+        assert [e.kind for e in run.events()] == ["run_created"]  # nothing recorded
+    finally:
+        _handlers._registry["count"] = saved
+    assert run.result(timeout=20) == {"a": {"name": "a", "value": None}}
