@@ -127,31 +127,34 @@ class _Execution:
             self.status[d] != "completed" for d in node.dependencies
         ):
             return "skipped", None
-        if node.when is not None:
-            cond = node.when
-            if not isinstance(cond, bool):
-                cond = _truthy(render(cond, self.input, self.outputs, f"{where} when", self.ids))
-            if not cond:
-                return "skipped", None
-        config = None
-        if node.foreach is None:
-            config = render(node.config, self.input, self.outputs, where, self.ids)
         try:
-            if config is None:
-                output = self._fan_out(node, where)
+            if node.when is not None:
+                cond = node.when
+                if not isinstance(cond, bool):
+                    cond = _truthy(
+                        render(cond, self.input, self.outputs, f"{where} when", self.ids)
+                    )
+                if not cond:
+                    return "skipped", None
+            if node.foreach is None:
+                output = self._invoke(
+                    node, render(node.config, self.input, self.outputs, where, self.ids)
+                )
             else:
-                output = self._invoke(node, config)
-        except TemplateError:
-            raise  # the spec does not fit the data: fails the run whatever on_failure says
+                output = self._fan_out(node, where)
+        except TemplateError as exc:
+            # The spec does not fit the data: the run fails whatever on_failure says, but a
+            # node that compensates still undoes what completed before it.
+            if self._on_failure(node) != "compensate":
+                raise
+            self.errors[node.id] = _failed(f"{where}: {exc}", exc)
+            return "failed", None
         except Exception as exc:
             if self._on_failure(node) == "continue":
                 self._note_inline_failure(node, exc)
                 return "failed", None
-            error = DagNodeFailed(
-                f"{where} (handler {node.handler!r}) failed: {type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            self.errors[node.id] = error
+            message = f"{where} (handler {node.handler!r}) failed: {type(exc).__name__}: {exc}"
+            self.errors[node.id] = _failed(message, exc)
             return "failed", None
         return "completed", output
 
@@ -225,6 +228,12 @@ class _Execution:
             return render(self.spec.output, self.input, self.outputs, "output", self.ids)
         depended = {d for n in self.spec.nodes for d in n.dependencies}
         return {nid: self.outputs[nid] for nid in sorted(self.nodes) if nid not in depended}
+
+
+def _failed(message: str, cause: Exception) -> DagNodeFailed:
+    error = DagNodeFailed(message)
+    error.__cause__ = cause
+    return error
 
 
 def _kind(value: Any) -> str:

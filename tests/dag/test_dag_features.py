@@ -245,6 +245,20 @@ def test_a_compensating_failure_undoes_completed_nodes_newest_first(engine):
     assert len(undo_events) == 3 and {e.name for e in undo_events} == {"feat.echo"}
 
 
+def test_a_template_error_in_a_compensating_node_still_undoes_what_completed(engine):
+    nodes = [dict(n) for n in SAGA["nodes"]]
+    charge = next(i for i, n in enumerate(nodes) if n["id"] == "charge")
+    nodes[charge] = {**nodes[charge], "config": {"name": "{{ profile.output.nope.deeper }}"}}
+    error = failure(dag.start({**SAGA, "nodes": nodes}, {"user": "ada"}))
+    assert error.error_type.endswith("DagNodeFailed")
+    assert error.error_message.startswith("node 'charge': ")
+    assert "profile.output.nope" in error.error_message
+    assert [n for n in log if n.startswith("undo-")] == [
+        "undo-profile", "undo-email", "undo-account"
+    ]
+    assert calls["charge"] == 0
+
+
 def test_undo_configs_see_the_nodes_outputs(engine):
     seen: list[dict] = []
 
