@@ -212,6 +212,17 @@ def _from_operations(state: _Run, node: NodeSpec, view: NodeView, ops: list[Oper
     counts = [len(op.attempts) for op in steps]
     view.attempts = (max(counts) if node.foreach is not None else sum(counts)) if steps else None
     view.started_at = min(op.started_at for op in ops)
+    # The log dates an operation from the branch's previous event (it records only ends): a
+    # node began no earlier than its last dependency finished.
+    ready_at = max(
+        (end for dep in node.dependencies if (end := state.views[dep].finished_at) is not None),
+        default=None,
+    )
+    first_end = min((op.finished_at for op in ops if op.finished_at is not None), default=None)
+    if ready_at is not None and ready_at > view.started_at and (
+        first_end is None or ready_at <= first_end
+    ):
+        view.started_at = ready_at
     for wanted in ("running", "waiting", "failed", "interrupted"):
         if any(status == wanted for status, _ in outcomes):
             view.status = wanted

@@ -51,6 +51,10 @@ def test_fan_out_nodes_complete_in_wave_order(cli):
         assert node["started_at"] and node["finished_at"]
         assert node["duration"] >= 0
     nodes = nodes_by_id(doc)
+    # A node began when its last dependency finished, not when the run did.
+    for later, before in [("B1", "A"), ("B2", "A"), ("C", "B1"), ("C", "B2"), ("C", "B3")]:
+        assert nodes[later]["started_at"] >= nodes[before]["finished_at"], (later, before)
+    nodes = nodes_by_id(doc)
     assert nodes["C"]["dependencies"] == ["B1", "B2", "B3"]
     assert nodes["A"]["output"] == {"task": "A", "received": "go"}
     assert nodes["C"]["output"]["task"] == "C"
