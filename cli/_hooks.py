@@ -9,6 +9,7 @@ from rich.table import Table
 
 from cli._common import echo_json, json_option, opened_world, show
 from cli._values import iso
+from durable._children import CHILD_TOKEN_PREFIX
 from durable._hooks import encode_payload
 from durable.world import HookRecord
 
@@ -32,7 +33,8 @@ def hook_json(hook: HookRecord) -> dict[str, object]:
 def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     """List hooks that runs are waiting on, oldest first."""
     with opened_world(ctx) as world:
-        live = world.list_hooks(run_id)
+        # A parent's wait for a child is a hook of the engine's own, resumed by the child.
+        live = [h for h in world.list_hooks(run_id) if not h.token.startswith(CHILD_TOKEN_PREFIX)]
     if as_json:
         echo_json({"hooks": [hook_json(h) for h in live]})
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -35,6 +36,12 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from exc
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`durable runs | head -1`): nothing is wrong. Python would
+            # still complain flushing stdout at exit, so it goes to /dev/null first.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             if os.environ.get("DURABLE_DEBUG") == "1":
                 raise

@@ -28,9 +28,13 @@ RECHECK_SECONDS = 60.0
 """How often a parent looks at an unfinished child in case its wake-up was lost."""
 
 
+CHILD_TOKEN_PREFIX = "child:"
+"""Tokens of the internal hooks parents wait on for their children."""
+
+
 def child_token(child_id: str) -> str:
     """The internal hook token a parent waits on for one child."""
-    return f"child:{child_id}"
+    return f"{CHILD_TOKEN_PREFIX}{child_id}"
 
 
 def start_child(
