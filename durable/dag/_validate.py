@@ -184,7 +184,7 @@ def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers:
 
 
 def _node_field_problems(node: NodeSpec, check_handlers: bool) -> Iterable[Problem]:
-    """Problems with ``foreach``, ``max_concurrency``, ``timeout`` and ``compensate``."""
+    """Problems with ``foreach``, ``max_concurrency``, ``timeout``, ``retry``, ``compensate``."""
     if isinstance(node.foreach, str) and not _is_template(node.foreach):
         yield Problem(node.id, "foreach: must be a template such as '{{ input.items }}' "
                       "(resolving to a list) or a list")
@@ -194,6 +194,9 @@ def _node_field_problems(node: NodeSpec, check_handlers: bool) -> Iterable[Probl
     if node.timeout is not None and found is not None and found.inline:
         yield Problem(node.id, f"timeout: does not apply to handler {node.handler!r}, which "
                       "runs in the workflow itself (not as a step)")
+    if node.retry is not None and found is not None and found.inline:
+        yield Problem(node.id, f"retry: does not apply to handler {node.handler!r}, which "
+                      "runs in the workflow itself (not as a step); retry inside what it runs")
     if node.compensate is not None:
         yield from _handler_problems(node.id, node.compensate.handler, node.compensate.config,
                                      check_handlers, "compensate: ")

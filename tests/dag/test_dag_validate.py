@@ -101,6 +101,9 @@ MALFORMED = [
      ["node 'a': timeout: expected seconds or a duration string such as '30s', got True"]),
     ("timeout on an inline handler", {"nodes": [node("a", handler="sleep", timeout="1s")]},
      ["node 'a': timeout: does not apply to handler 'sleep', which runs in the workflow"]),
+    ("retry on an inline handler",
+     {"nodes": [node("a", handler="workflow", config={"name": "x"}, retry={"max_attempts": 3})]},
+     ["node 'a': retry: does not apply to handler 'workflow', which runs in the workflow"]),
     # compensate
     ("compensate not an object", {"nodes": [node("a", compensate="undo")]},
      ["node 'a': compensate: Input should be a valid dictionary or instance of CompensateSpec"]),
