@@ -10,6 +10,7 @@ is read from its run record, which never changes once finished.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,7 @@ class ChildRun(Run):
         from durable._run import outcome_of
 
         ctx = self._ctx
+        since = time.monotonic()
         while True:
             if ctx.hook_payloads.get(self._op_id) or ctx.refresh():
                 record = self._runtime.world.get_run(self.id)
@@ -133,7 +135,7 @@ class ChildRun(Run):
             if record is not None and record.status in FINISHED_STATUSES:
                 notify_parent(self._runtime.world, record)  # the child's own notice was lost
                 continue
-            if ctx.linger(None):  # other branches still work: wait beside them
+            if ctx.linger(None, since):  # other branches still work: wait beside them
                 continue
             ctx.waits_for_hook = True
             raise ctx.suspend_until(ctx.clock() + RECHECK_SECONDS, f"waiting for {self.id}")

@@ -281,12 +281,13 @@ class RunContext:
         While other branches of the run still work, a long wait lingers in-process too (see
         :meth:`linger`): the run suspends once all its branches wait.
         """
+        since = time.monotonic()
         while True:
             remaining = when - self.clock()
             if remaining <= 0:
                 return
             if self.pure or remaining > self.inline_wait_limit:
-                if self.linger(when):
+                if self.linger(when, since):
                     self.check_cancel()
                     continue
                 raise self.suspend_until(when, "sleeping")
@@ -328,13 +329,19 @@ class RunContext:
             self.active -= 1
             self._activity_changed().notify_all()
 
-    def linger(self, until: float | None) -> bool:
+    def linger(self, until: float | None, since: float | None = None) -> bool:
         """Wait in-process for a moment while other branches of this run still work.
 
         A branch about to suspend (on a hook, a child run, a long sleep) would only stop here:
         the run suspends when every branch has, so a branch still running would hold up what
         this one waits for, and whatever depends on it. Instead it waits here, looking again
         every so often, until it may go on or every other branch waits too.
+
+        Args:
+            until: when the branch's wait ends anyway (a sleep's wake-up, a hook's timeout).
+            since: when (``time.monotonic()``) the branch began waiting: it looks less often
+                the longer it waits (every 0.2 s at first, every 2 s after 20 s), since each
+                look may be a request to the world.
 
         Returns:
             True: look again (time passed, or something may have arrived). False: every other
@@ -348,7 +355,8 @@ class RunContext:
             self.active -= 1
             self._activity_changed().notify_all()
             try:
-                timeout = _LINGER_POLL
+                waited = time.monotonic() - since if since is not None else 0.0
+                timeout = min(max(_LINGER_POLL, waited / 10), _LINGER_POLL_MAX)
                 if until is not None:
                     timeout = min(timeout, max(until - self.clock(), 0.0))
                 self._activity_changed().wait(timeout)
@@ -498,6 +506,7 @@ class RunContext:
 
 _LINGER_POLL = 0.2
 """Seconds between looks at the log while a branch lingers (hook payloads, child outcomes)."""
+_LINGER_POLL_MAX = 2.0
 
 
 def rebuild_error(step_name: str, info: dict[str, Any]) -> BaseException:

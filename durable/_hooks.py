@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +42,7 @@ class Hook(Generic[T]):
     def _next(self) -> T:
         ctx = self._ctx
         index = ctx.hook_cursor.get(self._op_id, 0)
+        since = time.monotonic()
         while True:
             payloads = ctx.hook_payloads.get(self._op_id, [])
             if index < len(payloads):
@@ -56,7 +58,7 @@ class Hook(Generic[T]):
             if self._time_out():
                 raise HookTimeout(self.token)
             ctx.check_cancel()
-            if ctx.linger(self.timeout_at):  # other branches still work: wait beside them
+            if ctx.linger(self.timeout_at, since):  # other branches still work: wait beside them
                 continue
             ctx.waits_for_hook = True
             raise ctx.suspend_until(self.timeout_at, f"waiting for hook {self.token!r}")
