@@ -226,3 +226,28 @@ def test_gc_deletes_finished_runs_older_than_a_duration(cli):
     doc = cli.json("gc", "--older-than", "0s")
     assert doc["deleted"] == 2 and doc["older_than_seconds"] == 0
     assert [r["id"] for r in cli.json("runs")["runs"]] == [pending]  # unfinished runs stay
+
+
+def test_hooks_lists_what_runs_wait_on_from_outside_not_the_engines_child_hooks(cli):
+    from durable.world import HookRecord, NewEvent, NewRun
+    from worlds.sqlite import SqliteWorld
+
+    with SqliteWorld(cli.url) as world:
+        world.create_run(NewRun("parent", "wf", b"{}"), owner="me", lease_ttl=60)
+        world.create_hook("me", HookRecord("approve:1", "parent", "1", 1.0),
+                          NewEvent("hook_created", "1", "hook"))
+        world.create_hook("me", HookRecord("child:parent.2", "parent", "2", 2.0),
+                          NewEvent("child_started", "2", "kid"))
+    listed = cli.json("hooks")["hooks"]
+    assert [h["token"] for h in listed] == ["approve:1"]
+    assert "child:" not in cli("hooks").stdout
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly(cli):
+    # `head -1` leaves after the run id; the result printed once the run ends meets a closed pipe.
+    proc = subprocess.run(
+        f"{cli.script} start {WORKLOAD}:greet '[\"a\"]' --wait | head -1", shell=True,
+        env=cli.env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.stdout.startswith("wrun_")
+    assert proc.stderr == "", proc.stderr
