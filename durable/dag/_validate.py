@@ -63,18 +63,23 @@ def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
     elif not raw_nodes:
         problems.append(Problem(None, "'nodes' is empty: a DAG needs at least one node"))
     top: DagSpec | None = None
+    broken: set[object] = set()  # top-level fields that did not parse
     try:
         top = DagSpec.model_validate({**raw, "nodes": []})
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, None, "spec"))
+        broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
     nodes = _parse_nodes(raw_nodes, problems)
-    if top is not None:
-        problems.extend(_check_schema(top.input, "input"))
+    # The input schema and the output are checked even when another field (defaults, say) is
+    # broken: every problem is reported at once.
+    schema = top.input if top is not None else raw.get("input")
+    if "input" not in broken:
+        problems.extend(_check_schema(schema, "input"))
     _check_graph(nodes, problems, check_handlers)
     ids = frozenset(n.id for n in nodes)
-    if top is not None and top.output is not None:
-        for ref_problem in _template_problems(top.output, ids, None, "output"):
-            problems.append(ref_problem)
+    output = top.output if top is not None else raw.get("output")
+    if output is not None and "output" not in broken:
+        problems.extend(_template_problems(output, ids, None, "output"))
     if top is not None:
         _check_compensation(top.model_copy(update={"nodes": nodes}), problems)
     if problems:

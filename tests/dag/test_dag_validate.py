@@ -137,6 +137,11 @@ MALFORMED = [
     ("output names unknown node", {"nodes": GOOD, "output": {"r": "{{ zz.output }}"}},
      ["output: '{{ zz.output }}' names unknown node 'zz'"]),
     ("unknown top-level field", {"nodes": GOOD, "steps": []}, ["unknown field 'steps'"]),
+    ("a broken defaults block hides nothing else",
+     {"defaults": {"on_failure": "explode"}, "input": {"type": "strin"}, "nodes": GOOD,
+      "output": "{{ zz.output }}"},
+     ["defaults.on_failure: Input should be 'fail', 'continue' or 'compensate'",
+      "input.type: unknown type 'strin'", "output: '{{ zz.output }}' names unknown node 'zz'"]),
     ("a duplicate id beside other problems of that node",
      {"nodes": [node("a"), {**node("a"), "timeout": "soon"}]},
      ["node 'a': duplicate id", "node 'a': timeout: invalid duration \"soon\": use seconds "
