@@ -56,6 +56,11 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
 @click.pass_context
 def resume(ctx: click.Context, token: str, payload: str, as_json: bool) -> None:
     """Deliver PAYLOAD (JSON, default null) to the run waiting on hook TOKEN."""
+    if token.startswith(CHILD_TOKEN_PREFIX):
+        raise click.ClickException(
+            f"{token!r} is how a parent waits for its child run; the child's end resumes it "
+            "(cancel the child with `durable cancel` to stop the wait)"
+        )
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as exc:

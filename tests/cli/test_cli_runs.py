@@ -241,6 +241,11 @@ def test_hooks_lists_what_runs_wait_on_from_outside_not_the_engines_child_hooks(
     listed = cli.json("hooks")["hooks"]
     assert [h["token"] for h in listed] == ["approve:1"]
     assert "child:" not in cli("hooks").stdout
+    refused = cli("resume", "child:parent.2", "{}", ok=False)
+    assert "is how a parent waits for its child run" in refused.stderr
+    with SqliteWorld(cli.url) as world:  # nothing was delivered
+        kinds = [e.kind for e in world.read_events("parent")]
+    assert kinds == ["run_created", "hook_created", "child_started"]
 
 
 def test_a_reader_that_goes_away_ends_a_command_quietly(cli):
