@@ -72,9 +72,9 @@ def start_child(
     recorder = ctx.recorder
     if recorder is None:
         raise ctx.block()
-    with ctx.lock:
-        recorder.create_hook(hook, NewEvent("child_started", op_id, defn.name, info))
-        ctx.own_appended += 1
+    ctx.write_directly(
+        lambda: recorder.create_hook(hook, NewEvent("child_started", op_id, defn.name, info))
+    )
     return ChildRun(child_id, runtime, ctx, op_id)
 
 

@@ -189,6 +189,18 @@ class RunContext:
             self.own_appended = 0
         return arrived
 
+    def write_directly(self, write: Callable[[], object]) -> bool:
+        """Append one event outside :meth:`record` (a hook's creation or end), counted as ours.
+
+        Under the run's lock, so :meth:`refresh` never reads the log between the write and its
+        count. A conditional write that returns False wrote nothing and is not counted.
+        """
+        with self.lock:
+            if write() is False:
+                return False
+            self.own_appended += 1
+            return True
+
     @property
     def expected_seq(self) -> int:
         """The log's newest seq if nobody else appended since we last read it."""

@@ -68,10 +68,11 @@ class Hook(Generic[T]):
         if ctx.recorder is None or self.timeout_at is None or ctx.clock() < self.timeout_at:
             return False
         event = NewEvent("hook_timed_out", self._op_id, "hook")
-        with ctx.lock:  # not while refresh() reads the log (see there)
-            if not ctx.recorder.dispose_hook(self.token, event, ctx.expected_seq):
-                return False  # something arrived meanwhile: look again before giving up
-            ctx.own_appended += 1
+        recorder = ctx.recorder
+        if not ctx.write_directly(
+            lambda: recorder.dispose_hook(self.token, event, ctx.expected_seq)
+        ):
+            return False  # something arrived meanwhile: look again before giving up
         ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id)
         return True
 
@@ -114,12 +115,10 @@ class Hook(Generic[T]):
         ctx = self._ctx
         if self._op_id in ctx.hook_ends:
             return
-        if ctx.recorder is not None:
-            with ctx.lock:
-                ctx.recorder.dispose_hook(
-                    self.token, NewEvent("hook_disposed", self._op_id, "hook"), None
-                )
-                ctx.own_appended += 1
+        recorder = ctx.recorder
+        if recorder is not None:
+            event = NewEvent("hook_disposed", self._op_id, "hook")
+            ctx.write_directly(lambda: recorder.dispose_hook(self.token, event, None))
         ctx.hook_ends[self._op_id] = _ended(ctx, self._op_id, "hook_disposed")
 
 
@@ -166,9 +165,9 @@ def create_hook(
     recorder = ctx.recorder
     if recorder is None:
         raise ctx.block()
-    with ctx.lock:
-        recorder.create_hook(record, NewEvent("hook_created", op_id, "hook", data))
-        ctx.own_appended += 1
+    ctx.write_directly(
+        lambda: recorder.create_hook(record, NewEvent("hook_created", op_id, "hook", data))
+    )
     ctx.recorded[op_id] = _created(ctx, op_id, data)
     return Hook(ctx, op_id, chosen, timeout_at, model)
 
