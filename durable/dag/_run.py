@@ -273,24 +273,24 @@ def _validated_here(spec: Any) -> DagSpec:
     did not import their module: the run is left for a worker that did (it suspends, recording
     nothing, and is due again shortly), as a run of an unknown workflow is.
     """
-    try:
-        return validate(spec)
-    except DagValidationError as exc:
-        missing = [p for p in exc.problems if p.message.startswith("unknown handler")]
-        frame = current_frame.get()
-        if len(missing) < len(exc.problems) or frame is None or frame.ctx.pure:
-            raise
-        ctx = frame.ctx
-        if ctx.run_id not in _reported:  # once per run and process: it comes back every 10 s
-            _reported.add(ctx.run_id)
-            names = sorted({p.message.split("'")[1] for p in missing})
-            log.warning(
-                "run %s needs DAG handlers this process does not have (%s): leaving it for a "
-                "worker that imports their module (durable worker durable.dag MODULE)",
-                ctx.run_id, ", ".join(names),
-            )
-        wake_at = ctx.clock() + HANDLERS_RECHECK_SECONDS
-        raise ctx.suspend_until(wake_at, "missing handlers") from None
+    parsed = validate(spec, check_handlers=False)  # every other problem raises here
+    named = {n.handler for n in parsed.nodes}
+    named |= {n.compensate.handler for n in parsed.nodes if n.compensate is not None}
+    missing = sorted(name for name in named if _handlers.lookup(name) is None)
+    frame = current_frame.get()
+    if not missing:
+        return parsed
+    if frame is None or frame.ctx.pure:
+        return validate(spec)  # raises, naming the missing handlers
+    ctx = frame.ctx
+    if ctx.run_id not in _reported:  # once per run and process: it comes back every 10 s
+        _reported.add(ctx.run_id)
+        log.warning(
+            "run %s needs DAG handlers this process does not have (%s): leaving it for a "
+            "worker that imports their module (durable worker durable.dag MODULE)",
+            ctx.run_id, ", ".join(missing),
+        )
+    raise ctx.suspend_until(ctx.clock() + HANDLERS_RECHECK_SECONDS, "missing handlers")
 
 
 def node_prefixes(spec: Any) -> dict[str, str]:
