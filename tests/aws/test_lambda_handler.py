@@ -373,14 +373,14 @@ def test_run_is_handed_back_before_the_deadline_and_resumed_by_the_next_invocati
 def test_batch_arriving_with_less_time_than_the_margin_does_not_overrun_the_deadline(
     world: Any, client: Runtime, queue: Queue, handlers: Callable[..., Any]
 ) -> None:
-    run = wl.lw_slow.with_options(execute=False).start(6, 0.5)
+    run = wl.lw_slow.with_options(execute=False).start(8, 0.5)
     messages = queue.receive(1)
 
-    # 0.9 s left with a 1 s margin: there is no time to execute anything.
+    # 2.5 s left with a 3 s margin: there is no time to execute anything (the run needs 4 s).
     started = time.monotonic()
-    result = handlers(margin=1.0)(queue.event(messages), FakeContext(0.9))
+    result = handlers(margin=3.0)(queue.event(messages), FakeContext(2.5))
     took = time.monotonic() - started
-    assert took < 0.9, f"the handler returned after {took:.2f}s, past its time"
+    assert took < 2.5, f"the handler returned after {took:.2f}s, past its time"
     queue.settle(messages, result)
 
     record = world.get_run(run.id)
@@ -393,9 +393,9 @@ def test_batch_arriving_with_less_time_than_the_margin_does_not_overrun_the_dead
         assert body_of(carried[0])["run"] == run.id
         result = handlers(margin=1.0)(queue.event(carried), FakeContext(60))
         assert no_failures(result), result
-        assert run.result(timeout=5) == list(range(6))
+        assert run.result(timeout=5) == list(range(8))
         counts = step_counts(run.id)
-        assert len(counts) == 6 and set(counts.values()) == {1}, counts
+        assert len(counts) == 8 and set(counts.values()) == {1}, counts
 
 
 def test_leases_are_renewed_while_a_run_outlives_its_ttl(
