@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random as _random
+import threading
 import time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -179,37 +180,67 @@ def _run_threads(
 ) -> list[Any]:
     contexts = [_branch_context(ctx, group, i) for i in range(len(calls))]
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(calls)
+    stopping = _Stopping()
+    indices = iter(range(len(calls)))
+    lock = threading.Lock()
 
-    def run(index: int) -> None:
+    def take() -> int | None:
+        # Branches never started are left out: the group ends in control flow anyway.
+        with lock:
+            return None if stopping.now else next(indices, None)
+
+    def drain() -> None:
+        while (index := take()) is not None:
+            try:
+                outcomes[index] = (True, contexts[index].run(calls[index]))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in order below
+                outcomes[index] = (False, exc)
+                stopping.note(exc)
+                if limit is not None and isinstance(exc, Suspend):
+                    # The branch resumes later: its slot stays taken, or the group would run
+                    # more than ``limit`` branches at once (each waiting on a hook, say).
+                    return
+
+    def serve() -> None:
+        # A thread goes on with the next branch as soon as its own ends: a moment with no branch
+        # running would look to a lingering one (see RunContext.linger) like every branch waits.
         try:
-            outcomes[index] = (True, contexts[index].run(calls[index]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in order below
-            outcomes[index] = (False, exc)
-
-    workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
-
-    def run_in_thread(index: int) -> None:
-        assert ctx is not None
-        if index >= workers:  # the first ones were counted as they were handed out
-            ctx.branch_entered()
-        try:
-            run(index)
-        finally:
-            ctx.branch_left()
-
-    if workers <= 1:
-        for index in range(len(calls)):
-            run(index)
-    else:
-        if ctx is not None:
-            ctx.branches_start(workers)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="durable-branch") as pool:
-                list(pool.map(run if ctx is None else run_in_thread, range(len(calls))))
+            drain()
         finally:
             if ctx is not None:
-                ctx.branches_done()
+                ctx.branch_left()
+
+    workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
+    if workers <= 1:
+        drain()
+        return _collect(outcomes)
+    if ctx is not None:
+        ctx.branches_start(workers)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="durable-branch") as pool:
+            for _ in range(workers):
+                pool.submit(serve)
+    finally:
+        if ctx is not None:
+            ctx.branches_done()
     return _collect(outcomes)
+
+
+class _Stopping:
+    """Whether a group's branches not yet started must stay so.
+
+    They must once the run must stop (cancelled, diverged, storage gone): the group ends in that
+    control flow anyway.
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = False
+
+    def note(self, error: BaseException) -> None:
+        if isinstance(error, (StorageUnavailable, Cancelled, Diverged)):
+            self.now = True
 
 
 def _collect(outcomes: list[tuple[bool, Any]]) -> list[Any]:
@@ -245,15 +276,64 @@ async def _gather_plain(calls: list[Callable[[], Any]], limit: int | None) -> li
 def _limited(
     limit: int | None,
 ) -> Callable[[Callable[[], Any]], Coroutine[Any, Any, Any]]:
-    semaphore = asyncio.Semaphore(limit) if limit else None
+    slots = _Slots(limit) if limit else None
+    stopping = _Stopping()
+
+    async def run(call: Callable[[], Any]) -> Any:
+        if stopping.now:  # never started: the group ends in control flow anyway
+            return None
+        try:
+            return await _maybe_await(call())
+        except BaseException as exc:
+            stopping.note(exc)
+            raise
 
     async def branch(call: Callable[[], Any]) -> Any:
-        if semaphore is None:
-            return await _maybe_await(call())
-        async with semaphore:
-            return await _maybe_await(call())
+        if slots is None:
+            return await run(call)
+        if not await slots.take():
+            return None  # every slot is held by a suspended branch: the group suspends
+        suspended = False
+        try:
+            return await run(call)
+        except Suspend:
+            suspended = True
+            raise
+        finally:
+            await slots.give_back(suspended)
 
     return branch
+
+
+class _Slots:
+    """``max_concurrency`` for async branches; a suspended branch keeps its slot.
+
+    It resumes later, so giving its slot to another branch would run more than ``limit`` at
+    once (each waiting on a hook, say). Branches that find every slot held by a suspended one
+    do not start: the group suspends, and they start when the run resumes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.held = 0
+        self.changed = asyncio.Condition()
+
+    async def take(self) -> bool:
+        async with self.changed:
+            await self.changed.wait_for(
+                lambda: self.running + self.held < self.limit or self.running == 0
+            )
+            if self.running + self.held >= self.limit:
+                return False
+            self.running += 1
+            return True
+
+    async def give_back(self, suspended: bool) -> None:
+        async with self.changed:
+            self.running -= 1
+            self.held += suspended
+            self.changed.notify_all()
 
 
 async def _await_all(tasks: Sequence[asyncio.Future[Any]]) -> list[Any]:

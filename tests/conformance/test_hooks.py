@@ -302,3 +302,54 @@ def test_a_branch_whose_hook_is_resumed_goes_on_while_a_sibling_still_runs(engin
     durable.resume_hook("beside-slow", "ok")
     assert run.result(timeout=20) == ["after ok", "slow done"]
     assert time.monotonic() - started < 5
+
+
+def _wait_for_one_hook(token: str) -> int:
+    hook = durable.create_hook(token=token)
+    hook.wait()
+    hook.dispose()
+    return int(token.rsplit(":", 1)[1])
+
+
+async def _await_one_hook(token: str) -> int:
+    hook = durable.create_hook(token=token)
+    await hook
+    hook.dispose()
+    return int(token.rsplit(":", 1)[1])
+
+
+@workflow
+def limited_waits(n: int) -> list[int]:
+    return durable.map(_wait_for_one_hook, [f"limited:{i}" for i in range(n)], max_concurrency=2)
+
+
+@workflow
+async def async_limited_waits(n: int) -> list[int]:
+    return await durable.map(
+        _await_one_hook, [f"limited:{i}" for i in range(n)], max_concurrency=2
+    )
+
+
+def _open_hooks(engine, run) -> set[str]:
+    return {hook.token for hook in engine.world.list_hooks(run.id)}
+
+
+def _settled_hooks(engine, run, expected: set[str]) -> set[str]:
+    deadline = time.monotonic() + 10
+    while _open_hooks(engine, run) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # a run starting more branches than allowed would have done so by now
+    return _open_hooks(engine, run)
+
+
+@pytest.mark.parametrize("flow", [limited_waits, async_limited_waits], ids=["sync", "async"])
+def test_map_max_concurrency_holds_while_branches_wait(engine, flow):
+    engine.runtime.options.time_skipping = None
+    run = flow.start(5)
+    assert _settled_hooks(engine, run, {"limited:0", "limited:1"}) == {"limited:0", "limited:1"}
+    for i in range(4):
+        durable.resume_hook(f"limited:{i}", True)
+        expected = {f"limited:{j}" for j in range(i + 1, min(i + 3, 5))}
+        assert _settled_hooks(engine, run, expected) == expected
+    durable.resume_hook("limited:4", True)
+    assert run.result(timeout=10) == [0, 1, 2, 3, 4]
