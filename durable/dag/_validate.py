@@ -14,7 +14,7 @@ from durable._errors import DurableError
 from durable.dag import _handlers
 from durable.dag._schema import schema_problems
 from durable.dag._spec import DagSpec, NodeSpec
-from durable.dag._templates import FOREACH_VARS, TemplateError, references
+from durable.dag._templates import FOREACH_VARS, Reference, TemplateError, parse, templates
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
 
@@ -257,11 +257,12 @@ def _template_problems(
     allow_self: bool = False,
 ) -> Iterable[Problem]:
     owner = node.id if node is not None else None
-    try:
-        refs = list(references(value, ids, variables))
-    except TemplateError as exc:
-        yield Problem(owner, f"{what}: {exc}")
-        return
+    refs: list[Reference] = []
+    for expr in templates(value):  # each one on its own: every bad template is reported
+        try:
+            refs.append(parse(expr, ids, variables))
+        except TemplateError as exc:
+            yield Problem(owner, f"{what}: {exc}")
     for ref in refs:
         if ref.is_input or ref.is_var or node is None or ancestors is None:
             continue
