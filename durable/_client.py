@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from typing import Any
 
 from durable._errors import RunNotFound
@@ -29,9 +30,14 @@ def configure(
 ) -> Runtime:
     """Choose the world this process uses and tune how runs execute here.
 
+    Each call changes what it names. Without ``world``, the world in use stays (and so do the
+    settings not named here), so ``configure(force_replay=True)`` inside a test keeps the test's
+    world; with a new ``world``, unnamed settings start from their defaults.
+
     Args:
         world: a URL (``sqlite:///path.db``, ``memory://``, ``aws://``) or a World object.
-            Default: ``DURABLE_WORLD`` from the environment, else ``sqlite:///.durable/durable.db``.
+            Default: the world in use; before any, ``DURABLE_WORLD`` from the environment, else
+            ``sqlite:///.durable/durable.db``.
         worker: run the embedded worker that executes due runs in this process (default True).
         lease_ttl: seconds before the runs of a dead process can be taken over.
         inline_wait_limit: sleeps and retry delays up to this many seconds wait in-process.
@@ -43,7 +49,9 @@ def configure(
         The runtime now in use.
     """
     global _runtime
-    options = RuntimeOptions()
+    current = _runtime
+    keep = world is None and current is not None
+    options = replace(current.options) if keep and current is not None else RuntimeOptions()
     overrides: dict[str, Any] = {
         "worker": worker,
         "lease_ttl": lease_ttl,
@@ -55,10 +63,13 @@ def configure(
     for key, value in overrides.items():
         if value is not None:
             setattr(options, key, value)
-    if options.force_replay is False and os.environ.get("DURABLE_FORCE_REPLAY") == "1":
+    if force_replay is None and os.environ.get("DURABLE_FORCE_REPLAY") == "1":
         options.force_replay = True
-    target = world if world is not None else os.environ.get("DURABLE_WORLD", DEFAULT_WORLD)
-    opened = open_world(target) if isinstance(target, str) else target
+    if keep and current is not None:
+        opened = current.world
+    else:
+        target = world if world is not None else os.environ.get("DURABLE_WORLD", DEFAULT_WORLD)
+        opened = open_world(target) if isinstance(target, str) else target
     runtime = Runtime(opened, options)
     with _lock:
         previous, _runtime = _runtime, runtime
@@ -88,6 +99,11 @@ def use_runtime(runtime: Runtime | None) -> Runtime | None:
     with _lock:
         previous, _runtime = _runtime, runtime
     return previous
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime in use, if any has been made yet."""
+    return _runtime
 
 
 def get_runtime() -> Runtime:

@@ -14,13 +14,14 @@ The pytest plugin shipped with durable provides the same as the ``durable_world`
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from durable._client import use_runtime
+from durable._client import current_runtime, use_runtime
 from durable._durations import parse_duration
 from durable._runtime import Runtime, RuntimeOptions
 from worlds.memory import MemoryWorld
@@ -58,8 +59,14 @@ class TestWorld:
 
     world: MemoryWorld
     clock: Clock
-    runtime: Runtime
+    installed: Runtime = field(repr=False)
     started_at: float = field(default=0.0)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime on this world: the one installed, or one ``durable.configure`` made since."""
+        current = current_runtime()
+        return current if current is not None and current.world is self.world else self.installed
 
     def now(self) -> float:
         """The controlled clock's time in epoch seconds."""
@@ -72,14 +79,17 @@ class TestWorld:
 
 
 @contextmanager
-def world(*, time_skipping: bool = True, force_replay: bool = False) -> Iterator[TestWorld]:
+def world(*, time_skipping: bool = True, force_replay: bool | None = None) -> Iterator[TestWorld]:
     """An isolated in-memory world for tests, installed as this process's world.
 
     Args:
         time_skipping: while a test waits for a result and nothing is executing, jump the
             clock to the next due sleep or retry, so long sleeps take no real time.
-        force_replay: suspend and replay at every durable point, to prove a workflow replays.
+        force_replay: suspend and replay at every durable point, to prove a workflow replays
+            (default: on when the environment has ``DURABLE_FORCE_REPLAY=1``).
     """
+    if force_replay is None:
+        force_replay = os.environ.get("DURABLE_FORCE_REPLAY") == "1"
     clock = Clock()
     memory = MemoryWorld("memory://test", clock=clock)
     options = RuntimeOptions(
@@ -93,5 +103,7 @@ def world(*, time_skipping: bool = True, force_replay: bool = False) -> Iterator
     try:
         yield TestWorld(memory, clock, runtime, started_at=clock())
     finally:
-        use_runtime(previous)
+        last = use_runtime(previous)
         runtime.stop()
+        if last is not None and last is not runtime and last is not previous:
+            last.stop()  # made by durable.configure(...) on this world during the test

@@ -85,3 +85,77 @@ def test_time_skipping_never_makes_a_run_started_meanwhile_look_abandoned():
         assert weekly_reminder("eve") == ["reminded eve", "reminded eve"]
         assert started[0].result(timeout=10) == 1
     assert len(_held_calls) == 1  # never executed a second time as if its worker had died
+
+
+_flips = {"calls": 0}
+
+
+@durable.step
+def step_a() -> str:
+    return "a"
+
+
+@durable.step
+def step_b() -> str:
+    return "b"
+
+
+@durable.workflow
+def flips_on_replay() -> str:
+    # Not deterministic: the code takes another path each time it runs.
+    _flips["calls"] += 1
+    first = step_a() if _flips["calls"] == 1 else step_b()
+    return first + step_a()
+
+
+def test_configure_inside_a_test_keeps_the_test_world(durable_world):
+    durable.configure(force_replay=True)
+    runtime = durable.get_runtime()
+    assert runtime.world is durable_world.world
+    assert runtime.options.force_replay and runtime.options.time_skipping is not None
+    assert durable_world.runtime is runtime
+    start = time.monotonic()
+    assert weekly_reminder("eve") == ["reminded eve", "reminded eve"]
+    assert time.monotonic() - start < 5
+    _flips["calls"] = 0
+    run = flips_on_replay.start()
+    try:
+        run.result(timeout=5)
+    except durable.WorkflowFailed as failed:
+        assert "NonDeterminismError" in str(failed), failed
+    else:
+        raise AssertionError("forced replay did not replay the run")
+
+
+def test_configure_without_a_world_changes_only_what_it_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    previous = durable._client.current_runtime()
+    try:
+        durable.configure("memory://", worker=False, poll_interval=0.5)
+        durable.configure(max_concurrent_runs=3)
+        runtime = durable.get_runtime()
+        assert runtime.world.url == "memory://"
+        assert not runtime.options.worker and runtime.options.poll_interval == 0.5
+        assert runtime.options.max_concurrent_runs == 3
+        assert not (tmp_path / ".durable").exists()
+        durable.configure("memory://")
+        assert durable.get_runtime().options.worker  # a new world starts from the defaults
+    finally:
+        durable.get_runtime().stop()
+        durable._client.use_runtime(previous)
+
+
+def test_durable_force_replay_in_the_environment_reaches_the_test_world(monkeypatch):
+    monkeypatch.setenv("DURABLE_FORCE_REPLAY", "1")
+    with world() as env:
+        assert env.runtime.options.force_replay
+        _flips["calls"] = 0
+        run = flips_on_replay.start()
+        try:
+            run.result(timeout=5)
+        except durable.WorkflowFailed as failed:
+            assert "NonDeterminismError" in str(failed), failed
+        else:
+            raise AssertionError("DURABLE_FORCE_REPLAY=1 did not replay the run")
+    with world(force_replay=False) as env:
+        assert not env.runtime.options.force_replay
