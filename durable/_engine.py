@@ -303,6 +303,8 @@ class RunContext:
                     self.check_cancel()
                     continue
                 raise self.suspend_until(when, "sleeping")
+            # Recording the sleep may have told of a cancel: stop now, not after the wait.
+            self.check_cancel()
             time.sleep(remaining)
             self.check_cancel()
             return
@@ -383,6 +385,7 @@ class RunContext:
             return
         if self.pure or remaining > self.inline_wait_limit:
             raise self.suspend_until(when, "sleeping")
+        self.check_cancel()
         await asyncio.sleep(remaining)
         self.check_cancel()
 

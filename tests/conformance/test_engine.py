@@ -24,6 +24,7 @@ from durable import (
     step,
     workflow,
 )
+from durable._run import cancel_run
 
 calls: Counter[str] = Counter()
 _calls_lock = threading.Lock()
@@ -452,6 +453,36 @@ def test_cancel_stops_at_next_durable_point(engine):
     assert run.status == "cancelled"
     assert calls == {"add:1:1": 1}
     assert run.events()[-1].kind == "run_cancelled"
+
+
+@workflow
+def naps_twice() -> str:
+    add(1, 1)
+    durable.sleep(2.0)
+    durable.sleep(2.0)
+    add(2, 2)
+    return "finished"
+
+
+def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine):
+    engine.runtime.options.time_skipping = None
+    engine.runtime.options.inline_wait_limit = 5.0  # both sleeps wait in-process
+    run = naps_twice.start()
+    deadline = time.monotonic() + 10
+    while not any(e.kind == "sleep_started" for e in run.events()):
+        assert time.monotonic() < deadline, run.events()
+        time.sleep(0.01)
+    # As another process would: the world learns of it, the executing worker is not told.
+    cancelled_at = time.monotonic()
+    assert cancel_run(engine.world, run.id) == "requested"
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=15)
+    took = time.monotonic() - cancelled_at
+    events = run.events()
+    assert events[-1].kind == "run_cancelled" and calls == {"add:1:1": 1}, events
+    # The first sleep ends (2 s); the second is the next durable point, where the run stops
+    # rather than waiting it out too (4 s).
+    assert took < 3.0, f"cancelled {took:.1f}s after the request"
 
 
 class Opaque:
