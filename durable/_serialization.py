@@ -455,6 +455,11 @@ def _type_name(cls: type) -> str:
     module = cls.__module__
     if module == "__main__":
         module = _main_module_name() or module
+    elif module.startswith("durable._"):
+        # The package's own types go by their public names (durable.NonDeterminismError).
+        package = sys.modules.get("durable")
+        if package is not None and getattr(package, cls.__qualname__, None) is cls:
+            module = "durable"
     return f"{module}.{cls.__qualname__}"
 
 

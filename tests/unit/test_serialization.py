@@ -553,6 +553,11 @@ def test_error_type_names() -> None:
     assert error_to_dict(ValueError("x"))["type"] == "ValueError"
     assert error_to_dict(PaymentDeclined("c", 1))["type"] == f"{__name__}.PaymentDeclined"
     assert error_to_dict(KeyError())["type"] == "KeyError"
+    # durable's own errors go by their public names, and old logs' private ones still resolve.
+    recorded = error_to_dict(NonDeterminismError("3", "step 'a'", "step 'b'"))
+    assert recorded["type"] == "durable.NonDeterminismError"
+    older = {**recorded, "type": "durable._errors.NonDeterminismError"}
+    assert type(error_from_dict(older)) is NonDeterminismError
 
 
 def test_error_state_attributes_round_trip() -> None:
