@@ -25,6 +25,7 @@ __all__ = [
     "json_option",
     "load_workflow",
     "opened_world",
+    "read_json_argument",
     "show",
     "starting_world",
     "world_url",
@@ -73,6 +74,40 @@ def json_option(fn: F) -> F:
 def echo_json(value: object) -> None:
     """Print a JSON document on stdout."""
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def read_json_argument(text: str, name: str) -> tuple[str, str]:
+    """The JSON an argument stands for: itself, ``-`` for stdin, or ``@PATH`` for a file's text.
+
+    One argument is limited to 128 KiB on Linux, so larger inputs come from stdin or a file
+    (as with curl's ``-d @file``). Neither ``-`` nor ``@`` can begin a JSON document.
+
+    Args:
+        text: the argument as given.
+        name: its name in messages (``"ARGS"``).
+
+    Returns:
+        ``(json_text, what)``: ``what`` names the argument and where it came from, for messages.
+
+    Raises:
+        click.ClickException: the file cannot be read, or is not UTF-8.
+    """
+    if text == "-":
+        source, what = "stdin", f"{name} (from stdin)"
+    elif text.startswith("@"):
+        source, what = text[1:], f"{name} (from {text[1:]})"
+    else:
+        return text, name
+    try:
+        if source == "stdin":
+            return sys.stdin.buffer.read().decode("utf-8"), what
+        with open(source, "rb") as file:
+            return file.read().decode("utf-8"), what
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise click.ClickException(f"cannot read {name} from {source!r}: {reason}") from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{what} is not UTF-8 text ({exc.reason})") from None
 
 
 def starting_world(ctx: click.Context, wait: bool) -> str:

@@ -7,8 +7,8 @@ import json
 import click
 from rich.table import Table
 
-from cli._common import echo_json, json_option, opened_world, show
-from cli._values import iso
+from cli._common import echo_json, json_option, opened_world, read_json_argument, show
+from cli._values import format_local, iso
 from durable._children import CHILD_TOKEN_PREFIX
 from durable._hooks import encode_payload
 from durable.world import HookRecord
@@ -43,9 +43,8 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         return
     table = Table("TOKEN", "RUN", "OP", "CREATED", "TIMES OUT", box=None)
     for hook in live:
-        table.add_row(
-            hook.token, hook.run_id, hook.op_id, iso(hook.created_at), iso(hook.timeout_at) or "-"
-        )
+        timeout = "-" if hook.timeout_at is None else format_local(hook.timeout_at)
+        table.add_row(hook.token, hook.run_id, hook.op_id, format_local(hook.created_at), timeout)
     show(table)
 
 
@@ -55,17 +54,27 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def resume(ctx: click.Context, token: str, payload: str, as_json: bool) -> None:
-    """Deliver PAYLOAD (JSON, default null) to the run waiting on hook TOKEN."""
+    """Deliver PAYLOAD (JSON, default null) to the run waiting on hook TOKEN.
+
+    For payloads too large for a command line, `-` reads PAYLOAD from stdin and `@FILE` from a
+    file.
+
+    \b
+    Examples:
+      durable resume email-verified:42 '{"verified": true}'
+      durable resume report-ready:7 @report.json
+    """  # noqa: D301 - "\b" keeps click from rewrapping the examples
     if token.startswith(CHILD_TOKEN_PREFIX):
         raise click.ClickException(
             f"{token!r} is how a parent waits for its child run; the child's end resumes it "
             "(cancel the child with `durable cancel` to stop the wait)"
         )
+    payload, what = read_json_argument(payload, "PAYLOAD")
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.ClickException(
-            f"PAYLOAD is not valid JSON ({exc.msg} at position {exc.pos}): quote it for the "
+            f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): quote it for the "
             """shell, e.g. '{"verified": true}'"""
         ) from None
     with opened_world(ctx) as world:

@@ -17,7 +17,6 @@ from cli._values import (
     format_ago,
     format_duration,
     format_local,
-    format_when,
 )
 from durable.world import RUN_STATUSES, Event, RunRecord
 
@@ -153,7 +152,7 @@ def _op_label(op: Operation) -> str:
 
 def _op_detail(op: Operation) -> str:
     if op.kind == "sleep" and op.wake_at is not None:
-        return f"until {format_when(op.wake_at)}"
+        return f"until {format_local(op.wake_at)}"
     if op.kind == "value":
         return compact(op.value, 60)
     parts: list[str] = []
@@ -161,7 +160,7 @@ def _op_detail(op: Operation) -> str:
         if attempt.error is not None and (attempt is not op.attempts[-1] or op.error is None):
             parts.append(f"#{attempt.number} {_error_text(attempt.error, 50)}")
     if op.status == "retrying" and op.attempts and op.attempts[-1].retry_at is not None:
-        parts.append(f"next attempt at {format_when(op.attempts[-1].retry_at)}")
+        parts.append(f"next attempt at {format_local(op.attempts[-1].retry_at)}")
     if op.error is not None and op.status != "retrying":
         parts.append(_error_text(op.error))
     return "; ".join(parts)
@@ -288,7 +287,7 @@ def describe_event(event: Event) -> str:
     if event.kind == "sleep_started":
         wake = info.get("wake_at")
         if isinstance(wake, (int, float)):
-            return f"{format_duration(wake - event.created_at)}, until {format_when(wake)}"
+            return f"{format_duration(wake - event.created_at)}, until {format_local(wake)}"
         return "sleeping"
     if event.kind == "value_recorded":
         return _value_line(event.data)
@@ -296,7 +295,37 @@ def describe_event(event: Event) -> str:
         return compact(error, 120)
     if event.kind in ("run_completed", "run_cancelled"):
         return ""
-    return _value_line(event.data) if event.data is not None else ""
+    if event.kind == "hook_created":
+        return _hook_line(event.data)
+    return _value_line(_local_times(event.data)) if event.data is not None else ""
+
+
+def _hook_line(data: bytes | None) -> str:
+    value, _ = decode(data)
+    info = value if isinstance(value, dict) else {}
+    timeout_at = info.get("timeout_at")
+    until = (
+        f"times out {format_local(timeout_at)}"
+        if isinstance(timeout_at, (int, float))
+        else "no timeout"
+    )
+    schema = f", payload {info['schema']}" if info.get("schema") else ""
+    return f"token {info.get('token', '?')}, {until}{schema}"
+
+
+def _local_times(data: bytes | None) -> bytes | None:
+    # Events this module does not describe yet may hold epoch seconds under "*_at" keys; people
+    # read them in the same format as every other time shown.
+    try:
+        value = json.loads(data or b"")
+    except ValueError:
+        return data
+    if not isinstance(value, dict):
+        return data
+    for key, item in value.items():
+        if key.endswith("_at") and isinstance(item, (int, float)) and not isinstance(item, bool):
+            value[key] = format_local(item)
+    return json.dumps(value, ensure_ascii=False).encode()
 
 
 def events_table(events: list[Event], t0: float) -> Table:
@@ -322,7 +351,11 @@ def events_table(events: list[Event], t0: float) -> Table:
 
 
 def world_table(
-    url: str, path: str | None, size: int | None, counts: dict[str, int]
+    url: str,
+    path: str | None,
+    size: int | None,
+    counts: dict[str, int],
+    location: dict[str, str] | None = None,
 ) -> RenderableType:
     """Which world, where it lives, and how many runs it holds by status."""
     grid = Table.grid(padding=(0, 2))
@@ -333,6 +366,8 @@ def world_table(
     if path is not None:
         grid.add_row("path", path)
         grid.add_row("size", "-" if size is None else _format_size(size))
+    for key, value in (location or {}).items():
+        grid.add_row(key.replace("_", " "), value)
     grid.add_row("runs", str(sum(counts.values())))
     by_status = Table(box=None, header_style="bold", pad_edge=False)
     by_status.add_column("STATUS")

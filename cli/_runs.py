@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from cli._common import (
     json_option,
     load_workflow,
     opened_world,
+    read_json_argument,
     show,
     starting_world,
 )
@@ -35,7 +37,7 @@ from cli._render import (
 )
 from cli._schema import event_json, run_json, timeline_json
 from cli._timeline import build_timeline
-from cli._values import format_duration, iso
+from cli._values import compact, format_duration, format_local, iso, shorten
 from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._durations import parse_duration
@@ -55,16 +57,20 @@ __all__ = ["cancel", "events", "gc", "inspect", "runs", "start", "world"]
 def parse_args(text: str | None) -> tuple[list[Any], dict[str, Any]]:
     """Split the ARGS of ``durable start`` into positional and keyword arguments.
 
+    ``-`` reads ARGS from stdin and ``@PATH`` from a file (see :func:`read_json_argument`).
+
     Raises:
-        click.ClickException: ``text`` is not JSON, or neither a list nor an object.
+        click.ClickException: the input cannot be read, is not JSON, or is neither a list nor
+            an object.
     """
     if text is None:
         return [], {}
+    text, what = read_json_argument(text, "ARGS")
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise click.ClickException(
-            f"ARGS is not valid JSON ({exc}): pass a JSON list of positional arguments or an "
+            f"{what} is not valid JSON ({exc}): pass a JSON list of positional arguments or an "
             "object of keyword arguments, e.g. '[\"ada@example.com\"]' or "
             "'{\"email\": \"ada@example.com\"}'"
         ) from exc
@@ -73,8 +79,8 @@ def parse_args(text: str | None) -> tuple[list[Any], dict[str, Any]]:
     if isinstance(value, dict):
         return [], value
     raise click.ClickException(
-        f"ARGS must be a JSON list (positional arguments) or object (keyword arguments), "
-        f"got {type(value).__name__}: {text}"
+        f"{what} must be a JSON list (positional arguments) or object (keyword arguments), "
+        f"got {type(value).__name__}: {compact(text)}"
     )
 
 
@@ -135,6 +141,7 @@ def start(
     """Start a run of WORKFLOW (defined in MODULE) and print its id.
 
     ARGS is JSON: a list is passed as positional arguments, an object as keyword arguments.
+    For inputs too large for a command line, `-` reads ARGS from stdin and `@FILE` from a file.
     Without --wait the run is recorded as pending for a worker (`durable worker MODULE` or
     `durable dev MODULE`); with --wait this process executes it and prints the result.
 
@@ -142,6 +149,8 @@ def start(
     Examples:
       durable start examples.signup:signup '["ada@example.com"]'
       durable start examples.signup:signup '{"email": "ada@example.com"}' --wait
+      durable start examples.orders:place_order @order.json
+      produce-orders | durable start examples.orders:place_order -
     """  # noqa: D301 - "\b" keeps click from rewrapping the examples
     positional, keywords = parse_args(args)
     wf = load_workflow(target)
@@ -188,9 +197,22 @@ def _wait(run: durable.Run, timeout: float | None, quiet: bool) -> None:
         if not quiet:
             raise click.ClickException(message) from None
         click.echo(f"Error: {message}", err=True)  # --json: the run's document follows on stdout
-    except (WorkflowFailed, WorkflowCancelled):
+    except WorkflowFailed as exc:
+        if not quiet:
+            raise click.ClickException(_failure_line(exc)) from None
+    except WorkflowCancelled:
         if not quiet:
             raise
+
+
+_ERROR_LIMIT = 1000
+"""Characters of a failed run's error printed by ``start --wait`` (a message may be megabytes)."""
+
+
+def _failure_line(exc: WorkflowFailed) -> str:
+    whole = f"`durable inspect {exc.run_id}` or `durable events {exc.run_id} --json`"
+    error = shorten(f"{exc.error_type}: {exc.error_message}", _ERROR_LIMIT, whole)
+    return f"run {exc.run_id} failed: {error}"
 
 
 @click.command()
@@ -279,7 +301,12 @@ def _link_lines(links: dict[str, Any]) -> list[str]:
     for child in links["children"]:
         lines.append(f"child     {child['id']} ({child['status']})")
     for hook in links["hooks"]:
-        until = f", times out {hook['timeout_at']}" if hook["timeout_at"] else ""
+        timeout_at = hook["timeout_at"]  # ISO 8601 for --json; people get the table's format
+        until = (
+            f", times out {format_local(datetime.fromisoformat(timeout_at).timestamp())}"
+            if timeout_at
+            else ""
+        )
         lines.append(f"hook      {hook['token']} (waiting{until})")
     for stream in links["streams"]:
         state = "closed" if stream["closed"] else "open"
@@ -376,6 +403,8 @@ def info(ctx: click.Context, as_json: bool) -> None:
         counts = opened.count_runs()
         url = opened.url
         location = getattr(opened, "path", None)
+        # A world without a file (AWS) says where its resources are instead.
+        where = opened.location() if hasattr(opened, "location") else None
     path = str(location) if location is not None else None
     size = _size(path) if path is not None else None
     by_status: dict[str, int] = {status: counts.get(status, 0) for status in RUN_STATUSES}
@@ -386,13 +415,14 @@ def info(ctx: click.Context, as_json: bool) -> None:
                 "url": url,
                 "backend": url.partition("://")[0],
                 "path": path,
+                "location": where,
                 "size_bytes": size,
                 "runs": by_status,
                 "total_runs": sum(by_status.values()),
             }
         )
         return
-    show(world_table(url, path, size, by_status))
+    show(world_table(url, path, size, by_status, where))
 
 
 def _size(path: str) -> int | None:

@@ -25,6 +25,7 @@ __all__ = [
     "format_when",
     "iso",
     "plain",
+    "shorten",
 ]
 
 JsonValue = Any
@@ -107,6 +108,20 @@ def compact(value: JsonValue, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten(text: str, limit: int, whole: str) -> str:
+    """The start of ``text`` for people, saying how much was left out and where to see it all.
+
+    Args:
+        text: the text, of any length.
+        limit: how many characters to keep.
+        whole: what shows the text whole (a command), for the note.
+    """
+    if len(text) <= limit:
+        return text
+    left_out = len(text) - limit
+    return f"{text[:limit]}… [{left_out:,} more characters; {whole} shows it whole]"
 
 
 def iso(timestamp: float | None) -> str | None:

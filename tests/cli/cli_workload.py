@@ -68,3 +68,27 @@ def welcome(member: Member) -> str:
     """Annotated with a model: JSON given on the command line arrives as a Member."""
     assert isinstance(member, Member), type(member)
     return f"welcome {member.name}, member since {member.since.year}"
+
+
+@workflow
+def measure(text: str) -> int:
+    """Returns the length of its input (which may be too large for a command line)."""
+    return len(text)
+
+
+@step
+def explode(size: int) -> None:
+    raise FatalError("x" * size)
+
+
+@workflow
+def blow_up(size: int) -> None:
+    """Fails with an exception message of ``size`` characters."""
+    explode(size)
+
+
+@workflow
+def approval(token: str) -> int:
+    """Waits (a day at most) on hook ``token``; returns the length of the payload's text."""
+    payload = durable.create_hook(token=token, timeout="1d").wait()
+    return len(payload["text"])

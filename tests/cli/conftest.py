@@ -36,10 +36,11 @@ class Cli:
     url: str
 
     def __call__(
-        self, *args: str, ok: bool | None = True, timeout: float = 30
+        self, *args: str, ok: bool | None = True, timeout: float = 30, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [self.script, *args],
+            input=stdin,
             cwd=ROOT,
             env=self.env,
             capture_output=True,

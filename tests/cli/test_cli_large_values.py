@@ -1,0 +1,73 @@
+"""Inputs too large for a command line, and errors too large to print whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+WORKLOAD = "tests.cli.cli_workload"
+BIG = 450_000
+"""Characters: past Linux's 128 KiB limit on one argument."""
+
+
+def test_start_reads_args_from_a_file_or_stdin(cli, tmp_path):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(["y" * BIG]))
+    from_file = cli("start", f"{WORKLOAD}:measure", f"@{path}", "--wait")
+    assert from_file.stdout.splitlines()[1] == str(BIG)
+
+    from_stdin = cli("start", f"{WORKLOAD}:measure", "-", "--wait", stdin=path.read_text())
+    assert from_stdin.stdout.splitlines()[1] == str(BIG)
+
+    refused = cli("start", f"{WORKLOAD}:measure", "-", stdin='"not a list"', ok=False)
+    assert refused.stderr.startswith("Error: ARGS (from stdin) must be a JSON list")
+    assert "`-` reads ARGS from stdin and `@FILE` from a file" in " ".join(
+        cli("start", "--help").stdout.split()
+    )
+
+
+@pytest.mark.parametrize("source", ["stdin", "file"])
+def test_resume_reads_the_payload_from_stdin_or_a_file(cli, tmp_path, source):
+    workflow, run = f"{WORKLOAD}:approval", ["--run-id", "approval-1"]
+    cli("start", workflow, '["big:1"]', *run, "--wait", "--timeout", "0.5", ok=False)
+    payload = json.dumps({"text": "z" * BIG})
+    if source == "stdin":
+        resumed = cli("resume", "big:1", "-", stdin=payload)
+    else:
+        (tmp_path / "payload.json").write_text(payload)
+        resumed = cli("resume", "big:1", f"@{tmp_path / 'payload.json'}")
+    assert "resumed run approval-1" in resumed.stdout
+    done = cli("start", workflow, '["big:1"]', *run, "--wait")  # runs it on, here
+    assert done.stdout.splitlines()[1] == str(BIG)
+    assert "`@FILE` from a file" in " ".join(cli("resume", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("command", ["start", "resume"])
+def test_a_missing_input_file_is_one_clear_line(cli, tmp_path, command):
+    cli("world", "info")
+    missing = tmp_path / "nope.json"
+    args = [f"{WORKLOAD}:greet"] if command == "start" else ["some:token"]
+    proc = cli(command, *args, f"@{missing}", ok=False)
+    name = "ARGS" if command == "start" else "PAYLOAD"
+    assert proc.stderr == f"Error: cannot read {name} from '{missing}': No such file or directory\n"
+    assert proc.stdout == ""
+
+
+def test_a_huge_error_is_cut_short_for_people_but_whole_in_json(cli):
+    proc = cli("start", f"{WORKLOAD}:blow_up", "[500000]", "--wait", "--run-id", "boom", ok=False)
+    [line] = proc.stderr.splitlines()
+    assert len(line) < 2_000
+    assert line.startswith("Error: run boom failed: ") and "FatalError: xxxx" in line
+    assert "more characters; `durable inspect boom` or `durable events boom --json` shows it" in (
+        line
+    )
+    [event] = [e for e in cli.json("events", "boom")["events"] if e["kind"] == "run_failed"]
+    assert event["data"]["message"] == "x" * 500_000
+    error = f"{event['data']['type']}: {event['data']['message']}"
+    kept, _, note = line.partition("failed: ")[2].partition("… [")
+    assert error.startswith(kept)
+    assert len(kept) + int(note.split(" more")[0].replace(",", "")) == len(error)
+
+    proc = cli("start", f"{WORKLOAD}:blow_up", "[500000]", "--wait", "--json", ok=False)
+    assert json.loads(proc.stdout)["error"]["message"] == "x" * 500_000
