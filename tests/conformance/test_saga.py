@@ -259,7 +259,7 @@ def test_a_run_whose_compensation_failed_reports_it(engine):
     run = compensation_fails_the_run.start()
     with pytest.raises(WorkflowFailed) as failed:
         run.result(timeout=10)
-    assert failed.value.error_type == "durable._saga.CompensationFailed"
+    assert failed.value.error_type == "durable.CompensationFailed"
     cause = failed.value.cause
     assert isinstance(cause, CompensationFailed)
     assert cause.failures == ["broken_undo: ConnectionError: cannot undo x"]
