@@ -65,7 +65,8 @@ def _sleep(seconds: float | None, until: float | None) -> Any:
     ctx = frame.ctx
     op_id = frame.branch.next_op()
     if ctx.is_async:
-        return _sleep_async(ctx, op_id, seconds, until)
+        call = _sleep_async(ctx, op_id, seconds, until)
+        return ctx.hand_out(call, "durable.sleep()" if until is None else "durable.sleep_until()")
     ctx.wait_until(ctx.sleep_target(op_id, seconds, until))
     return None
 

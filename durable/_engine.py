@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step
 from durable._control import Cancelled, StorageUnavailable, Suspend
@@ -34,6 +35,8 @@ from durable.world import Event, HookRecord, NewEvent
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
+
+T = TypeVar("T")
 
 _FAMILY = {
     "step_completed": "step",
@@ -133,6 +136,8 @@ class RunContext:
     hook_cursor: dict[str, int] = field(default_factory=dict)
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
+    handed_out: list[tuple[Coroutine[Any, Any, Any], str]] = field(default_factory=list)
+    """Durable calls of an async workflow, to find one never awaited (see ``forgotten``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushing: bool = False
     """A thread is writing a group of events to the world (see ``record``)."""
@@ -143,6 +148,21 @@ class RunContext:
     active: int = 1
     """Threads running this run's code and not lingering (see ``linger``)."""
     _activity: threading.Condition | None = None
+
+    def hand_out(self, call: Coroutine[Any, Any, T], what: str) -> Coroutine[Any, Any, T]:
+        """Note a durable call of an async workflow: it does nothing until awaited."""
+        if len(self.handed_out) >= 64:  # keep only the ones not started yet
+            self.handed_out[:] = [item for item in self.handed_out if _not_started(item[0])]
+        self.handed_out.append((call, what))
+        return call
+
+    def forgotten(self) -> list[str]:
+        """The durable calls never awaited (closed now: they will never run)."""
+        left = [(call, what) for call, what in self.handed_out if _not_started(call)]
+        self.handed_out.clear()
+        for call, _ in left:
+            call.close()
+        return [what for _, what in left]
 
     def _written_changed(self) -> threading.Condition:
         # Called with self.lock held. Made on first need: most runs never have two writers.
@@ -522,6 +542,10 @@ class RunContext:
 _LINGER_POLL = 0.2
 """Seconds between looks at the log while a branch lingers (hook payloads, child outcomes)."""
 _LINGER_POLL_MAX = 2.0
+
+
+def _not_started(call: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(call) == inspect.CORO_CREATED
 
 
 def rebuild_error(step_name: str, info: dict[str, Any]) -> BaseException:

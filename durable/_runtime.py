@@ -33,6 +33,7 @@ from durable._decorators import (
 )
 from durable._engine import Diverged, RunContext
 from durable._errors import (
+    ConfigurationError,
     DurableError,
     LeaseLost,
     SerializationError,
@@ -409,10 +410,15 @@ class Runtime:
             result = await defn.fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
             await wait_for_branches(ctx)
+            ctx.forgotten()
             return self._finish(ctx, exc, None)
         finally:
             current_frame.reset(token)
         await wait_for_branches(ctx)
+        forgotten = ctx.forgotten()
+        if forgotten:
+            # Deterministic: a replay makes the same calls and forgets the same ones.
+            return self._finish(ctx, _never_awaited(ctx.workflow_name, forgotten), None)
         return self._finish(ctx, None, result)
 
     def _continue_at_once(self, run_id: str, outcome: Outcome) -> RunRecord | None:
@@ -781,3 +787,11 @@ def _serializer(ctx: RunContext) -> str:
 
 
 __all__ = ["Outcome", "Runtime", "RuntimeOptions"]
+
+
+def _never_awaited(workflow_name: str, calls: list[str]) -> ConfigurationError:
+    listed = ", ".join(calls[:3]) + (f" and {len(calls) - 3} more" if len(calls) > 3 else "")
+    return ConfigurationError(
+        f"async workflow {workflow_name!r} called {listed} without await, so it never ran: "
+        "in async workflows, await every step, durable.sleep() and durable.sleep_until() call"
+    )

@@ -27,7 +27,7 @@ def call_step(step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any
     op_id = frame.branch.next_op()
     if ctx.is_async:
         # The id is taken now, at call time, so asyncio.gather over steps gets ids in call order.
-        return _run_async(ctx, op_id, step, args, kwargs)
+        return ctx.hand_out(_run_async(ctx, op_id, step, args, kwargs), f"step {step.name!r}")
     event = ctx.lookup(op_id, "step", step.name)
     if event is not None:
         return ctx.step_outcome(event)

@@ -357,6 +357,25 @@ def test_workflow_failure_is_recorded(engine):
 
 
 @workflow
+async def forgets_to_await() -> int:
+    first = await add(1, 1)
+    durable.sleep("7 days")  # no await: it would do nothing
+    add(2, 2)  # nor would this step
+    return first
+
+
+def test_a_durable_call_an_async_workflow_never_awaits_fails_the_run(engine):
+    run = forgets_to_await.start()
+    with pytest.raises(WorkflowFailed) as info:
+        run.result(timeout=10)
+    assert isinstance(info.value.cause, durable.ConfigurationError), info.value
+    message = info.value.error_message
+    assert "durable.sleep()" in message and "step 'add'" in message and "await" in message
+    assert calls == {"add:1:1": 1}  # what was awaited ran; the rest never did
+    assert [e.kind for e in run.events()][-1] == "run_failed"
+
+
+@workflow
 def fan_out(n: int) -> list[int]:
     first = durable.parallel(lambda: add(1, 0), lambda: add(2, 0), lambda: add(3, 0))
     second = durable.map(lambda i: add(i, 100), range(n), max_concurrency=4)
