@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 import durable
-from cli._common import echo_json, import_modules, json_option, starting_world
+from cli._common import (
+    echo_json,
+    import_modules,
+    json_option,
+    read_json_argument,
+    starting_world,
+)
 from cli._schema import run_json
 from durable import dag as durable_dag
 from durable._errors import WorkflowCancelled, WorkflowFailed
@@ -72,7 +78,10 @@ def validate(file: str, modules: tuple[str, ...], as_json: bool) -> None:
 
 @dag.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input", "input_text", help="The run input, as JSON.")
+@click.option(
+    "--input", "input_text",
+    help="The run input, as JSON; '-' reads it from stdin, '@PATH' from a file.",
+)
 @click.option("--wait", is_flag=True, help="Execute the run in this process and print its result.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
 @click.option("--run-id", help="Choose the run id; starting an existing id returns that run.")
@@ -98,10 +107,11 @@ def run(
     raw = _load(file)
     run_input: Any = None
     if input_text is not None:
+        text, what = read_json_argument(input_text, "--input")
         try:
-            run_input = json.loads(input_text)
+            run_input = json.loads(text)
         except ValueError as exc:
-            raise click.ClickException(f"--input is not valid JSON: {exc}") from exc
+            raise click.ClickException(f"{what} is not valid JSON: {exc}") from exc
     try:
         durable_dag.validate(raw)
     except durable_dag.DagValidationError as exc:

@@ -98,6 +98,17 @@ def test_run_wait_prints_the_id_and_result(dag_cli):
     assert doc["result"]["task"] == "C"
 
 
+def test_run_input_from_a_file(dag_cli, tmp_path):
+    (tmp_path / "input.json").write_text('"go"')
+    proc = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers", "--wait",
+                   "--input", f"@{tmp_path / 'input.json'}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"]["task"] == "C"
+    proc = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers",
+                   "--input", f"@{tmp_path / 'missing.json'}")
+    assert proc.returncode == 1 and "cannot read --input from" in proc.stderr, proc.stderr
+
+
 def test_run_without_wait_leaves_the_run_to_a_worker(dag_cli):
     proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers")
     assert proc.returncode == 0, proc.stderr
