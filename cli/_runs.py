@@ -157,8 +157,11 @@ def start(
     _check_arguments(wf, positional, keywords)
     runtime = durable.configure(starting_world(ctx, wait), worker=wait)
     try:
+        try:
+            options = wf.with_options(run_id=run_id, execute=wait)  # checks the id first
+        except (TypeError, ValueError) as exc:
+            raise click.ClickException(f"--run-id: {exc}") from None
         existing = runtime.world.get_run(run_id) if run_id else None
-        options = wf.with_options(run_id=run_id, execute=wait)
         with _stdout_to_stderr(as_json):
             run = options.start(*positional, **keywords)
             if not as_json:

@@ -207,11 +207,8 @@ class Workflow(Generic[P, R]):
             execute: run it in this process (default) or leave it to other workers.
         """
         changes: dict[str, Any] = {}
-        if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
-            raise TypeError(
-                f"run_id must be a non-empty string, got {run_id!r} ({type(run_id).__name__})"
-            )
         if run_id is not None:
+            check_run_id(run_id)
             changes["run_id"] = run_id
         if execute is not None:
             changes["execute"] = execute
@@ -325,3 +322,27 @@ def step(
         return Step(definition)
 
     return decorate(fn) if fn is not None else decorate
+
+
+MAX_RUN_ID_LENGTH = 256
+"""Longest run id accepted (every world stores it in keys of its own; DynamoDB's are bounded)."""
+
+
+def check_run_id(run_id: object) -> None:
+    """Refuse a run id every world could not store the same way.
+
+    Raises:
+        TypeError: not a non-empty string.
+        ValueError: too long, or holding control characters.
+    """
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise TypeError(
+            f"run_id must be a non-empty string, got {run_id!r} ({type(run_id).__name__})"
+        )
+    if len(run_id) > MAX_RUN_ID_LENGTH:
+        raise ValueError(
+            f"run_id is {len(run_id)} characters long; the most is {MAX_RUN_ID_LENGTH}: use a "
+            "shorter id (a hash of a long business key, say)"
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in run_id):
+        raise ValueError(f"run_id {run_id!r} holds control characters; use printable text")

@@ -32,6 +32,15 @@ def test_start_records_a_pending_run_that_runs_lists(cli):
     assert cli.json("runs", "--workflow", "greet", "--limit", "1")["runs"][0]["id"] == run_id
 
 
+def test_start_refuses_a_run_id_no_world_could_store_alike(cli):
+    proc = cli("start", f"{WORKLOAD}:greet", '["ada"]', "--run-id", "x" * 300, ok=False)
+    assert proc.stderr.strip() == (
+        "Error: --run-id: run_id is 300 characters long; the most is 256: use a shorter id "
+        "(a hash of a long business key, say)"
+    )
+    assert cli.json("runs")["runs"] == []
+
+
 def test_start_wait_executes_and_prints_the_result(cli):
     proc = cli("start", f"{WORKLOAD}:greet", '{"name": "bo", "punctuation": "?"}', "--wait")
     run_id, result = proc.stdout.splitlines()

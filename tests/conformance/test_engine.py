@@ -545,7 +545,14 @@ def test_arguments_that_do_not_match_fail_at_the_call_and_record_nothing(engine)
         asyncio.run(timed_async(1))
     with pytest.raises(TypeError, match="run_id must be a non-empty string, got 123"):
         arithmetic.with_options(run_id=123)  # type: ignore[arg-type]
+    # Ids every world stores alike: the AWS world's keys are bounded, SQLite's are not.
+    with pytest.raises(ValueError, match="run_id is 3000 characters long; the most is 256"):
+        arithmetic.with_options(run_id="x" * 3000)
+    with pytest.raises(ValueError, match="control characters"):
+        arithmetic.with_options(run_id="order\n42")
     assert engine.world.list_runs() == []
+    longest = arithmetic.with_options(run_id="é" * 256).start(1)
+    assert longest.result(timeout=10) == {"a": 2, "b": 12}
 
 
 @workflow(name="versioned")
