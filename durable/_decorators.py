@@ -13,6 +13,7 @@ from durable._durations import parse_duration
 from durable._errors import ConfigurationError
 from durable._options import RetryPolicy
 from durable._steps import call_step
+from durable.world import check_key
 
 if TYPE_CHECKING:
     from durable._run import Run
@@ -208,7 +209,7 @@ class Workflow(Generic[P, R]):
         """
         changes: dict[str, Any] = {}
         if run_id is not None:
-            check_run_id(run_id)
+            check_key(run_id, "run_id")
             changes["run_id"] = run_id
         if execute is not None:
             changes["execute"] = execute
@@ -323,26 +324,3 @@ def step(
 
     return decorate(fn) if fn is not None else decorate
 
-
-MAX_RUN_ID_LENGTH = 256
-"""Longest run id accepted (every world stores it in keys of its own; DynamoDB's are bounded)."""
-
-
-def check_run_id(run_id: object) -> None:
-    """Refuse a run id every world could not store the same way.
-
-    Raises:
-        TypeError: not a non-empty string.
-        ValueError: too long, or holding control characters.
-    """
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise TypeError(
-            f"run_id must be a non-empty string, got {run_id!r} ({type(run_id).__name__})"
-        )
-    if len(run_id) > MAX_RUN_ID_LENGTH:
-        raise ValueError(
-            f"run_id is {len(run_id)} characters long; the most is {MAX_RUN_ID_LENGTH}: use a "
-            "shorter id (a hash of a long business key, say)"
-        )
-    if any(ord(char) < 32 or ord(char) == 127 for char in run_id):
-        raise ValueError(f"run_id {run_id!r} holds control characters; use printable text")

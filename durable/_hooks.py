@@ -13,7 +13,7 @@ from durable._durations import parse_duration
 from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, HookTimeout, PayloadInvalid
 from durable._serialization import dumps, importable_path, loads, module_named
-from durable.world import HookRecord, NewEvent, World
+from durable.world import HookRecord, NewEvent, World, check_key
 
 T = TypeVar("T")
 
@@ -156,6 +156,8 @@ def create_hook(
     if event is not None:
         info = json.loads(event.data or b"{}")
         return Hook(ctx, op_id, info["token"], info.get("timeout_at"), model)
+    if token is not None:
+        check_key(token, "hook token")
     ctx.check_cancel()
     chosen = token if token is not None else f"hook_{secrets.token_urlsafe(16)}"
     timeout_at = ctx.clock() + parse_duration(timeout) if timeout is not None else None

@@ -480,3 +480,27 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+MAX_KEY_LENGTH = 256
+"""Longest run id or hook token accepted: every world keeps them in keys, and DynamoDB's are
+bounded (2,048 bytes)."""
+
+
+def check_key(value: object, name: str) -> None:
+    """Refuse a run id or hook token that not every world could store alike.
+
+    Raises:
+        TypeError: not a non-empty string.
+        ValueError: too long, or holding control characters.
+    """
+    if not isinstance(value, str) or not value.strip():
+        kind = type(value).__name__
+        raise TypeError(f"{name} must be a non-empty string, got {value!r} ({kind})")
+    if len(value) > MAX_KEY_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value)} characters long; the most is {MAX_KEY_LENGTH}: use a "
+            "shorter one (a hash of a long business key, say)"
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError(f"{name} {value!r} holds control characters; use printable text")

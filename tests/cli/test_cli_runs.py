@@ -35,7 +35,7 @@ def test_start_records_a_pending_run_that_runs_lists(cli):
 def test_start_refuses_a_run_id_no_world_could_store_alike(cli):
     proc = cli("start", f"{WORKLOAD}:greet", '["ada"]', "--run-id", "x" * 300, ok=False)
     assert proc.stderr.strip() == (
-        "Error: --run-id: run_id is 300 characters long; the most is 256: use a shorter id "
+        "Error: --run-id: run_id is 300 characters long; the most is 256: use a shorter one "
         "(a hash of a long business key, say)"
     )
     assert cli.json("runs")["runs"] == []

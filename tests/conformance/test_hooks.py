@@ -102,6 +102,24 @@ def test_payload_resumed_before_the_wait_is_kept(engine):
     assert run.result(timeout=10) == "kept"
 
 
+@workflow
+def hook_with_token(token: str) -> str:
+    try:
+        durable.create_hook(token=token)
+    except ValueError as exc:
+        return str(exc)
+    return "created"
+
+
+def test_a_token_not_every_world_could_store_is_refused_in_the_workflow(engine):
+    assert hook_with_token.start("t" * 300).result(timeout=10) == (
+        "hook token is 300 characters long; the most is 256: use a shorter one "
+        "(a hash of a long business key, say)"
+    )
+    assert "control characters" in hook_with_token.start("a\tb").result(timeout=10)
+    assert hook_with_token.start("é" * 256).result(timeout=10) == "created"
+
+
 def test_caller_chosen_token_clash_is_a_clear_error(engine):
     engine.runtime.options.time_skipping = None
 
