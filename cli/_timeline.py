@@ -141,8 +141,13 @@ def build_timeline(record: RunRecord, events: list[Event], now: float) -> Timeli
     return Timeline(started, finished, operations)
 
 
-def _end_of(events: list[Event]) -> float | None:
-    """When an operation ended, as far as its successors are concerned."""
+def _end_of(events: list[Event], early: bool = False) -> float | None:
+    """When an operation ended, as far as its successors are concerned.
+
+    ``early``: a hook counts as ended once created (the run may do more before it waits).
+    """
+    if early and events[0].kind == "hook_created":
+        return events[0].created_at
     last = events[-1]
     if last.kind in _STEP_KINDS:
         return last.created_at
@@ -155,13 +160,27 @@ def _end_of(events: list[Event]) -> float | None:
 
 
 def _start_times(by_op: dict[str, list[Event]], run_start: float) -> dict[str, float]:
+    # An operation after a hook began once the payload came (create, then wait at once) or,
+    # when it ended before that, once the hook was created (create, do this, then wait).
+    late = _latest_ends_before(by_op, run_start, early=False)
+    early = _latest_ends_before(by_op, run_start, early=True)
+    starts: dict[str, float] = {}
+    for op_id, events in by_op.items():
+        first = events[0].created_at
+        starts[op_id] = late[op_id] if late[op_id] <= first else min(early[op_id], first)
+    return starts
+
+
+def _latest_ends_before(
+    by_op: dict[str, list[Event]], run_start: float, early: bool
+) -> dict[str, float]:
     # For a branch path B (the counters and branch indexes leading to it) and a counter c in it,
     # the predecessors of an operation at (B, c) are every operation under (B, c') with c' < c.
     # Bucket each operation's end under every level of its path, then take prefix maxima, so
     # each start costs O(depth * log n) instead of a scan over all operations.
     buckets: dict[tuple[int, ...], dict[int, float]] = defaultdict(dict)
     for op_id, events in by_op.items():
-        end = _end_of(events)
+        end = _end_of(events, early)
         if end is None:
             continue
         key = op_key(op_id)
@@ -176,7 +195,7 @@ def _start_times(by_op: dict[str, list[Event]], run_start: float) -> dict[str, f
             maxima.append(max(maxima[-1], bucket[counter]) if maxima else bucket[counter])
         prefix[path] = (counters, maxima)
     starts: dict[str, float] = {}
-    for op_id, events in by_op.items():
+    for op_id in by_op:
         key = op_key(op_id)
         start = run_start
         for level in range(0, len(key), 2):
@@ -187,7 +206,7 @@ def _start_times(by_op: dict[str, list[Event]], run_start: float) -> dict[str, f
             index = bisect.bisect_left(counters, key[level])
             if index:
                 start = max(start, maxima[index - 1])
-        starts[op_id] = min(start, events[0].created_at)
+        starts[op_id] = start
     return starts
 
 

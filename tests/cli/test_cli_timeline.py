@@ -111,6 +111,20 @@ def test_sleeps_are_sleeping_until_due_and_interrupted_by_cancellation():
     assert (op.status, op.finished_at) == ("interrupted", T0 + 20)
 
 
+def test_a_step_between_creating_a_hook_and_waiting_on_it_starts_at_the_creation():
+    # hook = create_hook(); send_link(hook.token)  [4 s]; hook.wait()  [payload at 5.3 s]; done()
+    events = _log(
+        (0.1, "hook_created", "1", "hook", {"token": "verify:1"}),
+        (4.1, "step_completed", "2", "send_link", None),
+        (5.3, "hook_received", "1", "verify:1", {"ok": True}),
+        (5.5, "step_completed", "3", "done", None),
+        (5.6, "run_completed", None, None, None),
+    )
+    ops = {op.name: op for op in build_timeline(_record(), events, now=T0 + 10).operations}
+    assert (ops["send_link"].started_at, ops["send_link"].duration) == (T0 + 0.1, 4.0)
+    assert ops["done"].started_at == T0 + 5.3  # after the payload, not after the hook's creation
+
+
 def test_a_hook_or_child_a_finished_run_still_waited_on_is_interrupted():
     events = _log(
         (0.1, "hook_created", "1", "hook", {"token": "approve:1"}),
