@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -44,7 +43,10 @@ def aws_options(fn: F) -> F:
     options = [
         click.option(
             "--prefix",
-            help="Prefix of every resource name (default: from .durable/aws.json, else durable).",
+            help=(
+                "Prefix of every resource name (default: the one bootstrapped last, from "
+                ".durable/aws.json, else durable)."
+            ),
         ),
         click.option("--region", help="AWS region (default: .durable/aws.json, $AWS_REGION)."),
         click.option(
@@ -127,13 +129,15 @@ def bootstrap(
     template: bool,
     as_json: bool,
 ) -> None:
-    """Make the AWS resources durable needs and write .durable/aws.json (safe to rerun).
+    """Make the AWS resources durable needs and note them in .durable/aws.json (safe to rerun).
 
     Makes a DynamoDB table (with TTL), an SQS queue with a dead-letter queue, an S3 bucket
     (public access blocked, encrypted, payloads expiring) and an IAM role for the worker
     function, each tagged durable:prefix=PREFIX. A rerun changes only what is missing or
-    differs. With --template, prints a CloudFormation template instead; deploy it, then run
-    bootstrap to write .durable/aws.json.
+    differs. .durable/aws.json keeps one entry per prefix; the one bootstrapped last is what
+    aws:// and the other commands use, aws://?prefix=NAME and --prefix NAME the others. With
+    --template, prints a CloudFormation template instead; deploy it, then run bootstrap to
+    write .durable/aws.json.
     """
     config = aws_config(
         ctx,
@@ -151,23 +155,34 @@ def bootstrap(
         echo_json(cloudformation(config))
         return
     from worlds.aws._bootstrap import bootstrap as run
-    from worlds.aws._config import save_config
+    from worlds.aws._config import CONFIG_PATH, save_config
 
     done = run(config)
-    path = save_config(done.config)
+    prefixes = save_config(done.config)
     if as_json:
         echo_json(
             {
-                "config_file": str(path),
+                "config_file": str(CONFIG_PATH),
                 "config": done.config.to_json(),
+                "prefixes": prefixes,
                 "changes": [change.to_json() for change in done.changes],
             }
         )
         return
     show(changes_table(done.changes))
-    click.echo(
-        f"wrote {path}: aws:// now finds these resources; next: durable deploy MODULE", err=True
-    )
+    click.echo(_saved_message(done.config.prefix, prefixes), err=True)
+
+
+def _saved_message(prefix: str, prefixes: list[str]) -> str:
+    from worlds.aws._config import CONFIG_PATH
+
+    others = [p for p in prefixes if p != prefix]
+    said = f"wrote {CONFIG_PATH}: aws:// now finds these resources (prefix {prefix})"
+    if others:
+        # Bootstrapping another prefix moves the default; say how to reach the ones before.
+        kept = ", ".join(f"aws://?prefix={p}" for p in others)
+        said += f"; it still holds {kept} (or --prefix NAME)"
+    return said + "; next: durable deploy MODULE"
 
 
 @click.command()
@@ -341,9 +356,9 @@ def teardown(
     """Remove what bootstrap and deploy made (only resources tagged with the prefix).
 
     Resources of the same names that durable did not make are left alone and listed as kept.
+    The prefix's entry leaves .durable/aws.json; another bootstrapped prefix becomes the default.
     """
     from worlds.aws._bootstrap import teardown as run
-    from worlds.aws._config import CONFIG_PATH
 
     config = aws_config(ctx, prefix, region, endpoint_url)
     if not yes:
@@ -354,30 +369,37 @@ def teardown(
         )
         click.confirm(f"Remove {what} of prefix {config.prefix}?", abort=True, err=True)
     changes = run(config, keep_data=keep_data)
-    forgot = _forget(CONFIG_PATH, config.prefix, keep_data, changes)
+    forgot, default = _forget(config.prefix, keep_data, changes)
     if as_json:
-        echo_json({"changes": [change.to_json() for change in changes], "forgot": forgot})
+        echo_json(
+            {
+                "changes": [change.to_json() for change in changes],
+                "forgot": forgot,
+                "default_prefix": default,
+            }
+        )
         return
     if changes:
         show(changes_table(changes))
     else:
         click.echo(f"nothing to remove for prefix {config.prefix}", err=True)
-    if forgot:
+    if forgot and default is None:
         click.echo(f"removed {forgot}", err=True)
+    elif forgot:
+        click.echo(
+            f"removed prefix {config.prefix} from {forgot}; aws:// now means prefix {default}",
+            err=True,
+        )
 
 
-def _forget(path: Path, prefix: str, keep_data: bool, changes: list[Change]) -> str | None:
+def _forget(prefix: str, keep_data: bool, changes: list[Change]) -> tuple[str | None, str | None]:
     # aws.json names what is gone now; a kept table or bucket still needs it.
+    from worlds.aws._config import CONFIG_PATH, forget_config
+
     if keep_data or any(change.action == "kept" for change in changes):
-        return None
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("prefix") != prefix:
-        return None
-    path.unlink()
-    return str(path)
+        return None, None
+    forgot, default = forget_config(prefix)
+    return (str(CONFIG_PATH) if forgot else None), default
 
 
 @click.command()

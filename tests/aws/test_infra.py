@@ -21,7 +21,7 @@ from tests.aws_server import REGION, reset
 boto3 = pytest.importorskip("boto3")
 
 from worlds.aws._bootstrap import bootstrap, teardown  # noqa: E402
-from worlds.aws._config import AwsConfig, load_config  # noqa: E402
+from worlds.aws._config import AwsConfig, load_config, url_defaults  # noqa: E402
 from worlds.aws._deploy import DeployOptions, deploy, tail_logs  # noqa: E402
 from worlds.aws._infra import (  # noqa: E402
     HANDLER,
@@ -48,7 +48,8 @@ def from_url(url: str) -> AwsConfig:
 @pytest.fixture
 def config(moto_endpoint: str) -> AwsConfig:
     reset(moto_endpoint)
-    return AwsConfig(prefix=f"infra{next(_prefixes)}", endpoint_url=moto_endpoint)
+    # What aws://?prefix= gives: the bucket is named after the account, as bootstrap makes it.
+    return replace(url_defaults(f"infra{next(_prefixes)}"), endpoint_url=moto_endpoint)
 
 
 @pytest.fixture
@@ -448,9 +449,11 @@ def test_template_describes_the_same_resources(config, aws, clients):
 def test_world_url_finds_the_same_resources(config):
     made = replace(config, region="eu-west-1", bucket="my-bucket", retention_days=7)
     assert from_url(world_url(made)) == replace(made, endpoint_url=None)
-    assert (
-        world_url(AwsConfig(prefix="p", region="us-east-1")) == "aws://?prefix=p&region=us-east-1"
+    assert world_url(replace(url_defaults("p"), region="us-east-1")) == (
+        "aws://?prefix=p&region=us-east-1"
     )
+    # A bucket named in code (not after the account) is named in the URL too.
+    assert from_url(world_url(AwsConfig(prefix="p"))).bucket == "p-payloads"
 
 
 def test_dlq_lists_messages_without_removing_them_and_redrives(config, aws, clients):
@@ -513,7 +516,9 @@ def test_the_commands_as_a_user_runs_them(config, moto_endpoint, tmp_path):
     made = durable("bootstrap", "--endpoint-url", moto_endpoint, "--prefix", config.prefix)
     assert "wrote .durable/aws.json" in made.stderr
     assert "created" in made.stdout and config.table in made.stdout
-    saved = json.loads((tmp_path / ".durable" / "aws.json").read_text())
+    stored = json.loads((tmp_path / ".durable" / "aws.json").read_text())
+    assert stored["default"] == config.prefix
+    saved = stored["prefixes"][config.prefix]
     assert saved["bucket"] == f"{config.prefix}-payloads-{ACCOUNT}"
     assert saved["endpoint_url"] == moto_endpoint and saved["region"] == REGION
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from durable._errors import ConfigurationError
 from worlds.aws._config import CONFIG_PATH, AwsConfig
+from worlds.aws._errors import translate
 
 
 class Clients:
@@ -39,6 +40,31 @@ class Clients:
         self.dynamodb: Any = client("dynamodb")
         self.sqs: Any = client("sqs")
         self.s3: Any = client("s3")
+        self._client = client
+        self._account: str | None = None
+
+    @property
+    def region(self) -> str:
+        """The region the clients talk to (the configured one, or the SDK's own choice)."""
+        return str(self.dynamodb.meta.region_name)
+
+    def account(self) -> str:
+        """The account id of the credentials in use, asked of STS once.
+
+        GetCallerIdentity needs no permission, so any credentials that reach AWS can ask.
+
+        Raises:
+            WorldError: STS could not be asked.
+        """
+        if self._account is None:
+            sts = self._client("sts")
+            try:
+                self._account = str(sts.get_caller_identity()["Account"])
+            except Exception as exc:
+                raise translate(exc, "asking STS for the account id (GetCallerIdentity)") from exc
+            finally:
+                sts.close()
+        return self._account
 
     def close(self) -> None:
         """Close the clients' connection pools."""

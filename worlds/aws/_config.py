@@ -1,8 +1,14 @@
 """Where the AWS world's resources are: from ``.durable/aws.json``, the URL and the environment.
 
-``durable bootstrap`` writes ``.durable/aws.json``; ``aws://`` reads it. Query parameters of the
-URL override it (``aws://?prefix=shop&region=eu-west-1``), and ``AWS_ENDPOINT_URL`` points every
-client at another endpoint (a local moto server, LocalStack).
+``durable bootstrap`` writes ``.durable/aws.json``, one entry per prefix it made, the last one
+the default; ``aws://`` reads the default and ``aws://?prefix=shop`` the entry of ``shop``. Query
+parameters of the URL override the file (``aws://?prefix=shop&region=eu-west-1``), and
+``AWS_ENDPOINT_URL`` points every client at another endpoint (a local moto server, LocalStack).
+
+Bucket names are global across accounts, so the bucket bootstrap makes is
+``<prefix>-payloads-<account id>``. A URL that names no bucket, on a host without the file,
+means that name: the bucket is ``<prefix>-payloads-{account}`` until the world asks STS for the
+account id, at its first use of S3.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ CONFIG_PATH = Path(".durable") / "aws.json"
 """Where ``durable bootstrap`` writes what it made, relative to the working directory."""
 
 DEFAULT_PREFIX = "durable"
+ACCOUNT = "{account}"
+"""Stands for the account id of the credentials in use in a bucket name (resolved at first use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,10 @@ class AwsConfig:
     dead_letter_queue: str = ""
     """Where messages go after ``max_receives`` failed receives (``<prefix>-runs-dlq``)."""
     bucket: str = ""
-    """The S3 bucket for payloads over ``payload_threshold`` (``<prefix>-payloads``)."""
+    """The S3 bucket for payloads over ``payload_threshold``. ``{account}`` in the name stands for
+    the account id; :func:`load_config` gives ``<prefix>-payloads-{account}`` (what bootstrap
+    makes) when neither the URL nor the file names one. Built in code, it defaults to
+    ``<prefix>-payloads``, used as it is."""
     payload_threshold: int = 64 * 1024
     """Payloads larger than this many bytes are stored in S3 and referenced from DynamoDB."""
     max_delay: int = 900
@@ -100,9 +111,11 @@ def _coerce(name: str, value: Any) -> Any:
 def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
     """Build the configuration for an ``aws://`` URL.
 
-    Order (later wins): defaults, ``.durable/aws.json`` (or ``path``, or ``?config=FILE``),
-    ``AWS_REGION``/``AWS_DEFAULT_REGION`` and ``AWS_ENDPOINT_URL`` when the file names none,
-    then the URL's query parameters.
+    Order (later wins): defaults, the entry of ``.durable/aws.json`` (or ``path``, or
+    ``?config=FILE``) for the URL's prefix (the file's default prefix when the URL names none),
+    ``AWS_REGION``/``AWS_DEFAULT_REGION`` and ``AWS_ENDPOINT_URL`` when the file names none, then
+    the URL's query parameters. With no bucket named, the bucket is bootstrap's
+    ``<prefix>-payloads-{account}``.
     """
     parts = urlsplit(url)
     if parts.scheme != "aws":
@@ -115,26 +128,35 @@ def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
             + ", ".join(sorted(_FIELDS))
         )
     file = Path(query.pop("config")) if "config" in query else (path or CONFIG_PATH)
-    values: dict[str, Any] = {}
-    if file.exists():
-        try:
-            stored = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(
-                f"cannot read {file} ({exc}); rerun `durable bootstrap` to rewrite it"
-            ) from exc
-        if not isinstance(stored, dict):
-            raise ConfigurationError(f"{file} does not hold a JSON object; rerun durable bootstrap")
-        values.update({k: v for k, v in stored.items() if k in _FIELDS})
-    if "prefix" in query and query["prefix"] != values.get("prefix"):
-        # Another prefix names other resources: drop names the file derived from its prefix.
-        values = {k: v for k, v in values.items() if k in ("region", "endpoint_url")}
+    default, entries = _read(file)
+    values = dict(entries.get(query.get("prefix") or default or "", {}))
+    if not values and default in entries:
+        # A prefix the file does not hold names other resources; where they are carries over.
+        values = {k: v for k, v in entries[default].items() if k in ("region", "endpoint_url")}
+    values = {k: v for k, v in values.items() if k in _FIELDS}
     if not values.get("region"):
         values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if os.environ.get("AWS_ENDPOINT_URL"):
         values["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
     values.update(query)
+    if not values.get("bucket"):
+        values["bucket"] = account_bucket(str(values.get("prefix") or DEFAULT_PREFIX))
     return AwsConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def account_bucket(prefix: str) -> str:
+    """The bucket bootstrap makes for ``prefix``, before the account id is known."""
+    return f"{prefix}-payloads-{ACCOUNT}"
+
+
+def resolve_bucket(bucket: str, account: str) -> str:
+    """``bucket`` with ``{account}`` replaced by the account id."""
+    return bucket.replace(ACCOUNT, account)
+
+
+def url_defaults(prefix: str) -> AwsConfig:
+    """What ``aws://?prefix=PREFIX`` means when nothing else names a resource."""
+    return AwsConfig(prefix=prefix, bucket=account_bucket(prefix))
 
 
 def config_url(config: AwsConfig) -> str:
@@ -142,7 +164,7 @@ def config_url(config: AwsConfig) -> str:
 
     Another process opening it finds the same resources without ``.durable/aws.json``.
     """
-    defaults = AwsConfig(prefix=config.prefix)
+    defaults = url_defaults(config.prefix)
     query = {"prefix": config.prefix}
     for name in _FIELDS:
         value = getattr(config, name)
@@ -151,12 +173,77 @@ def config_url(config: AwsConfig) -> str:
     return "aws://?" + urlencode(query)
 
 
-def save_config(config: AwsConfig, path: Path | None = None) -> Path:
-    """Write ``config`` to ``.durable/aws.json`` (or ``path``); returns the file written."""
-    file = path or CONFIG_PATH
+def _read(file: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The file's default prefix and its entries by prefix (none when there is no file)."""
+    if not file.exists():
+        return None, {}
+    try:
+        stored = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot read {file} ({exc}); rerun `durable bootstrap` to rewrite it"
+        ) from exc
+    if isinstance(stored, dict) and isinstance(stored.get("prefixes"), dict):
+        entries = {str(k): v for k, v in stored["prefixes"].items() if isinstance(v, dict)}
+        default = stored.get("default")
+        return (default if default in entries else None), entries
+    if isinstance(stored, dict) and isinstance(stored.get("prefix"), str):
+        # One prefix's settings at the top level: what bootstrap wrote before several prefixes.
+        return stored["prefix"], {stored["prefix"]: stored}
+    raise ConfigurationError(
+        f"{file} holds no durable settings (expected a JSON object with \"prefixes\"); "
+        "rerun durable bootstrap"
+    )
+
+
+def _write(file: Path, default: str | None, entries: dict[str, dict[str, Any]]) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
-    return file
+    # Written aside and renamed, so a process reading it meanwhile sees the old or the new file.
+    partial = file.with_name(file.name + ".tmp")
+    document = {"default": default, "prefixes": entries}
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    partial.replace(file)
+
+
+def save_config(config: AwsConfig, path: Path | None = None) -> list[str]:
+    """Store ``config`` in ``.durable/aws.json`` (or ``path``) as its prefix's entry.
+
+    The entry becomes the default (what ``aws://`` means); other prefixes' entries stay.
+
+    Returns:
+        The prefixes the file holds now, the default last.
+    """
+    file = path or CONFIG_PATH
+    _, entries = _read(file)
+    entries.pop(config.prefix, None)
+    entries[config.prefix] = config.to_json()
+    _write(file, config.prefix, entries)
+    return list(entries)
+
+
+def forget_config(prefix: str, path: Path | None = None) -> tuple[bool, str | None]:
+    """Remove ``prefix``'s entry from ``.durable/aws.json`` (or ``path``).
+
+    The most recently saved remaining entry becomes the default if ``prefix`` was; the file
+    is removed with its last entry.
+
+    Returns:
+        Whether the file held ``prefix``, and the default prefix now (``None``: no file).
+    """
+    file = path or CONFIG_PATH
+    try:
+        default, entries = _read(file)
+    except ConfigurationError:
+        return False, None
+    if entries.pop(prefix, None) is None:
+        return False, default
+    if not entries:
+        file.unlink()
+        return True, None
+    if default == prefix or default is None:
+        default = list(entries)[-1]
+    _write(file, default, entries)
+    return True, default
 
 
 def with_prefix(config: AwsConfig, prefix: str) -> AwsConfig:
@@ -167,7 +254,7 @@ def with_prefix(config: AwsConfig, prefix: str) -> AwsConfig:
         table="",
         queue="",
         dead_letter_queue="",
-        bucket="",
+        bucket=account_bucket(prefix),
         function="",
         role="",
     )

@@ -47,8 +47,14 @@ def translate(exc: BaseException, doing: str) -> WorldError:
             "capacity and the service health.",
             transient=True,
         )
+    if code == "NoSuchBucket":
+        return WorldError(
+            f"the payload bucket does not exist while {doing} ({text}). `durable bootstrap "
+            "--prefix NAME` makes it as NAME-payloads-<account id>, which aws://?prefix=NAME "
+            "finds; a bucket named otherwise needs aws://?prefix=NAME&bucket=BUCKET."
+        )
     if code in ("ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
-                "QueueDoesNotExist", "NoSuchBucket"):
+                "QueueDoesNotExist"):
         return WorldError(
             f"an AWS resource of the durable world is missing while {doing} ({text}). "
             "Run `durable bootstrap` (with the same --prefix and --region) to create it, or "

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from durable._errors import ConfigurationError, WorldError
-from worlds.aws._config import AwsConfig
+from worlds.aws._config import ACCOUNT, AwsConfig, resolve_bucket, url_defaults
 
 try:
     import boto3
@@ -219,19 +219,14 @@ def ownership(tags: Mapping[str, str], prefix: str) -> str | None:
     return f"was made for prefix {owner!r}"
 
 
-def default_bucket(config: AwsConfig) -> bool:
-    """Whether the bucket name is still the one derived from the prefix."""
-    return config.bucket == f"{config.prefix}-payloads"
-
-
 def bucket_name(config: AwsConfig, clients: Clients) -> str:
-    """The payload bucket's real name.
+    """The payload bucket's real name: ``{account}`` in it replaced by the account id.
 
-    Bucket names are global across accounts, so the name derived from the prefix gets the
-    account id appended (``<prefix>-payloads-<account>``); a name chosen explicitly is kept.
+    ``aws://`` with no bucket named means ``<prefix>-payloads-{account}``: bucket names are
+    global across accounts, so the account id keeps one account's name from taking another's.
     """
-    if default_bucket(config):
-        return f"{config.bucket}-{clients.account()}"
+    if ACCOUNT in config.bucket:
+        return resolve_bucket(config.bucket, clients.account())
     return config.bucket
 
 
@@ -251,7 +246,7 @@ def world_url(config: AwsConfig) -> str:
     Only the prefix, the region and settings that differ from the prefix's defaults are
     written; the endpoint is left out since a deployed function reaches AWS directly.
     """
-    defaults = AwsConfig(prefix=config.prefix)
+    defaults = url_defaults(config.prefix)
     query: dict[str, Any] = {"prefix": config.prefix}
     for f in fields(AwsConfig):
         if f.name in ("prefix", "endpoint_url"):

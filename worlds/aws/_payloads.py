@@ -7,21 +7,47 @@ follow the reference, so callers never see where a payload lived.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from durable._errors import WorldError
+from worlds.aws._config import ACCOUNT, resolve_bucket
 from worlds.aws._errors import translate
 
 
 class PayloadStore:
     """Puts large payloads into the bucket under ``<prefix>/payloads/<run id>/``."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, threshold: int) -> None:
+    def __init__(
+        self, s3: Any, bucket: str, prefix: str, threshold: int, account: Callable[[], str]
+    ) -> None:
         self._s3 = s3
-        self._bucket = bucket
+        self._named = bucket
+        self._resolved = None if ACCOUNT in bucket else bucket
+        self._account = account
         self._prefix = prefix
         self.threshold = threshold
+
+    @property
+    def bucket(self) -> str:
+        """The bucket's name; ``{account}`` in it is asked of STS at the first use.
+
+        Raises:
+            WorldError: the account id could not be found out.
+        """
+        if self._resolved is None:
+            # Resolved on demand: runs whose payloads all fit inline never need the call.
+            try:
+                account = self._account()
+            except WorldError as exc:
+                raise WorldError(
+                    f"cannot name the payload bucket {self._named}: {exc} To skip this look-up, "
+                    f"name the bucket: aws://?prefix={self._prefix}&bucket=NAME.",
+                    transient=exc.transient,
+                ) from exc
+            self._resolved = resolve_bucket(self._named, account)
+        return self._resolved
 
     def key_prefix(self, run_id: str) -> str:
         """Where a run's payloads live (so they can be listed and removed with it)."""
@@ -35,10 +61,11 @@ class PayloadStore:
             item[name] = {"B": value}
             return
         key = f"{self.key_prefix(run_id)}{uuid.uuid4().hex}"
+        bucket = self.bucket
         try:
-            self._s3.put_object(Bucket=self._bucket, Key=key, Body=value)
+            self._s3.put_object(Bucket=bucket, Key=key, Body=value)
         except Exception as exc:
-            doing = f"storing a {len(value)}-byte payload of run {run_id} in S3"
+            doing = f"storing a {len(value)}-byte payload of run {run_id} in s3://{bucket}"
             raise translate(exc, doing) from exc
         item[name + "3"] = {"S": key}
 
@@ -61,22 +88,24 @@ class PayloadStore:
             return dict(zip(keys, pool.map(self._get, keys), strict=True))
 
     def _get(self, key: str) -> bytes:
+        bucket = self.bucket
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"]
+            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             return bytes(body.read())
         except Exception as exc:
-            raise translate(exc, f"reading payload s3://{self._bucket}/{key}") from exc
+            raise translate(exc, f"reading payload s3://{bucket}/{key}") from exc
 
     def delete_run(self, run_id: str) -> None:
         """Remove every payload of a run."""
-        prefix = self.key_prefix(run_id)
+        prefix, bucket = self.key_prefix(run_id), self.bucket
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self._bucket, Prefix=prefix
+                Bucket=bucket, Prefix=prefix
             )
             for page in pages:
                 objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if objects:
-                    self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": objects})
+                    self._s3.delete_objects(Bucket=bucket, Delete={"Objects": objects})
         except Exception as exc:
-            raise translate(exc, f"removing the payloads of run {run_id}") from exc
+            doing = f"removing the payloads of run {run_id} from s3://{bucket}"
+            raise translate(exc, doing) from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worlds.aws._config import AwsConfig
+from worlds.aws._config import ACCOUNT, AwsConfig
 from worlds.aws._infra import (
     DLQ_RETENTION,
     LIFECYCLE_RULE_ID,
@@ -17,7 +17,6 @@ from worlds.aws._infra import (
     SOURCE_TAG,
     TAG_KEY,
     check_prefix,
-    default_bucket,
     log_group,
     payload_prefix,
 )
@@ -125,8 +124,8 @@ def template(config: AwsConfig) -> dict[str, Any]:
         {"Key": SOURCE_TAG[0], "Value": SOURCE_TAG[1]},
     ]
     bucket: Any = config.bucket
-    if default_bucket(config):
-        bucket = {"Fn::Sub": f"{config.bucket}-${{AWS::AccountId}}"}
+    if ACCOUNT in config.bucket:
+        bucket = {"Fn::Sub": config.bucket.replace(ACCOUNT, "${AWS::AccountId}")}
     logs_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + log_group(
         config
     )

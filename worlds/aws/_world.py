@@ -102,7 +102,11 @@ class AwsWorld:
         self.clients = clients or Clients(self.config)
         self.table = self.config.table
         self.payloads = PayloadStore(
-            self.clients.s3, self.config.bucket, self.config.prefix, self.config.payload_threshold
+            self.clients.s3,
+            self.config.bucket,
+            self.config.prefix,
+            self.config.payload_threshold,
+            self.clients.account,
         )
         self.queue = WakeQueue(self.clients.sqs, self.config.queue, self.config.max_delay)
         self._streams = StreamStore(
@@ -114,6 +118,23 @@ class AwsWorld:
         self._last_sweep: dict[str, float] = {}
         self._run_locks: dict[str, threading.RLock] = {}
         self._due_cache: float | None = None
+
+    def location(self) -> dict[str, str]:
+        """Where the world's resources are, as ``durable world info`` shows it.
+
+        Raises:
+            WorldError: the bucket's name needs the account id, and STS could not be asked.
+        """
+        where = {
+            "region": self.clients.region,
+            "table": self.table,
+            "queue": self.config.queue,
+            "dead_letter_queue": self.config.dead_letter_queue,
+            "bucket": self.payloads.bucket,
+        }
+        if self.config.endpoint_url:
+            where["endpoint_url"] = self.config.endpoint_url
+        return where
 
     # -- plumbing ------------------------------------------------------------------------------
 
