@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import durable
 from durable.testing import world
 
@@ -108,6 +110,13 @@ def flips_on_replay() -> str:
     return first + step_a()
 
 
+def _assert_replayed() -> None:
+    """A run of flips_on_replay fails as diverged: it was replayed (forced replay is on)."""
+    _flips["calls"] = 0
+    with pytest.raises(durable.WorkflowFailed, match="NonDeterminismError"):
+        flips_on_replay.start().result(timeout=5)
+
+
 def test_configure_inside_a_test_keeps_the_test_world(durable_world):
     durable.configure(force_replay=True)
     runtime = durable.get_runtime()
@@ -117,14 +126,7 @@ def test_configure_inside_a_test_keeps_the_test_world(durable_world):
     start = time.monotonic()
     assert weekly_reminder("eve") == ["reminded eve", "reminded eve"]
     assert time.monotonic() - start < 5
-    _flips["calls"] = 0
-    run = flips_on_replay.start()
-    try:
-        run.result(timeout=5)
-    except durable.WorkflowFailed as failed:
-        assert "NonDeterminismError" in str(failed), failed
-    else:
-        raise AssertionError("forced replay did not replay the run")
+    _assert_replayed()
 
 
 def test_configure_without_a_world_changes_only_what_it_names(tmp_path, monkeypatch):
@@ -149,13 +151,6 @@ def test_durable_force_replay_in_the_environment_reaches_the_test_world(monkeypa
     monkeypatch.setenv("DURABLE_FORCE_REPLAY", "1")
     with world() as env:
         assert env.runtime.options.force_replay
-        _flips["calls"] = 0
-        run = flips_on_replay.start()
-        try:
-            run.result(timeout=5)
-        except durable.WorkflowFailed as failed:
-            assert "NonDeterminismError" in str(failed), failed
-        else:
-            raise AssertionError("DURABLE_FORCE_REPLAY=1 did not replay the run")
+        _assert_replayed()
     with world(force_replay=False) as env:
         assert not env.runtime.options.force_replay
