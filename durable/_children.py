@@ -63,6 +63,7 @@ def start_child(
     if ctx.pure:
         raise ctx.block()
     ctx.check_cancel()
+    ctx.record(replay_point=False)  # values its input may hold (uuid4(), now()) first
     child_id = run_id or f"{ctx.run_id}.{op_id}"
     # The child run exists before the parent's log names it, so every child a log names can be
     # read; a crash in between leaves a child the replay adopts (its id is deterministic).

@@ -215,6 +215,9 @@ class RunContext:
         Under the run's lock, so :meth:`refresh` never reads the log between the write and its
         count. A conditional write that returns False wrote nothing and is not counted.
         """
+        # Values taken before (now(), uuid4(), ...) are recorded first: the write may hand them to
+        # the outside (a hook token built from uuid4()), and a crash must not let them change.
+        self.record(replay_point=False)
         with self.lock:
             if write() is False:
                 return False
@@ -262,14 +265,19 @@ class RunContext:
                 )
             )
 
-    def record(self, *events: NewEvent) -> None:
-        """Record events durably (with any buffered values before them)."""
+    def record(self, *events: NewEvent, replay_point: bool = True) -> None:
+        """Record events durably (with any buffered values before them).
+
+        ``replay_point``: under forced replay, suspend once written (every durable point does).
+        """
         if self.recorder is None:
             self.new_events.extend(events)
             return
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
+            if not batch:
+                return
             mine = _Write(batch)
             self.queued.append(mine)
         self._write_queued(mine)
@@ -280,7 +288,7 @@ class RunContext:
             raise StorageUnavailable(mine.error) from mine.error
         if mine.error is not None:
             raise mine.error
-        if self.force_replay:
+        if self.force_replay and replay_point:
             self.waits.append(self.clock())
             raise Suspend("replaying (forced replay mode)")
 

@@ -447,6 +447,36 @@ def test_now_random_uuid_are_replay_stable(engine):
     assert first[2] == durable._serialization.loads(recorded[2].data)
 
 
+@workflow(name="values_child")
+def values_child(order: str) -> str:
+    return order
+
+
+@workflow
+def values_handed_out() -> list[str]:
+    token = f"order:{durable.uuid4()}"
+    hook = durable.create_hook(token=token, timeout="1h")
+    child = values_child(f"for {durable.uuid4()}")
+    try:
+        hook.wait()
+    except durable.HookTimeout:
+        pass
+    return [token, child]
+
+
+def test_values_are_recorded_before_a_hook_or_child_hands_them_out(engine):
+    # A crash after the hook's creation (or the child's start) but before the next step must not
+    # let the replay draw other values than the ones the outside already has.
+    run = values_handed_out.start()
+    token, child = run.result(timeout=20)
+    events = run.events()
+    watched = ("value_recorded", "hook_created", "child_started")
+    kinds = [e.kind for e in events if e.kind in watched]
+    assert kinds == ["value_recorded", "hook_created", "value_recorded", "child_started"], kinds
+    values = [durable._serialization.loads(e.data) for e in events if e.kind == "value_recorded"]
+    assert token == f"order:{values[0]}" and child == f"for {values[1]}"
+
+
 @workflow
 def waits_forever() -> str:
     add(1, 1)
