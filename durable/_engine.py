@@ -136,6 +136,9 @@ class RunContext:
     hook_cursor: dict[str, int] = field(default_factory=dict)
     root: Branch = field(default_factory=Branch)
     spawned: list[asyncio.Future[Any]] = field(default_factory=list)
+    unwinding: BaseException | None = None
+    """Engine control flow a branch raised that the workflow's code may have swallowed
+    (``asyncio.gather(..., return_exceptions=True)`` returns it as a value): the run stops."""
     handed_out: list[tuple[Coroutine[Any, Any, Any], str]] = field(default_factory=list)
     """Durable calls of an async workflow, to find one never awaited (see ``forgotten``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -292,8 +295,21 @@ class RunContext:
             self.waits.append(self.clock())
             raise Suspend("replaying (forced replay mode)")
 
+    def _in_workflow_code(self) -> bool:
+        # The workflow's own code (not a branch of durable.parallel/map, which goes on to its
+        # own wait): it may be holding what a gather returned in place of the error.
+        frame = current_frame.get()
+        return frame is not None and frame.branch is self.root
+
+    def note_unwinding(self, error: BaseException | None) -> None:
+        """A branch ended in ``error``: if it is engine control flow, nothing more may run."""
+        if self.unwinding is None and isinstance(error, (Suspend, Diverged, StorageUnavailable)):
+            self.unwinding = error
+
     def check_cancel(self) -> None:
         """Stop here if the run was cancelled, or hand it back if this worker is stopping."""
+        if self.unwinding is not None and self._in_workflow_code():
+            raise self.unwinding
         if self.cancel_requested and not self.compensating:
             raise Cancelled(self.run_id)
         if self.release_requested:

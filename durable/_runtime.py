@@ -415,6 +415,9 @@ class Runtime:
         finally:
             current_frame.reset(token)
         await wait_for_branches(ctx)
+        if ctx.unwinding is not None:  # a branch suspended (or worse) and the workflow ignored it
+            ctx.forgotten()
+            return self._finish(ctx, ctx.unwinding, None)
         forgotten = ctx.forgotten()
         if forgotten:
             # Deterministic: a replay makes the same calls and forgets the same ones.

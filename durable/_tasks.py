@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +55,16 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
             task = asyncio.Task(coro, loop=loop, **kwargs)
         if frame is not None:
             frame.ctx.spawned.append(task)
+            task.add_done_callback(functools.partial(_note_outcome, frame.ctx))
         return task
 
     setattr(factory, _INSTALLED, True)
     loop.set_task_factory(factory)
+
+
+def _note_outcome(ctx: RunContext, task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        ctx.note_unwinding(task.exception())
 
 
 def _branch_context(frame: Frame) -> contextvars.Context:

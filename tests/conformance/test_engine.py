@@ -478,6 +478,22 @@ def test_values_are_recorded_before_a_hook_or_child_hands_them_out(engine):
 
 
 @workflow
+async def gathers_returning_exceptions() -> list[object]:
+    results = await asyncio.gather(durable.sleep("2 days"), add(1, 1), return_exceptions=True)
+    return [repr(r) for r in results] + [await add(2, 2)]
+
+
+def test_gather_returning_exceptions_does_not_swallow_a_suspension(engine):
+    # The sleep suspends the run; gather(return_exceptions=True) hands the workflow the engine's
+    # control flow as a value, and the run must not go on (or complete) with it.
+    run = gathers_returning_exceptions.start()
+    assert run.result(timeout=20) == ["None", "2", 4]
+    kinds = [e.kind for e in run.events()]
+    assert "sleep_started" in kinds and kinds[-1] == "run_completed", kinds
+    assert calls == {"add:1:1": 1, "add:2:2": 1}
+
+
+@workflow
 def waits_forever() -> str:
     add(1, 1)
     durable.sleep("30 days")
