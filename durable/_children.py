@@ -123,6 +123,7 @@ class ChildRun(Run):
         ctx = self._ctx
         since = time.monotonic()
         while True:
+            seen = ctx.seen_now()
             if ctx.hook_payloads.get(self._op_id) or ctx.refresh():
                 record = self._runtime.world.get_run(self.id)
                 if record is None:
@@ -138,8 +139,8 @@ class ChildRun(Run):
                 continue
             if ctx.linger(None, since):  # other branches still work: wait beside them
                 continue
-            ctx.waits_for_hook = True
-            raise ctx.suspend_until(ctx.clock() + RECHECK_SECONDS, f"waiting for {self.id}")
+            recheck = ctx.clock() + RECHECK_SECONDS
+            raise ctx.suspend_for_outside(seen, recheck, f"waiting for {self.id}")
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.wait().__await__()

@@ -131,6 +131,9 @@ class RunContext:
     parent_id: str | None = None
     own_appended: int = 0
     waits_for_hook: bool = False
+    outside_seen_seq: int | None = None
+    """The oldest log position a branch waiting on the outside (a hook, a child) had read when it
+    decided to suspend: the suspension wakes the run if anything came after it."""
     hook_payloads: dict[str, list[Event]] = field(default_factory=dict)
     hook_ends: dict[str, Event] = field(default_factory=dict)
     hook_cursor: dict[str, int] = field(default_factory=dict)
@@ -226,6 +229,24 @@ class RunContext:
                 return False
             self.own_appended += 1
             return True
+
+    def seen_now(self) -> int:
+        """:attr:`expected_seq`, read consistently with :meth:`refresh`."""
+        with self.lock:
+            return self.expected_seq
+
+    def suspend_for_outside(self, seen: int, when: float | None, reason: str) -> BaseException:
+        """The exception that suspends a branch waiting on a hook or a child run.
+
+        ``seen``: :meth:`seen_now` from before the branch looked for what it waits on. Another
+        branch may have read the log since (and taken what this one waits on into the run's
+        state): the suspension must still wake the run for anything after ``seen``.
+        """
+        with self.lock:
+            self.waits_for_hook = True
+            if self.outside_seen_seq is None or seen < self.outside_seen_seq:
+                self.outside_seen_seq = seen
+        return self.suspend_until(when, reason)
 
     @property
     def expected_seq(self) -> int:

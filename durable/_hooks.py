@@ -44,6 +44,7 @@ class Hook(Generic[T]):
         index = ctx.hook_cursor.get(self._op_id, 0)
         since = time.monotonic()
         while True:
+            seen = ctx.seen_now()
             payloads = ctx.hook_payloads.get(self._op_id, [])
             if index < len(payloads):
                 ctx.hook_cursor[self._op_id] = index + 1
@@ -60,8 +61,7 @@ class Hook(Generic[T]):
             ctx.check_cancel()
             if ctx.linger(self.timeout_at, since):  # other branches still work: wait beside them
                 continue
-            ctx.waits_for_hook = True
-            raise ctx.suspend_until(self.timeout_at, f"waiting for hook {self.token!r}")
+            raise ctx.suspend_for_outside(seen, self.timeout_at, f"waiting for hook {self.token!r}")
 
     def _time_out(self) -> bool:
         ctx = self._ctx

@@ -478,7 +478,10 @@ class Runtime:
             waits = [w for w in ctx.waits if w is not None]
             wake_at = min(waits) if waits else None
             # Waiting on a hook: a payload resumed while this execution ran must wake it.
-            expected = ctx.expected_seq if ctx.waits_for_hook else None
+            expected = None
+            if ctx.waits_for_hook:
+                seen = ctx.outside_seen_seq
+                expected = seen if seen is not None else ctx.expected_seq
             update = RunUpdate("suspended", wake_at=wake_at, release=True, expected_seq=expected)
             self._write(ctx, None, update)
             return Outcome("suspended", wake_at)

@@ -121,3 +121,17 @@ def test_a_started_child_is_a_run_the_parent_can_cancel(engine):
     assert run.result(timeout=20) == [True, "child_sleeps_long", "child cancelled"]
     (child,) = run.children()
     assert child.status == "cancelled" and child.parent_id == run.id
+
+
+@workflow
+def parent_maps_children(n: int) -> list[int]:
+    return durable.map(child_double, range(n))
+
+
+def test_a_parent_waiting_on_children_in_branches_wakes_as_they_finish(engine):
+    # One branch could decide to suspend while another took its child's notice into the run:
+    # the parent then slept until its 60 s recheck (about 1 run in 100).
+    engine.runtime.options.time_skipping = None
+    runs = [parent_maps_children.start(5) for _ in range(10)]
+    for run in runs:
+        assert run.result(timeout=40) == [0, 2, 4, 6, 8]
