@@ -103,7 +103,7 @@ async def _run_async(
                 else:  # a thread cannot be interrupted: one past its time is left behind
                     result = await _within(in_daemon_thread(loop, call), step)
         except BaseException as exc:
-            if not attempt_failed(exc):
+            if not attempt_failed(exc, in_coroutine=True):
                 raise
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
@@ -114,15 +114,29 @@ async def _run_async(
         return result
 
 
-def attempt_failed(exc: BaseException) -> bool:
+def attempt_failed(exc: BaseException, *, in_coroutine: bool = False) -> bool:
     """Whether an exception out of step (or workflow) code is that code's failure.
 
     ``SystemExit`` and ``KeyboardInterrupt`` are too when raised outside the main thread: there
     only code raises them (a library calling ``sys.exit()``), and they would end the thread
     silently, leaving the run leased for ever. In the main thread they stop the process.
+    ``asyncio.CancelledError`` is unless this task is being cancelled (libraries leak their own),
+    and ``GeneratorExit`` is outside a coroutine (in one, it means the coroutine is closed).
     """
     if isinstance(exc, Exception):
         return True
+    if isinstance(exc, asyncio.CancelledError):
+        return not _task_cancelling()
+    if isinstance(exc, GeneratorExit):
+        return not in_coroutine
     return isinstance(exc, (SystemExit, KeyboardInterrupt)) and (
         threading.current_thread() is not threading.main_thread()
     )
+
+
+def _task_cancelling() -> bool:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return False
+    return task is not None and task.cancelling() > 0

@@ -493,6 +493,50 @@ def test_gather_returning_exceptions_does_not_swallow_a_suspension(engine):
     assert calls == {"add:1:1": 1, "add:2:2": 1}
 
 
+@step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, jitter=False))
+async def leaks_cancellation() -> None:
+    hit("leaks_cancellation")
+    raise asyncio.CancelledError()  # a library's own, not a cancel of this task
+
+
+@step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, jitter=False))
+def raises_generator_exit() -> None:
+    hit("raises_generator_exit")
+    raise GeneratorExit()
+
+
+@workflow
+async def awaits_a_leaky_step() -> str:
+    try:
+        await leaks_cancellation()
+    except durable.StepFailed as failed:
+        return failed.error_type
+    return "no error"
+
+
+@workflow
+def calls_a_generator_exit_step() -> str:
+    try:
+        raises_generator_exit()
+    except durable.StepFailed as failed:
+        return failed.error_type
+    return "no error"
+
+
+@pytest.mark.parametrize(
+    ("flow", "name"),
+    [(awaits_a_leaky_step, "leaks_cancellation"), (calls_a_generator_exit_step,
+                                                   "raises_generator_exit")],
+    ids=["CancelledError", "GeneratorExit"],
+)
+def test_a_step_raising_a_base_exception_of_its_own_fails_its_attempts(engine, flow, name):
+    # Not the engine's cancellation: the step's failure, retried and recorded like any other
+    # (it was re-run without end, or left the run leased for ever).
+    error_type = flow.start().result(timeout=20)
+    assert error_type.rsplit(".", 1)[-1] in ("CancelledError", "GeneratorExit"), error_type
+    assert calls[name] == 2  # both attempts, then the workflow caught the failure
+
+
 @workflow
 def waits_forever() -> str:
     add(1, 1)
