@@ -173,11 +173,17 @@ class Runtime:
         if owned:
             self._enter(run_id)
         try:
-            yield self.world.create_run(
+            record, created = self.world.create_run(
                 NewRun(run_id, defn.name, data),
                 owner=self.owner if owned else None,
                 lease_ttl=self.options.lease_ttl,
             )
+            if not created and record.workflow_name != defn.name:
+                raise ConfigurationError(
+                    f"run id {run_id!r} belongs to a run of workflow {record.workflow_name!r}, "
+                    f"not {defn.name!r}: choose another id (ids are unique across workflows)"
+                )
+            yield record, created
         finally:
             if owned:
                 self._leave(run_id)

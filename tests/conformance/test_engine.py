@@ -104,6 +104,13 @@ def test_idempotent_start_with_run_id(engine):
     assert second.result(timeout=10) == {"a": 2, "b": 12}
     assert len(engine.world.list_runs()) == 1
     assert calls["add:1:1"] == 1
+    # The id is another workflow's: an error, not that workflow's run (or result).
+    message = "run id 'order-42' belongs to a run of workflow 'arithmetic', not 'sleeper'"
+    with pytest.raises(durable.ConfigurationError, match=message):
+        sleeper.with_options(run_id="order-42").start(1)
+    with pytest.raises(durable.ConfigurationError, match=message):
+        sleeper.with_options(run_id="order-42")(1)
+    assert len(engine.world.list_runs()) == 1
 
 
 @workflow
