@@ -209,21 +209,25 @@ def encode_payload(world: World, token: str, payload: Any) -> bytes:
     if hook is None:
         raise HookNotFound(token)
     if hook.schema is not None:
-        model = _import_model(hook.schema)
-        if model is not None:
-            try:
-                payload = model.model_validate(payload).model_dump(mode="json")
-            except Exception as exc:  # pydantic.ValidationError, without importing pydantic
-                raise PayloadInvalid(token, hook.schema, exc) from exc
+        model = _import_model(hook.schema, token)
+        try:
+            payload = model.model_validate(payload).model_dump(mode="json")
+        except Exception as exc:  # pydantic.ValidationError, without importing pydantic
+            raise PayloadInvalid(token, hook.schema, exc) from exc
     return dumps(payload, what=f"payload for hook {token!r}")
 
 
-def _import_model(path: str) -> Any:
+def _import_model(path: str, token: str) -> Any:
     module, _, qualname = path.partition(":")
     try:
         obj: Any = module_named(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        return None  # validated when the workflow receives it instead
+    except (ImportError, AttributeError) as exc:
+        # Delivered unchecked, a payload that does not fit would fail the run instead.
+        raise ConfigurationError(
+            f"cannot check the payload for hook {token!r} against its model {path} here "
+            f"({type(exc).__name__}: {exc}): resume it where the workflow's modules import "
+            "(from the project's directory, or with PYTHONPATH set); nothing was delivered"
+        ) from None
     return obj

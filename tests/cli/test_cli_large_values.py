@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -71,3 +72,44 @@ def test_a_huge_error_is_cut_short_for_people_but_whole_in_json(cli):
 
     proc = cli("start", f"{WORKLOAD}:blow_up", "[500000]", "--wait", "--json", ok=False)
     assert json.loads(proc.stdout)["error"]["message"] == "x" * 500_000
+
+
+FLOWS = """
+import pydantic
+import durable
+
+
+class Member(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+@durable.workflow
+def member_approval(token: str) -> str:
+    return durable.create_hook(token=token, timeout="1d", model=Member).wait().name
+"""
+
+
+def test_resume_where_the_hooks_model_cannot_be_imported_delivers_nothing(cli, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "member_flows.py").write_text(FLOWS)
+    inside = {**cli.env, "PYTHONPATH": str(project)}
+    outside = {k: v for k, v in cli.env.items() if k != "PYTHONPATH"}
+
+    def durable_cmd(env, *args):
+        return subprocess.run([cli.script, *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    started = durable_cmd(inside, "start", "member_flows:member_approval", '["member:1"]',
+                          "--run-id", "member-1", "--wait", "--timeout", "0.5")
+    assert "still" in started.stderr, started.stderr
+    refused = durable_cmd(outside, "resume", "member:1", '{"name": "ada", "age": "old"}')
+    assert refused.returncode != 0
+    assert "cannot check the payload for hook 'member:1' against its model" in refused.stderr
+    assert "nothing was delivered" in refused.stderr
+    assert not any(e["kind"] == "hook_received" for e in cli.json("events", "member-1")["events"])
+    # Where the model imports, a payload that fits goes through.
+    resumed = durable_cmd(inside, "resume", "member:1", '{"name": "ada", "age": 36}')
+    assert resumed.returncode == 0, resumed.stderr
+    assert any(e["kind"] == "hook_received" for e in cli.json("events", "member-1")["events"])
