@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random as _random
 from dataclasses import dataclass
 
@@ -22,8 +23,17 @@ class RetryPolicy:
     """Spread delays randomly over [delay/2, delay] so retries of many runs do not align."""
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
+        attempts = self.max_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be a whole number >= 1, got {attempts!r}"
+            )
+        for name in ("initial_delay", "max_delay", "backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"RetryPolicy.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"RetryPolicy.{name} must be finite, got {value!r}")
         if self.initial_delay < 0 or self.max_delay < 0:
             raise ValueError("RetryPolicy delays must be >= 0 seconds")
         if self.backoff < 1:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
@@ -70,9 +71,22 @@ def test_unknown_serializer_and_bad_timeout_are_rejected():
             pass
 
 
-def test_bad_retry_policy():
-    with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=0)
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be a whole number >= 1, got 0"),
+        ({"max_attempts": 2.5}, "max_attempts must be a whole number >= 1, got 2.5"),
+        ({"max_attempts": True}, "max_attempts must be a whole number >= 1, got True"),
+        ({"initial_delay": float("nan")}, "initial_delay must be finite, got nan"),
+        ({"max_delay": float("inf")}, "max_delay must be finite, got inf"),
+        ({"backoff": "2"}, "backoff must be a number, got '2'"),
+        ({"initial_delay": -1}, "delays must be >= 0 seconds"),
+        ({"backoff": 0.5}, "backoff must be >= 1, got 0.5"),
+    ],
+)
+def test_bad_retry_policy(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RetryPolicy(**fields)
 
 
 def test_retry_delays_grow_and_are_capped():
