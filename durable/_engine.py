@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -24,6 +25,7 @@ from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration
 from durable._errors import (
     FatalError,
+    InvalidDuration,
     LeaseLost,
     NonDeterminismError,
     RetryableError,
@@ -32,6 +34,8 @@ from durable._errors import (
 )
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
 from durable.world import Event, HookRecord, NewEvent
+
+log = logging.getLogger("durable")
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
@@ -546,10 +550,15 @@ class RunContext:
                 # take the same path live and on replay.
                 raise replayed from exc
             raise exc
+        delay = step.retry.delay_before(attempt + 1)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
-            delay = parse_duration(exc.retry_after)  # type: ignore[arg-type]
-        else:
-            delay = step.retry.delay_before(attempt + 1)
+            try:
+                delay = parse_duration(exc.retry_after)  # type: ignore[arg-type]
+            except InvalidDuration as bad:
+                # The step's own error stays what it raised; only its hint is ignored.
+                info["retry_after_ignored"] = str(bad)
+                log.warning("step %r: retry_after ignored (%s); retrying as its policy says",
+                            step.name, bad)
         retry_at = self.clock() + delay
         info.update(attempt=attempt, retry_at=retry_at)
         self.record(NewEvent("step_retrying", op_id, step.name, _json(info)))

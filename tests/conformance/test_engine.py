@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -542,6 +543,29 @@ def test_a_step_raising_a_base_exception_of_its_own_fails_its_attempts(engine, f
     error_type = flow.start().result(timeout=20)
     assert error_type.rsplit(".", 1)[-1] in ("CancelledError", "GeneratorExit"), error_type
     assert calls[name] == 2  # both attempts, then the workflow caught the failure
+
+
+@step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, jitter=False))
+def busy_with_a_bad_hint() -> None:
+    hit("busy_with_a_bad_hint")
+    raise durable.RetryableError("busy", retry_after="soon")
+
+
+@workflow
+def retries_despite_a_bad_hint() -> str:
+    try:
+        busy_with_a_bad_hint()
+    except durable.RetryableError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def test_an_unparsable_retry_after_keeps_the_steps_error_and_its_policy(engine):
+    run = retries_despite_a_bad_hint.start()
+    assert run.result(timeout=20) == "RetryableError: busy"
+    assert calls["busy_with_a_bad_hint"] == 2
+    [retrying] = [e for e in run.events() if e.kind == "step_retrying"]
+    assert "soon" in json.loads(retrying.data)["retry_after_ignored"]
 
 
 @workflow
