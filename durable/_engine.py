@@ -275,11 +275,11 @@ class RunContext:
             event = retries[-1]
             if event.name != name or family != "step":
                 raise Diverged(
-                    NonDeterminismError(op_id, _describe(event), f"{family} {name!r}")
+                    NonDeterminismError(op_id, _describe(event), describe_op(family, name))
                 )
             return None
         if _FAMILY.get(event.kind) != family or event.name != name:
-            raise Diverged(NonDeterminismError(op_id, _describe(event), f"{family} {name!r}"))
+            raise Diverged(NonDeterminismError(op_id, _describe(event), describe_op(family, name)))
         return event
 
     def check_fully_replayed(self) -> None:
@@ -620,8 +620,18 @@ def _json(value: dict[str, Any]) -> bytes:
 
 
 def _describe(event: Event) -> str:
-    family = _FAMILY.get(event.kind, event.kind)
-    return f"{family} {event.name!r}"
+    return describe_op(_FAMILY.get(event.kind, event.kind), event.name or "?")
+
+
+def describe_op(family: str, name: str) -> str:
+    """An operation as the workflow's code wrote it: ``step 'charge'``, ``durable.sleep()``."""
+    if family in ("sleep", "value"):
+        return f"durable.{name}()"
+    if family == "hook":
+        return "durable.create_hook()"
+    if family == "child":
+        return f"child workflow {name!r}"
+    return f"{family} {name!r}"
 
 
 def _op_sort_key(op_id: str) -> tuple[int, ...]:
