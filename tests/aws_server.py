@@ -14,9 +14,14 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from durable._client import use_runtime
+from durable._runtime import Runtime, RuntimeOptions
 
 REGION = "us-east-1"
 
@@ -143,3 +148,19 @@ def open_aws_world(endpoint: str, clock=None, config=None, **settings: object):
 
     config = config or create_world_resources(endpoint, **settings)
     return AwsWorld("aws://", config=config, clock=clock)
+
+
+@contextmanager
+def running(world: Any, close: bool = True, **options: Any) -> Iterator[Runtime]:
+    """An engine with an embedded worker on ``world``, installed for the block."""
+    settings: dict[str, Any] = {"lease_ttl": 10.0, "inline_wait_limit": 0.0, "poll_interval": 0.02}
+    settings.update(options)
+    runtime = Runtime(world, RuntimeOptions(**settings))
+    previous = use_runtime(runtime)
+    try:
+        yield runtime
+    finally:
+        use_runtime(previous)
+        runtime.stop()
+        if close:
+            world.close()

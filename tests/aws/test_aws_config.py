@@ -5,8 +5,6 @@ prefixes in one file, and ``durable world info`` saying where the world is (moto
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from durable import WorkflowFailed, WorldError, workflow
-from durable._client import use_runtime
-from durable._runtime import Runtime, RuntimeOptions
-from tests.aws_server import REGION
+from tests.aws_server import REGION, running
 
 boto3 = pytest.importorskip("boto3")
 
@@ -56,18 +52,6 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def made(prefix: str, endpoint: str) -> AwsConfig:
     """Bootstrap ``prefix`` as ``durable bootstrap --prefix`` does; returns what it saves."""
     return bootstrap(load_config(f"aws://?prefix={prefix}&endpoint_url={endpoint}")).config
-
-
-@contextmanager
-def running(world: AwsWorld) -> Iterator[Runtime]:
-    runtime = Runtime(world, RuntimeOptions(lease_ttl=10.0, poll_interval=0.02))
-    previous = use_runtime(runtime)
-    try:
-        yield runtime
-    finally:
-        use_runtime(previous)
-        runtime.stop()
-        world.close()
 
 
 def test_a_url_naming_only_the_prefix_finds_the_bucket_bootstrap_made(moto_endpoint, elsewhere):

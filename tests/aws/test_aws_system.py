@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -29,13 +28,11 @@ import pytest
 
 import durable
 from durable import WorldError, step, workflow
-from durable._client import use_runtime
-from durable._runtime import Runtime, RuntimeOptions
 from durable._serialization import loads
 from durable._streams import decode_chunk
 from durable.world import Event
 from tests.aws.faulty_proxy import FaultyProxy
-from tests.aws_server import create_world_resources, open_aws_world
+from tests.aws_server import create_world_resources, open_aws_world, running
 
 boto3 = pytest.importorskip("boto3")
 
@@ -63,22 +60,6 @@ def hit(name: str) -> None:
 def _reset_calls() -> Iterator[None]:
     calls.clear()
     yield
-
-
-@contextmanager
-def running(world: AwsWorld, close: bool = True, **options: Any) -> Iterator[Runtime]:
-    """An engine with an embedded worker on ``world``, installed for the block."""
-    settings: dict[str, Any] = {"lease_ttl": 10.0, "inline_wait_limit": 0.0, "poll_interval": 0.02}
-    settings.update(options)
-    runtime = Runtime(world, RuntimeOptions(**settings))
-    previous = use_runtime(runtime)
-    try:
-        yield runtime
-    finally:
-        use_runtime(previous)
-        runtime.stop()
-        if close:
-            world.close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
