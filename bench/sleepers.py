@@ -78,6 +78,7 @@ class Sample:
     at: float
     threads: int
     rss_kb: int
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Scenario:
     lateness: list[float] = field(default_factory=list)
     wake_window_s: float = 0.0
     completed: int = 0
+    wake_cpu_s: float = 0.0
 
 
 def _status(pid: int) -> tuple[int, int] | None:
@@ -107,6 +109,17 @@ def _status(pid: int) -> tuple[int, int] | None:
         return None
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     return int(fields["Threads"]), int(fields["VmRSS"].split()[0])
+
+
+def _cpu_s(pid: int) -> float:
+    # utime + stime of every thread, fields 14 and 15 of /proc/PID/stat (after the comm field,
+    # which may hold spaces).
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _hwm_kb(pid: int) -> int:
@@ -170,7 +183,7 @@ class _Worker:
         while not self._stop.is_set():
             status = _status(self.child.pid)
             if status is not None:
-                self.samples.append(Sample(time.time(), *status))
+                self.samples.append(Sample(time.time(), *status, _cpu_s(self.child.pid)))
                 self.hwm_kb = max(self.hwm_kb, _hwm_kb(self.child.pid))
             self._stop.wait(0.05)
 
@@ -228,6 +241,10 @@ def run_scenario(
                 if time.time() > deadline:
                     raise RuntimeError(f"runs did not all complete: {counts}")
                 time.sleep(0.1)
+            # The worker's CPU from the first due time until every run completed: what the
+            # wake-ups cost, whatever share of the machine the worker was given meanwhile.
+            before = [x.cpu_s for x in worker.samples if x.at <= base]
+            sc.wake_cpu_s = _cpu_s(worker.child.pid) - (before[-1] if before else 0.0)
         finally:
             worker.stop()
         sc.threads_peak = max(x.threads for x in worker.samples)
@@ -312,7 +329,8 @@ def _report(scenarios: list[Scenario], command: str) -> bool:
             f"RSS asleep {sc.rss_asleep_mb:.0f} MB peak {sc.rss_peak_mb:.0f} MB, "
             f"lateness p50 {_percentile(sc.lateness, 0.5):.3f}s "
             f"p99 {_percentile(sc.lateness, 0.99):.3f}s max {sc.lateness[-1]:.3f}s "
-            f"(due over {sc.spread:g}s, all woken {sc.wake_window_s:.1f}s after the first due)"
+            f"(due over {sc.spread:g}s, all woken {sc.wake_window_s:.1f}s after the first due), "
+            f"worker CPU per wake-up {sc.wake_cpu_s / max(1, sc.runs) * 1e6:.0f} us"
         )
     print()
     ok = True
