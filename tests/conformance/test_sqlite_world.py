@@ -17,7 +17,7 @@ import pytest
 
 from durable._errors import ConfigurationError, LeaseLost, WorldError
 from durable.world import NewEvent, NewRun, RunUpdate, open_world
-from worlds.sqlite import SqliteWorld, _schema, _world
+from worlds.sqlite import SqliteWorld, _schema, _sql, _world
 from worlds.sqlite._world import DEFAULT_URL, parse_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -390,18 +390,18 @@ def test_hot_queries_use_their_indexes(db: Path) -> None:
         now = clock[0]
         claim = {"limit": 5, "now": now, "dead": "[]", "names": '["wf1"]'}
         queries: dict[str, tuple[str, Any]] = {
-            "claim": (_world._CLAIM[False], claim),
-            "claim by name": (_world._CLAIM[True], claim),
-            "next due": (_world._NEXT_DUE[False], claim),
-            "next due by name": (_world._NEXT_DUE[True], claim),
-            "live owners": (_world._LIVE_OWNERS, (now,)),
-            "renew": (_world._RENEW, (now, "host:1:x")),
-            "append": (_world._APPEND_ONE, ("r-3", "host:0:x", "k", None, None, None, now)),
-            "append check": (_world._APPEND_CHECK, ("r-3", "host:0:x")),
-            "get": (_world._GET_RUN, ("r-3",)),
-            "read events": (_world._READ_EVENTS, ("r-3", 0)),
-            "create": (_world._INSERT_RUN, ("new", "wf", "running", now, None, A, now, None)),
-            "list": (_world._LIST_RUNS, (None, None, 10)),
+            "claim": (_sql._CLAIM[False], claim),
+            "claim by name": (_sql._CLAIM[True], claim),
+            "next due": (_sql._NEXT_DUE[False], claim),
+            "next due by name": (_sql._NEXT_DUE[True], claim),
+            "live owners": (_sql._LIVE_OWNERS, (now,)),
+            "renew": (_sql._RENEW, (now, "host:1:x")),
+            "append": (_sql._APPEND_ONE, ("r-3", "host:0:x", "k", None, None, None, now)),
+            "append check": (_sql._APPEND_CHECK, ("r-3", "host:0:x")),
+            "get": (_sql._GET_RUN, ("r-3",)),
+            "read events": (_sql._READ_EVENTS, ("r-3", 0)),
+            "create": (_sql._INSERT_RUN, ("new", "wf", "running", now, None, A, now, None)),
+            "list": (_sql._LIST_RUNS, (None, None, 10)),
         }
         for analyze in (False, True):
             if analyze:
