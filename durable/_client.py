@@ -16,6 +16,9 @@ DEFAULT_WORLD = "sqlite:///.durable/durable.db"
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
+# Held while a runtime is being made: threads that use durable for the first time at once (a
+# web app's first requests) must share one runtime, not each open a world and close the others'.
+_configuring = threading.RLock()
 
 
 def configure(
@@ -48,6 +51,28 @@ def configure(
     Returns:
         The runtime now in use.
     """
+    with _configuring:
+        return _configure(
+            world,
+            worker=worker,
+            lease_ttl=lease_ttl,
+            inline_wait_limit=inline_wait_limit,
+            poll_interval=poll_interval,
+            max_concurrent_runs=max_concurrent_runs,
+            force_replay=force_replay,
+        )
+
+
+def _configure(
+    world: str | World | None,
+    *,
+    worker: bool | None,
+    lease_ttl: float | None,
+    inline_wait_limit: float | None,
+    poll_interval: float | None,
+    max_concurrent_runs: int | None,
+    force_replay: bool | None,
+) -> Runtime:
     global _runtime
     current = _runtime
     keep = world is None and current is not None
@@ -111,10 +136,8 @@ def get_runtime() -> Runtime:
     runtime = _runtime
     if runtime is not None:
         return runtime
-    with _lock:
-        if _runtime is not None:
-            return _runtime
-    return configure()
+    with _configuring:
+        return _runtime if _runtime is not None else configure()
 
 
 def get_run(run_id: str) -> Run:

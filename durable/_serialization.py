@@ -400,8 +400,17 @@ def module_named(name: str) -> Any:
     module = sys.modules.get(name)
     if module is None:
         main = sys.modules.get("__main__")
-        if main is not None and name == _main_module_name():
+        main_name = _main_module_name() if main is not None else None
+        if name == main_name:
             return main
+        # Importing "script.Outer" would first import "script" afresh, running the script again;
+        # a module that is not a package has no submodules to find anyway.
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            loaded = main if prefix == main_name else sys.modules.get(prefix)
+            if loaded is not None and not hasattr(loaded, "__path__"):
+                raise ModuleNotFoundError(f"{prefix!r} is not a package", name=name)
         module = importlib.import_module(name)
     return module
 
@@ -714,6 +723,8 @@ def _try_encode(value: object) -> Any:
 
 
 def _resolve_type_name(name: str) -> object:
+    if "<locals>" in name:  # defined inside a function: no import can reach it
+        return None
     parts = name.split(".")
     if len(parts) == 1:
         return getattr(importlib.import_module("builtins"), name, None)

@@ -72,3 +72,70 @@ def test_a_script_without_a_main_guard_runs_once_and_gets_its_own_classes_back(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["body ran", "equal: True"]
+
+
+ERRORS_SCRIPT = textwrap.dedent(
+    """
+    from durable import RetryPolicy, StepFailed, step, workflow
+
+
+    class Payments:
+        class Declined(Exception):
+            pass
+
+
+    @step(retry=RetryPolicy(max_attempts=1))
+    def charge() -> None:
+        raise Payments.Declined("card declined")
+
+
+    @step(retry=RetryPolicy(max_attempts=1))
+    def refund() -> None:
+        class Refused(Exception):
+            pass
+
+        raise Refused("no refunds")
+
+
+    @workflow
+    def checkout() -> list[str]:
+        seen = []
+        try:
+            charge()
+        except Payments.Declined as exc:
+            seen.append(f"declined: {exc}")
+        try:
+            refund()
+        except StepFailed as exc:
+            seen.append(f"step failed: {exc.error_type}")
+        return seen
+
+
+    # No `if __name__ == "__main__":` guard: rebuilding an error must not run this again.
+    print("body ran")
+    print(checkout())
+    """
+)
+
+
+def test_errors_of_nested_and_local_classes_in_a_script_never_import_it_again(
+    tmp_path: Path,
+) -> None:
+    # A nested class is rebuilt as the script's own (the workflow's except clause catches it);
+    # one defined inside a function cannot be found by name and comes back as StepFailed.
+    script = tmp_path / "pay_script.py"
+    script.write_text(ERRORS_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env_for(sqlite_url(tmp_path / "durable.db")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "body ran",
+        "['declined: card declined', 'step failed: pay_script.refund.<locals>.Refused']",
+    ]

@@ -1,0 +1,56 @@
+"""Threads that use durable for the first time at once share one runtime and one world."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.system._support import env_for, sqlite_url
+
+SCRIPT = textwrap.dedent(
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from durable import step, workflow
+
+
+    @step
+    def echo(i: int) -> int:
+        return i
+
+
+    @workflow
+    def flow(i: int) -> int:
+        return echo(i)
+
+
+    # Nothing has touched durable yet: every thread's first call configures it.
+    with ThreadPoolExecutor(16) as pool:
+        print(list(pool.map(lambda i: flow.start(i).result(timeout=60), range(16))))
+    """
+)
+
+
+@pytest.mark.parametrize("world", ["sqlite", "memory"])
+def test_threads_starting_runs_at_once_on_first_use_share_one_world(
+    tmp_path: Path, world: str
+) -> None:
+    script = tmp_path / "first_use.py"
+    script.write_text(SCRIPT)
+    url = sqlite_url(tmp_path / "durable.db") if world == "sqlite" else "memory://"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env_for(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(list(range(16)))
+    assert "closed" not in done.stderr
