@@ -82,11 +82,21 @@ def start_child(
 def _create(
     runtime: Runtime, ctx: RunContext, defn: WorkflowDefinition, child_id: str, data: bytes
 ) -> None:
-    runtime.world.create_run(
+    record, created = runtime.world.create_run(
         NewRun(child_id, defn.name, data, parent_id=ctx.run_id),
         owner=None,
         lease_ttl=runtime.options.lease_ttl,
     )
+    if not created and (record.parent_id != ctx.run_id or record.workflow_name != defn.name):
+        # Waiting on another run's outcome as if it were this child's would never end (its
+        # notice goes to its own parent, if any) or hand back someone else's result.
+        owner = f"a child of {record.parent_id}" if record.parent_id else "not a child run"
+        raise ConfigurationError(
+            f"child workflow {defn.name!r} of run {ctx.run_id} needs the run id {child_id!r}, "
+            f"which a run of workflow {record.workflow_name!r} ({owner}) already has: give "
+            "the child another id with .with_options(run_id=...), or start top-level runs "
+            f"with ids that do not look like child ids ({ctx.run_id}.<n>)"
+        )
     runtime.wake()
 
 

@@ -136,3 +136,23 @@ def test_a_parent_waiting_on_children_in_branches_wakes_as_they_finish(engine):
     runs = [parent_maps_children.start(5) for _ in range(3 if engine.kind == "aws" else 10)]
     for run in runs:
         assert run.result(timeout=50) == [0, 2, 4, 6, 8]
+
+
+@workflow
+def parent_of_one(x: int) -> int:
+    return child_double(x)
+
+
+def test_a_child_whose_id_another_run_holds_fails_the_parent_with_a_clear_error(engine):
+    # Child ids are <parent id>.<position>: a top-level run may already hold one.
+    squatter = child_double.with_options(run_id="order-7.1").start(100)
+    assert squatter.result(timeout=20) == 200
+    run = parent_of_one.with_options(run_id="order-7").start(1)
+    with pytest.raises(WorkflowFailed) as failed:
+        run.result(timeout=20)
+    assert failed.value.error_type == "durable.ConfigurationError"
+    assert "'order-7.1'" in failed.value.error_message
+    assert "with_options(run_id=...)" in failed.value.error_message
+    # The other run is left as it was.
+    assert durable.get_run("order-7.1").result(timeout=5) == 200
+    assert done == ["child 100"]
