@@ -44,6 +44,9 @@ def sleep(duration: float | str | Any) -> Any:
     Short sleeps wait in-process; long ones suspend the run (holding no thread or task) and a
     worker resumes it when due. In async workflows, ``await`` it. Outside workflows it is a plain
     ``time.sleep`` (or ``asyncio.sleep`` when awaited in a running event loop).
+
+    Raises:
+        ConfigurationError: called inside a step, which cannot suspend its run.
     """
     seconds = parse_duration(duration)
     return _sleep(seconds, None)
@@ -57,6 +60,14 @@ def sleep_until(when: datetime | float) -> Any:
 def _sleep(seconds: float | None, until: float | None) -> Any:
     frame = current_frame.get()
     if frame is None:
+        info = current_step.get()
+        if info is not None:
+            # A step runs to completion, so this could only block its thread (for days, and in
+            # real time even in a time-skipping test world).
+            raise ConfigurationError(
+                f"durable.sleep() inside step {info.name!r} cannot suspend the run: sleep "
+                "in the workflow between steps, or use time.sleep() for a short pause in the step"
+            )
         delay = seconds if seconds is not None else max(0.0, (until or 0.0) - time.time())
         if _in_event_loop():
             return asyncio.sleep(delay)
@@ -117,7 +128,8 @@ def step_info() -> StepInfo:
     info = current_step.get()
     if info is None:
         raise ConfigurationError(
-            "step_info() is only available inside a @step executing within a workflow"
+            "step_info() is only available inside a @step executing within a workflow (a "
+            "thread the step starts does not inherit it: pass it the value of step_info())"
         )
     return info
 
@@ -133,6 +145,13 @@ def parallel(*callables: Callable[[], Any]) -> Any:
     workflows, ``await`` the result. If branches fail, the first failure (in argument order) is
     raised after every branch has finished.
     """
+    for position, fn in enumerate(callables, 1):
+        if not callable(fn):
+            raise TypeError(
+                f"durable.parallel() takes callables, but argument {position} is of type "
+                f"{type(fn).__name__!r}: pass lambda: my_step(x), not my_step(x) (which has "
+                "already run, one call after another)"
+            )
     return _branches(list(callables), None)
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
-from durable._context import current_frame
+from durable._context import current_frame, current_step
 from durable._durations import parse_duration
 from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, HookTimeout, PayloadInvalid
@@ -149,7 +149,12 @@ def create_hook(
     """
     frame = current_frame.get()
     if frame is None:
-        raise ConfigurationError("create_hook() is only available inside a workflow")
+        info = current_step.get()
+        where = f", not inside a step (here: step {info.name!r})" if info else ""
+        raise ConfigurationError(
+            f"create_hook() is only available in workflow code{where}: create the hook in the "
+            "workflow and pass its token to the step"
+        )
     ctx = frame.ctx
     op_id = frame.branch.next_op()
     event = ctx.lookup(op_id, "hook", "hook")

@@ -761,3 +761,43 @@ def test_system_exit_in_a_step_is_a_failed_attempt_not_a_stuck_run(engine):
     assert calls["exits"] == 2
     with pytest.raises(WorkflowFailed, match="KeyboardInterrupt"):
         exits_itself.start().result(timeout=20)
+
+
+@step(retry=RetryPolicy(max_attempts=1))
+def naps_inside() -> None:
+    durable.sleep("1h")
+
+
+@step(retry=RetryPolicy(max_attempts=1))
+def hooks_inside() -> None:
+    durable.create_hook()
+
+
+@workflow
+def misuses_inside_steps() -> list[str]:
+    seen = []
+    for misuse in (naps_inside, hooks_inside):
+        try:
+            misuse()
+        except durable.ConfigurationError as exc:
+            seen.append(str(exc))
+    return seen
+
+
+def test_sleeping_or_creating_a_hook_inside_a_step_is_refused_with_how_to_fix_it(engine):
+    # A step runs to completion: a durable sleep in it would block its thread in real time.
+    napped, hooked = misuses_inside_steps.start().result(timeout=20)
+    assert "inside step 'naps_inside' cannot suspend the run" in napped
+    assert "time.sleep()" in napped
+    assert "not inside a step (here: step 'hooks_inside')" in hooked
+
+
+@workflow
+def parallel_of_results() -> list[int]:
+    return durable.parallel(add(1, 1), add(2, 2))  # type: ignore[arg-type]
+
+
+def test_parallel_given_results_instead_of_callables_says_to_pass_callables(engine):
+    expected = r"argument 1 is of type 'int': pass lambda: my_step\(x\)"
+    with pytest.raises(WorkflowFailed, match=expected):
+        parallel_of_results.start().result(timeout=20)
