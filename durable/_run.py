@@ -8,7 +8,14 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from durable._errors import LeaseLost, RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._context import current_frame
+from durable._errors import (
+    ConfigurationError,
+    LeaseLost,
+    RunNotFound,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
 from durable._serialization import error_from_dict, loads
 from durable._streams import DEFAULT_STREAM, decode_chunk
 from durable.world import (
@@ -36,6 +43,16 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.workflow_name} {self.status}>"
+
+    def _refuse_in_workflow_code(self, how: str) -> None:
+        if current_frame.get() is not None:
+            # Not recorded, so a replay could see another outcome; and it holds the worker's
+            # thread (a time-skipping test world never advances while a run executes).
+            raise ConfigurationError(
+                f"waiting for run {self.id} with {how} in workflow code is not durable: call "
+                "or start the workflow from this workflow (a child run, waited for durably), "
+                "or wait for it inside a step"
+            )
 
     def _fetch(self) -> RunRecord:
         record = self._runtime.world.get_run(self.id)
@@ -96,6 +113,7 @@ class Run:
             WorldError: this process's worker stopped on a failure of the world that retrying
                 cannot fix (nothing here would ever finish the run).
         """
+        self._refuse_in_workflow_code("result()")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
         with self._runtime.waiting():
@@ -119,6 +137,7 @@ class Run:
 
     async def wait(self, timeout: float | None = None) -> Any:
         """Await the run's result (the async form of :meth:`result`)."""
+        self._refuse_in_workflow_code("await")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._runtime.ensure_worker()  # someone must execute the run if it is due or orphaned
         with self._runtime.waiting():

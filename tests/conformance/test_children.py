@@ -156,3 +156,16 @@ def test_a_child_whose_id_another_run_holds_fails_the_parent_with_a_clear_error(
     # The other run is left as it was.
     assert durable.get_run("order-7.1").result(timeout=5) == 200
     assert done == ["child 100"]
+
+
+@workflow
+def waits_on_a_run_by_id(run_id: str) -> int:
+    return durable.get_run(run_id).result()
+
+
+def test_waiting_on_a_run_handle_in_workflow_code_is_refused(engine):
+    # Not recorded (a replay could see another outcome) and it holds the worker's thread.
+    other = child_double.start(4)
+    with pytest.raises(WorkflowFailed, match="is not durable: call or start the workflow"):
+        waits_on_a_run_by_id.start(other.id).result(timeout=20)
+    assert other.result(timeout=20) == 8
