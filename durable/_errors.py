@@ -67,9 +67,12 @@ class NonDeterminismError(DurableError):
         self.new = new
         super().__init__(
             f"workflow code no longer matches its recorded history at position {position}: "
-            f"the log recorded {recorded}, the code now calls {new}. Changing the order or names "
-            "of steps breaks runs already in flight; start new runs for the new code, or keep the "
-            "old step sequence for runs that recorded it."
+            f"the log recorded {recorded}, the code now calls {new}. Either the code changed "
+            "(changing the order or names of steps breaks runs already in flight: start new runs "
+            "for the new code, or keep the old step sequence for runs that recorded it), or the "
+            "workflow decides what to call from something that differs between executions "
+            "(time.time(), random, os.environ, a database read): use durable.now(), "
+            "durable.random() or durable.uuid4(), or read it in a step."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
