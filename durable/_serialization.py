@@ -47,7 +47,7 @@ _TAG_BYTES = _TAG.encode()
 _PICKLE_PREFIX = b"\x80"
 _PICKLE_PROTOCOL = 5
 _FIX = (
-    "return JSON-friendly data, a dataclass or pydantic model, or opt in to pickle with "
+    "use JSON-friendly data, a dataclass or pydantic model, or opt in to pickle with "
     'serializer="pickle"'
 )
 
@@ -464,11 +464,13 @@ def _type_name(cls: type) -> str:
     module = cls.__module__
     if module == "__main__":
         module = _main_module_name() or module
-    elif module.startswith("durable._"):
-        # The package's own types go by their public names (durable.NonDeterminismError).
-        package = sys.modules.get("durable")
+    elif module.startswith("durable.") and "._" in module:
+        # The package's own types go by their public names (durable.NonDeterminismError,
+        # durable.dag.TemplateError): the package above the first private module.
+        public = module.partition("._")[0]
+        package = sys.modules.get(public)
         if package is not None and getattr(package, cls.__qualname__, None) is cls:
-            module = "durable"
+            module = public
     return f"{module}.{cls.__qualname__}"
 
 
