@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -77,6 +78,10 @@ class StartOptions:
 
 _registry: dict[str, WorkflowDefinition] = {}
 _registry_lock = threading.Lock()
+# For each registered name, the objects @workflow and with_options made for it, held weakly:
+# a definition made again by the same code can then tell a test that runs again (the old object
+# is gone) from a factory whose results are all in use.
+_made: dict[str, tuple[WorkflowDefinition, weakref.WeakSet[Workflow[..., Any]]]] = {}
 
 
 def registered_workflows() -> dict[str, WorkflowDefinition]:
@@ -99,7 +104,30 @@ def _register(defn: WorkflowDefinition) -> None:
                 f"({_where(existing.fn)} and {_where(defn.fn)}): give one a distinct name "
                 "with @workflow(name=...)"
             )
+        if existing is not None and _remade(existing, defn) and _still_used(existing):
+            raise ConfigurationError(
+                f"workflow {defn.name!r} ({_where(defn.fn)}) was defined twice by the same code "
+                "with different closure variables or defaults, and the first is still in use. "
+                "Runs find their code by name alone, so both would run the second one. "
+                + _give_distinct_names(defn.fn)
+            )
         _registry[defn.name] = defn
+        _made[defn.name] = (defn, weakref.WeakSet())
+
+
+def _give_distinct_names(fn: Callable[..., Any]) -> str:
+    short = getattr(fn, "__name__", "workflow")
+    return (
+        f'Give each a distinct name (e.g. @workflow(name=f"{short}-{{key}}")) or define the '
+        "workflow at module level and pass what differs as an argument"
+    )
+
+
+def _track(made: Workflow[..., Any]) -> None:
+    with _registry_lock:
+        entry = _made.get(made.name)
+        if entry is not None and entry[0] is made.definition:
+            entry[1].add(made)
 
 
 def _same_source(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -109,6 +137,69 @@ def _same_source(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
         code_a.co_filename,
         code_a.co_firstlineno,
     ) == (code_b.co_filename, code_b.co_firstlineno)
+
+
+def _remade(old: WorkflowDefinition, new: WorkflowDefinition) -> bool:
+    """Whether ``new`` is the same ``def`` run again (a factory, a loop) to different effect.
+
+    A module imported twice compiles its code twice, so one code object means one ``def``
+    statement executed again in this process; it only matters if what the body sees differs.
+    """
+    code = getattr(old.fn, "__code__", None)
+    if code is None or code is not getattr(new.fn, "__code__", None):
+        return False
+    old_cells = getattr(old.fn, "__closure__", None) or ()
+    new_cells = getattr(new.fn, "__closure__", None) or ()
+    return (
+        any(_differ(_cell(a), _cell(b)) for a, b in zip(old_cells, new_cells, strict=True))
+        or _differ(getattr(old.fn, "__defaults__", None), getattr(new.fn, "__defaults__", None))
+        or _differ(getattr(old.fn, "__kwdefaults__", None), getattr(new.fn, "__kwdefaults__", None))
+    )
+
+
+_EMPTY = object()
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # not assigned yet: a workflow that refers to itself, or to a later name
+        return _EMPTY
+
+
+def _differ(a: Any, b: Any) -> bool:
+    if a is b or a is _EMPTY or b is _EMPTY:  # an unassigned cell cannot tell them apart
+        return False
+    try:
+        return bool(a != b)
+    except Exception:  # an __eq__ that refuses (arrays, say): different objects then
+        return True
+
+
+def _still_used(defn: WorkflowDefinition) -> bool:
+    """Whether an object made for ``defn`` by @workflow or with_options is still alive.
+
+    Those held by another registered workflow's closure do not count: a test that defines a
+    parent and its child inside the test function leaves the old child held by the old parent,
+    which the registry keeps, and running that test again must not fail.
+    """
+    entry = _made.get(defn.name)
+    if entry is None or entry[0] is not defn:
+        return False
+    held = {
+        id(_cell(cell))
+        for other in _registry.values()
+        for cell in getattr(other.fn, "__closure__", None) or ()
+    }
+    return any(id(made) not in held for made in entry[1])
+
+
+def _superseded(defn: WorkflowDefinition) -> WorkflowDefinition | None:
+    """The definition that replaced ``defn`` under its name, if the same code remade it."""
+    current = _registry.get(defn.name)
+    if current is None or current is defn or not _remade(defn, current):
+        return None
+    return current
 
 
 def _where(fn: Callable[..., Any]) -> str:
@@ -213,21 +304,37 @@ class Workflow(Generic[P, R]):
             changes["run_id"] = run_id
         if execute is not None:
             changes["execute"] = execute
-        return Workflow(self.definition, replace(self.options, **changes))
+        copy: Workflow[P, R] = Workflow(self.definition, replace(self.options, **changes))
+        _track(copy)
+        return copy
 
     def start(self, *args: P.args, **kwargs: P.kwargs) -> Run:
         """Record a new run of this workflow and return its handle without waiting."""
         from durable._client import get_runtime
 
+        self._check_current()
         self.definition.check_arguments(args, kwargs)
         return get_runtime().start(self.definition, args, kwargs, self.options)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from durable._client import get_runtime
 
+        self._check_current()
         self.definition.check_arguments(args, kwargs)
         result: R = get_runtime().call(self.definition, args, kwargs, self.options)
         return result
+
+    def _check_current(self) -> None:
+        # A run records only the name: if the same def was made again since, a run started
+        # from this object would execute the newer one's code.
+        newer = _superseded(self.definition)
+        if newer is not None:
+            raise ConfigurationError(
+                f"workflow {self.name!r} ({_where(self.definition.fn)}) was defined again by the "
+                "same code with different closure variables or defaults, and runs find their "
+                "code by name, so this earlier one can no longer run. "
+                + _give_distinct_names(self.definition.fn)
+            )
 
     def __repr__(self) -> str:
         return f"<workflow {self.definition.name}>"
@@ -270,7 +377,9 @@ def workflow(
         _check_serializer(serializer, wf_name)
         definition = WorkflowDefinition(func, wf_name, serializer, is_async, _signature(func))
         _register(definition)
-        return Workflow(definition)
+        made: Workflow[P, R] = Workflow(definition)
+        _track(made)
+        return made
 
     return decorate(fn) if fn is not None else decorate
 

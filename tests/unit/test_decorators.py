@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,97 @@ def test_async_workflows_and_steps_are_coroutine_functions_to_inspect():
     assert inspect.iscoroutinefunction(async_step)
     assert not inspect.iscoroutinefunction(sync_step)
     assert list(inspect.signature(flow).parameters) == ["x", "y"]
+
+
+def _adder(k: int):
+    @workflow
+    def made(x: int) -> int:
+        return x + k
+
+    return made
+
+
+def test_a_factory_cannot_make_two_live_workflows_under_one_name():
+    from durable.testing import world
+
+    five = _adder(5)
+    with pytest.raises(ConfigurationError, match=r"defined twice by the same code.*still in use"):
+        _adder(6)
+    with world():
+        assert five(1) == 6  # not the rejected closure's 7
+
+
+def test_a_factory_gives_its_workflows_distinct_names():
+    from durable.testing import world
+
+    def adder(k: int):
+        @workflow(name=f"adder-{k}")
+        def made(x: int) -> int:
+            return x + k
+
+        return made
+
+    five, six = adder(5), adder(6)
+    with world():
+        assert five.start(1).result(timeout=10) == 6
+        assert six.start(1).result(timeout=10) == 7
+
+
+def test_a_definition_made_again_after_the_first_is_gone_replaces_it():
+    # What a test defining a workflow in its body does each time it runs.
+    from durable.testing import world
+
+    with world():
+        for k in range(3):
+            assert _adder(10 * k).with_options(run_id=f"again-{k}").start(1).result(
+                timeout=10
+            ) == 10 * k + 1
+
+
+def test_a_definition_made_again_with_the_same_closure_is_accepted():
+    def same(k: int):
+        @workflow
+        def constant() -> int:
+            return k
+
+        return constant
+
+    first, second = same(1), same(1)  # both run the same code on the same values
+    assert first.definition.fn is not second.definition.fn
+
+
+def test_an_old_child_held_only_by_its_old_parent_does_not_block_and_cannot_run():
+    from durable.testing import world
+
+    def define(k: int):
+        @workflow
+        def child(x: int) -> int:
+            return x + k
+
+        @workflow
+        def parent(x: int) -> int:
+            return child(x)
+
+        return parent, child
+
+    old_parent, old_child = define(1)
+    del old_parent  # held now only by the registry, as a finished test leaves it
+    with pytest.raises(ConfigurationError, match=r"defined again.*can no longer run"):
+        # old_child is held here, but also by the old parent, so defining it again passes.
+        new_parent, _ = define(2)
+        with world():
+            assert new_parent(1) == 3
+            old_child(1)
+
+
+def test_a_module_imported_twice_defines_its_workflows_once():
+    # As __main__ and by module name, or reloaded: two code objects from one file and line.
+    from durable._decorators import lookup_workflow
+
+    source = "from durable import workflow\n@workflow\ndef imported_twice(x: int) -> int:\n"
+    source += "    return x\n"
+    by_name: dict[str, Any] = {"__name__": "imported_twice_module"}
+    as_main: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(source, "imported_twice_module.py", "exec"), by_name)
+    exec(compile(source, "imported_twice_module.py", "exec"), as_main)
+    assert lookup_workflow("imported_twice") is as_main["imported_twice"].definition
