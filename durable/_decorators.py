@@ -60,10 +60,35 @@ class WorkflowDefinition:
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
+            hint = ""
+            if _first_parameter(self.signature) in ("self", "cls"):
+                hint = f". {_NOT_A_METHOD}"
             raise TypeError(
                 f"workflow {self.name!r} called with arguments that do not match "
-                f"{self.fn.__name__}{self.signature}: {exc}"
+                f"{self.fn.__name__}{self.signature}: {exc}{hint}"
             ) from None
+
+
+_NOT_A_METHOD = (
+    "A workflow is not a method: a worker re-creates a run from the workflow's name and its "
+    "input alone, with no instance to call it on. Define it as a module-level function (or a "
+    "@staticmethod) that takes what it needs as arguments"
+)
+
+
+def _first_parameter(signature: inspect.Signature) -> str | None:
+    return next(iter(signature.parameters), None)
+
+
+def _check_not_a_method(fn: Callable[..., Any], signature: inspect.Signature | None) -> None:
+    # "Svc.run" names a function defined in a class body ("f.<locals>.run" one in a function);
+    # a staticmethod's function is defined there too, but takes no self or cls.
+    parts = getattr(fn, "__qualname__", "").split(".")
+    in_class = len(parts) >= 2 and parts[-2] != "<locals>"
+    if in_class and signature is not None and _first_parameter(signature) in ("self", "cls"):
+        raise ConfigurationError(
+            f"@workflow cannot decorate method {fn.__qualname__!r}. {_NOT_A_METHOD}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +400,9 @@ def workflow(
                 "@workflow(name=...)"
             )
         _check_serializer(serializer, wf_name)
-        definition = WorkflowDefinition(func, wf_name, serializer, is_async, _signature(func))
+        signature = _signature(func)
+        _check_not_a_method(func, signature)
+        definition = WorkflowDefinition(func, wf_name, serializer, is_async, signature)
         _register(definition)
         made: Workflow[P, R] = Workflow(definition)
         _track(made)

@@ -216,3 +216,51 @@ def test_a_module_imported_twice_defines_its_workflows_once():
     exec(compile(source, "imported_twice_module.py", "exec"), by_name)
     exec(compile(source, "imported_twice_module.py", "exec"), as_main)
     assert lookup_workflow("imported_twice") is as_main["imported_twice"].definition
+
+
+class _Service:
+    @staticmethod
+    @workflow(name="service_static")
+    def static(x: int) -> int:
+        return x * 2
+
+
+def test_workflow_methods_are_rejected_at_decoration():
+    with pytest.raises(
+        ConfigurationError,
+        match=r"cannot decorate method '.*Svc.run'.*its input alone.*module-level function",
+    ):
+
+        class Svc:
+            @workflow
+            def run(self, x: int) -> int:
+                return x
+
+    with pytest.raises(ConfigurationError, match=r"cannot decorate method '.*Maker.build'"):
+
+        class Maker:
+            @classmethod
+            @workflow
+            def build(cls, x: int) -> int:
+                return x
+
+
+def test_static_workflow_methods_work():
+    from durable.testing import world
+
+    with world():
+        assert _Service.static(2) == 4
+        assert _Service().static.start(3).result(timeout=10) == 6
+
+
+def test_a_workflow_called_like_a_method_says_it_cannot_be_one():
+    def run(self, x: int) -> int:
+        return x
+
+    class Svc:
+        pass
+
+    Svc.run = workflow(name="attached_later")(run)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"missing a required argument: 'x'\. A workflow is not a "
+                       r"method.*module-level function"):
+        Svc().run(1)  # type: ignore[attr-defined]
