@@ -6,10 +6,11 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from durable._context import current_frame
 from durable._durations import parse_duration
 from durable._errors import ConfigurationError
 from durable._options import RetryPolicy
@@ -288,6 +289,30 @@ class Step(Generic[P, R]):
         result: R = call_step(self.definition, args, kwargs)
         return result
 
+    def run_async(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        """Call a sync step from an async workflow: ``x = await my_step.run_async(1)``.
+
+        ``await my_step(1)`` does the same at run time, but a type checker reads ``my_step(1)``
+        as the function's return type, which cannot be awaited: Python's typing has no way to
+        say "the result in sync workflows, an awaitable in async ones". Outside a workflow the
+        step runs when awaited, as a plain call.
+        """
+        if self.definition.is_async:
+            raise TypeError(
+                f"step {self.name!r} is an async def: await the call itself, "
+                f"await {self.definition.fn.__name__}(...), rather than .run_async(...)"
+            )
+        frame = current_frame.get()
+        if frame is None:
+            return _plain_call(self.definition.fn, args, kwargs)
+        if not frame.ctx.is_async:
+            raise TypeError(
+                f"step {self.name!r}: .run_async(...) is for async workflows, and this workflow "
+                f"is a def; call the step directly, {self.definition.fn.__name__}(...)"
+            )
+        call: Coroutine[Any, Any, R] = call_step(self.definition, args, kwargs)
+        return call
+
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
@@ -295,6 +320,10 @@ class Step(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<step {self.definition.name}>"
+
+
+async def _plain_call(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    return fn(*args, **kwargs)
 
 
 class Workflow(Generic[P, R]):

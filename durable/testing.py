@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from durable._client import current_runtime, use_runtime
 from durable._durations import parse_duration
@@ -39,8 +40,8 @@ class Clock:
         with self._lock:
             return self._now
 
-    def advance(self, duration: float | str) -> None:
-        """Move the clock forward by a duration (seconds or a string like ``"7 days"``)."""
+    def advance(self, duration: float | str | timedelta) -> None:
+        """Move the clock forward by seconds, a timedelta or a string like ``"7 days"``."""
         seconds = parse_duration(duration)
         with self._lock:
             self._now += seconds
@@ -72,8 +73,8 @@ class TestWorld:
         """The controlled clock's time in epoch seconds."""
         return self.clock()
 
-    def advance(self, duration: float | str) -> None:
-        """Move time forward and let due runs wake up."""
+    def advance(self, duration: float | str | timedelta) -> None:
+        """Move time forward (seconds, a timedelta or ``"7 days"``) and let due runs wake up."""
         self.clock.advance(duration)
         self.runtime.poll_once()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from typing import Any
@@ -264,3 +265,49 @@ def test_a_workflow_called_like_a_method_says_it_cannot_be_one():
     with pytest.raises(TypeError, match=r"missing a required argument: 'x'\. A workflow is not a "
                        r"method.*module-level function"):
         Svc().run(1)  # type: ignore[attr-defined]
+
+
+@step
+def _increment(x: int) -> int:
+    return x + 1
+
+
+@step
+async def _async_increment(x: int) -> int:
+    return x + 1
+
+
+@workflow
+async def _awaits_a_sync_step(x: int) -> list[int]:
+    typed = await _increment.run_async(x)
+    untyped = await _increment(x)  # the same at run time
+    both = await asyncio.gather(_increment.run_async(1), _async_increment(2))
+    return [typed, untyped, *both]
+
+
+@workflow
+def _sync_flow_using_run_async(x: int) -> int:
+    return asyncio.run(_increment.run_async(x))
+
+
+def test_run_async_awaits_a_sync_step_in_an_async_workflow():
+    from durable.testing import world
+
+    with world():
+        run = _awaits_a_sync_step.start(1)
+        assert run.result(timeout=10) == [2, 2, 2, 3]
+        assert [e.name for e in run.events() if e.kind == "step_completed"].count(
+            _increment.name
+        ) == 3
+
+
+def test_run_async_outside_a_workflow_is_a_plain_call_and_refuses_misuse():
+    assert asyncio.run(_increment.run_async(1)) == 2
+    with pytest.raises(TypeError, match=r"async def: await the call itself"):
+        _async_increment.run_async(1)
+    from durable.testing import world
+
+    with world(), pytest.raises(
+        durable.WorkflowFailed, match=r"TypeError: .*run_async\(\.\.\.\) is for async workflows"
+    ):
+        _sync_flow_using_run_async(1)
