@@ -4,9 +4,11 @@ A spec lists ``nodes`` (``id``, ``handler``, ``dependencies``, ``config`` and op
 ``retry``, ``timeout``, ``when``, ``foreach``, ``max_concurrency``, ``on_failure``,
 ``compensate``, ``trigger``) plus an optional ``input`` schema, ``defaults`` and ``output``.
 Config strings may hold templates (``{{ input.x }}``, ``{{ node.output.a[0] }}``) naming the run
-input or an ancestor's output. :func:`start` validates the spec and runs it as one durable
-workflow (``durable.dag``): each node starts as soon as its own dependencies have finished, as a
-step named after its handler, concurrently with the other ready nodes.
+input or an ancestor's output. An input property the run leaves out gets its schema ``default``;
+:func:`validate` reports a template reading one that has none and is not ``required``.
+:func:`start` validates the spec and runs it as one durable workflow (``durable.dag``): each node
+starts as soon as its own dependencies have finished, as a step named after its handler,
+concurrently with the other ready nodes.
 
 - ``foreach: "{{ input.items }}"`` runs the handler once per element, concurrently (at most
   ``max_concurrency`` at once), with ``{{ item }}`` and ``{{ index }}`` in its config; the

@@ -20,7 +20,7 @@ from durable._options import RetryPolicy
 from durable._run import Run
 from durable._saga import CompensationFailed, compensating
 from durable.dag import _handlers
-from durable.dag._schema import check_input
+from durable.dag._schema import check_input, with_defaults
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
 from durable.dag._templates import TemplateError, render
 from durable.dag._validate import DagValidationError, Problem, validate, waves
@@ -247,7 +247,7 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
     errors = check_input(parsed.input, input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
-    state = _Execution(parsed, input)
+    state = _Execution(parsed, with_defaults(parsed.input, input))
     try:
         state.run_all()
     except Cancelled:
@@ -314,12 +314,16 @@ def _as_data(spec: Any) -> Any:
     return spec
 
 
-def _prepare(spec: Any, run_input: Any) -> dict[str, Any]:
+def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any]:
+    """The spec as data, and the run input with the schema's defaults filled in.
+
+    The run records that input: the one its templates read.
+    """
     parsed = validate(_as_data(spec))
     errors = check_input(parsed.input, run_input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
-    return parsed.to_json()
+    return parsed.to_json(), with_defaults(parsed.input, run_input)
 
 
 def start(
@@ -333,15 +337,16 @@ def start(
 
     Args:
         spec: the spec.
-        input: the run input (``{{ input... }}`` in templates).
+        input: the run input (``{{ input... }}`` in templates); the properties it leaves out
+            that the spec's input schema gives a ``default`` are recorded with it.
         run_id: a caller-chosen run id (starting an existing id returns that run).
         execute: run it in this process (default) or leave it to workers.
 
     Raises:
         DagValidationError: the spec or the input is invalid (nothing is recorded).
     """
-    data = _prepare(spec, input)
-    return dag_workflow.with_options(run_id=run_id, execute=execute).start(data, input)
+    data, filled = _prepare(spec, input)
+    return dag_workflow.with_options(run_id=run_id, execute=execute).start(data, filled)
 
 
 def run(spec: Any, input: Any = None) -> Any:  # noqa: A002
@@ -351,4 +356,4 @@ def run(spec: Any, input: Any = None) -> Any:  # noqa: A002
         DagValidationError: the spec or the input is invalid.
         WorkflowFailed: a node failed.
     """
-    return dag_workflow(_prepare(spec, input), input)
+    return dag_workflow(*_prepare(spec, input))

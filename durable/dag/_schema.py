@@ -3,17 +3,22 @@
 Supported: ``type``, ``properties``, ``required``, ``additionalProperties`` (``false``),
 ``items``, ``enum``, ``minLength``, ``maxLength``, ``pattern``, ``format`` (``email``, ``date``,
 ``date-time``, ``uuid``, ``uri``), ``minimum``, ``maximum``, ``minItems``, ``maxItems``; and the
-annotations ``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
-``$comment``. Any other keyword is reported when the spec is validated, rather than silently
-left unchecked.
+annotations ``title``, ``description``, ``examples``, ``$schema``, ``$id``, ``$comment``. Any
+other keyword is reported when the spec is validated, rather than silently left unchecked.
+
+``default`` is applied: a property that the run input leaves out and whose schema has a
+``default`` is filled in with it before any template reads the input (the default must fit the
+property's schema). A template that reads a property the input may lack (neither ``required``
+nor with a ``default``) is reported when the spec is validated.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -76,6 +81,70 @@ def schema_problems(schema: Any, where: str) -> Iterator[str]:
     if "items" in schema:
         yield from schema_problems(schema["items"], f"{where}.items")
     yield from _constraint_problems(schema, where)
+
+
+def default_problems(schema: Any, where: str) -> Iterator[str]:
+    """Defaults that do not fit their own schema (for a schema without other problems)."""
+    if not isinstance(schema, dict):
+        return
+    if "default" in schema:
+        rest = {k: v for k, v in schema.items() if k != "default"}
+        yield from check_input(rest, schema["default"], f"{where}.default")
+    for key, sub in schema.get("properties", {}).items():
+        yield from default_problems(sub, f"{where}.properties.{key}")
+    yield from default_problems(schema.get("items"), f"{where}.items")
+
+
+def with_defaults(schema: dict[str, Any] | None, value: Any) -> Any:
+    """``value`` with the ``default`` of each property it leaves out filled in, at any depth.
+
+    ``value`` is not changed: the objects and lists on the way are copies, and so is each default.
+    """
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return value
+        filled = dict(value)
+        for key, sub in props.items():
+            if key not in filled and isinstance(sub, dict) and "default" in sub:
+                filled[key] = copy.deepcopy(sub["default"])
+            if key in filled:
+                filled[key] = with_defaults(sub, filled[key])
+        return filled
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [with_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def optional_property(schema: dict[str, Any] | None, path: Sequence[str | int]) -> str | None:
+    """The first property on ``path`` (into the run input) that a valid input may lack.
+
+    That is a property its object's schema lists in ``properties`` but neither ``required`` nor
+    with a ``default``; the result reads ``input.a.b``. ``None`` if every property on the path is
+    sure to be there, or the schema does not say (a property it does not list).
+    """
+    walked = "input"
+    for key in path:
+        if not isinstance(schema, dict):
+            return None
+        if isinstance(key, int):
+            schema = schema.get("items")
+            walked += f"[{key}]"
+            continue
+        props = schema.get("properties")
+        if not isinstance(props, dict) or key not in props:
+            return None
+        walked += f".{key}"
+        required = schema.get("required")
+        sub = props[key]
+        if (not isinstance(required, list) or key not in required) and not (
+            isinstance(sub, dict) and "default" in sub
+        ):
+            return walked
+        schema = sub
+    return None
 
 
 def _constraint_problems(schema: dict[str, Any], where: str) -> Iterator[str]:

@@ -124,7 +124,8 @@ class DagSpec(BaseModel):
     description: str | None = None
     input: dict[str, Any] | None = None
     """A JSON-Schema subset checked against the run input (``type``, ``properties``, ``required``,
-    ``items``, ``enum``, lengths, ``pattern``, ``format``, bounds: see ``durable.dag._schema``)."""
+    ``items``, ``enum``, lengths, ``pattern``, ``format``, bounds: see ``durable.dag._schema``).
+    A property the input leaves out is filled in with its ``default``, if it has one."""
     defaults: Defaults = Field(default_factory=Defaults)
     nodes: list[NodeSpec]
     output: Any = None

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from durable._errors import DurableError
 from durable.dag import _handlers
-from durable.dag._schema import schema_problems
-from durable.dag._spec import DagSpec, NodeSpec
+from durable.dag._schema import default_problems, optional_property, schema_problems
+from durable.dag._spec import DagSpec, Defaults, NodeSpec
 from durable.dag._templates import FOREACH_VARS, Reference, TemplateError, parse, templates
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
@@ -41,12 +41,20 @@ class DagValidationError(DurableError, ValueError):
         super().__init__(f"invalid DAG spec ({len(problems)} problem(s)):\n{lines}")
 
 
-def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
+def validate(
+    raw: Any, *, check_handlers: bool = True, check_inputs: bool | None = None
+) -> DagSpec:
     """Check a spec (a dict, or a :class:`DagSpec`) and return it parsed.
 
     Args:
         raw: the spec.
         check_handlers: report handlers not registered in this process.
+        check_inputs: report templates that read an input property the ``input`` schema lets a
+            run leave out (it is neither ``required`` nor given a ``default``), since a run
+            without it fails at that template, and defaults that do not fit their schema.
+            Default: as ``check_handlers``, whose ``False`` is for the spec a run recorded:
+            accepted when the run started, it must go on replaying although these checks came
+            later.
 
     Raises:
         DagValidationError: listing every problem.
@@ -69,19 +77,25 @@ def validate(raw: Any, *, check_handlers: bool = True) -> DagSpec:
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, None, "spec"))
         broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
-    nodes = _parse_nodes(raw_nodes, problems)
+    nodes, unparsed = _parse_nodes(raw_nodes, problems)
     # The input schema and the output are checked even when another field (defaults, say) is
     # broken: every problem is reported at once.
     schema = top.input if top is not None else raw.get("input")
+    reads: dict[str, Any] | None = None  # the schema optional input reads are checked against
     if "input" not in broken:
-        problems.extend(_check_schema(schema, "input"))
-    _check_graph(nodes, problems, check_handlers)
+        schema_errors = list(_check_schema(schema, "input"))
+        problems.extend(schema_errors)
+        inputs = check_handlers if check_inputs is None else check_inputs
+        if inputs and not schema_errors and isinstance(schema, dict):
+            problems.extend(Problem(None, p) for p in default_problems(schema, "input"))
+            reads = schema
+    _check_graph(nodes, unparsed, problems, check_handlers, reads)
     ids = frozenset(n.id for n in nodes)
     output = top.output if top is not None else raw.get("output")
     if output is not None and "output" not in broken:
-        problems.extend(_template_problems(output, ids, None, "output"))
-    if top is not None:
-        _check_compensation(top.model_copy(update={"nodes": nodes}), problems)
+        problems.extend(_template_problems(output, ids, None, "output", schema=reads))
+    defaults = top.defaults if top is not None else _defaults(raw.get("defaults"))
+    _check_compensation(nodes, unparsed, defaults, problems)
     if problems:
         raise DagValidationError(problems)
     assert top is not None
@@ -122,8 +136,24 @@ def _pydantic_problems(exc: ValidationError, node: str | None, what: str) -> Ite
             yield Problem(node, f"{where}{message}")
 
 
-def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec]:
+def _defaults(raw: Any) -> Defaults | None:
+    """The spec's defaults when another top-level field is broken; ``None`` if they are."""
+    try:
+        return Defaults.model_validate(raw or {})
+    except ValidationError:
+        return None
+
+
+def _parse_nodes(
+    raw_nodes: list[Any], problems: list[Problem]
+) -> tuple[list[NodeSpec], dict[str, set[str]]]:
+    """The nodes, and for each node with bad fields the names of those fields.
+
+    A node with bad fields is kept, parsed without them, so that its id, dependencies and
+    templates are still checked (and other nodes naming it are not told it does not exist).
+    """
     nodes: list[NodeSpec] = []
+    unparsed: dict[str, set[str]] = {}
     seen: set[str] = set()
     kept: set[str] = set()
     for index, item in enumerate(raw_nodes):
@@ -136,29 +166,60 @@ def _parse_nodes(raw_nodes: list[Any], problems: list[Problem]) -> list[NodeSpec
             problems.append(Problem(name, "duplicate id"))
         if isinstance(label, str) and label:
             seen.add(label)
+        fields: set[str] = set()
         try:
             node = NodeSpec.model_validate(item)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, name, "node"))
-            continue
+            fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+            partial = _without(item, fields)
+            if partial is None:
+                continue
+            node = partial
         if not _ID.match(node.id):
             problems.append(
                 Problem(node.id, "invalid id: use letters, digits, '_' and '-', not starting "
                         "with a digit or '-'")
             )
-            continue
         if node.id in kept:
             continue  # a duplicate, reported above
         kept.add(node.id)
         nodes.append(node)
-    return nodes
+        if fields:
+            unparsed[node.id] = fields
+    return nodes, unparsed
 
 
-def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers: bool) -> None:
+_UNPARSED = "<unparsed>"
+"""The handler of a node whose ``handler`` field is bad (never looked up)."""
+
+
+def _without(item: dict[str, Any], fields: set[str]) -> NodeSpec | None:
+    """The node without its bad fields; ``None`` if its id is one of them."""
+    if "id" in fields:
+        return None
+    rest = {key: value for key, value in item.items() if key not in fields}
+    if "handler" in fields:
+        rest["handler"] = _UNPARSED
+    try:
+        return NodeSpec.model_validate(rest)
+    except ValidationError:
+        return None
+
+
+def _check_graph(
+    nodes: list[NodeSpec],
+    unparsed: dict[str, set[str]],
+    problems: list[Problem],
+    check_handlers: bool,
+    schema: dict[str, Any] | None,
+) -> None:
     ids = {n.id for n in nodes}
     for node in nodes:
-        problems.extend(_handler_problems(node.id, node.handler, node.config, check_handlers))
-        problems.extend(_node_field_problems(node, check_handlers))
+        if node.handler != _UNPARSED:
+            problems.extend(_handler_problems(node.id, node.handler, node.config,
+                                              check_handlers))
+        problems.extend(_node_field_problems(node, check_handlers, unparsed.get(node.id, set())))
         counted: set[str] = set()
         for dep in node.dependencies:
             if dep == node.id:
@@ -178,22 +239,28 @@ def _check_graph(nodes: list[NodeSpec], problems: list[Problem], check_handlers:
     ancestors = _Ancestors(nodes, order)
     frozen = frozenset(ids)
     for node in nodes:
-        variables = FOREACH_VARS if node.foreach is not None else frozenset()
+        # A node whose foreach did not parse may still have meant {{ item }} in its config.
+        fans_out = node.foreach is not None or "foreach" in unparsed.get(node.id, ())
+        variables = FOREACH_VARS if fans_out else frozenset()
         problems.extend(_template_problems(node.config, frozen, node, "config", ancestors,
-                                           variables=variables))
+                                           variables=variables, schema=schema))
         for value, what in ((node.when, "when"), (node.foreach, "foreach")):
-            problems.extend(_template_problems(value, frozen, node, what, ancestors))
+            problems.extend(_template_problems(value, frozen, node, what, ancestors,
+                                               schema=schema))
         if node.compensate is not None:
             problems.extend(_template_problems(node.compensate.config, frozen, node,
-                                               "compensate.config", ancestors, allow_self=True))
+                                               "compensate.config", ancestors, allow_self=True,
+                                               schema=schema))
 
 
-def _node_field_problems(node: NodeSpec, check_handlers: bool) -> Iterable[Problem]:
+def _node_field_problems(
+    node: NodeSpec, check_handlers: bool, unparsed: set[str]
+) -> Iterable[Problem]:
     """Problems with ``foreach``, ``max_concurrency``, ``timeout``, ``retry``, ``compensate``."""
     if isinstance(node.foreach, str) and not _is_template(node.foreach):
         yield Problem(node.id, "foreach: must be a template such as '{{ input.items }}' "
                       "(resolving to a list) or a list")
-    if node.max_concurrency is not None and node.foreach is None:
+    if node.max_concurrency is not None and node.foreach is None and "foreach" not in unparsed:
         yield Problem(node.id, "max_concurrency: only applies to a node with 'foreach'")
     found = _handlers.lookup(node.handler)
     if node.timeout is not None and found is not None and found.inline:
@@ -211,14 +278,21 @@ def _is_template(text: str) -> bool:
     return "{{" in text and "}}" in text
 
 
-def _check_compensation(spec: DagSpec, problems: list[Problem]) -> None:
+def _check_compensation(
+    nodes: list[NodeSpec],
+    unparsed: dict[str, set[str]],
+    defaults: Defaults | None,
+    problems: list[Problem],
+) -> None:
     """``on_failure: compensate`` with nothing to compensate is a mistake worth reporting."""
-    if any(n.compensate is not None for n in spec.nodes):
+    if any(n.compensate is not None for n in nodes):
         return
-    if spec.defaults.on_failure == "compensate":
+    if any("compensate" in fields for fields in unparsed.values()):
+        return  # a bad compensate action, reported already
+    if defaults is not None and defaults.on_failure == "compensate":
         problems.append(Problem(None, "defaults.on_failure: 'compensate' but no node has a "
                                 "'compensate' action"))
-    for node in spec.nodes:
+    for node in nodes:
         if node.on_failure == "compensate":
             problems.append(Problem(node.id, "on_failure: 'compensate' but no node has a "
                                     "'compensate' action"))
@@ -232,7 +306,7 @@ class _Ancestors:
         self._order = order
         self._sets: dict[str, frozenset[str]] | None = None
 
-    def of(self, node: NodeSpec) -> frozenset[str] | None:
+    def of(self, node: NodeSpec) -> frozenset[str]:
         if self._sets is None:
             sets: dict[str, frozenset[str]] = {}
             for nid in self._order:
@@ -243,7 +317,17 @@ class _Ancestors:
                         acc |= sets[dep]
                 sets[nid] = frozenset(acc)
             self._sets = sets
-        return self._sets.get(node.id)
+        found = self._sets.get(node.id)
+        if found is None:  # in a cycle or after one: follow the dependencies themselves
+            seen: set[str] = set()
+            stack = list(self._deps[node.id])
+            while stack:
+                dep = stack.pop()
+                if dep not in seen and dep in self._deps:
+                    seen.add(dep)
+                    stack.extend(self._deps[dep])
+            found = self._sets[node.id] = frozenset(seen)
+        return found
 
 
 def _template_problems(
@@ -255,6 +339,7 @@ def _template_problems(
     *,
     variables: frozenset[str] = frozenset(),
     allow_self: bool = False,
+    schema: dict[str, Any] | None = None,
 ) -> Iterable[Problem]:
     owner = node.id if node is not None else None
     refs: list[Reference] = []
@@ -264,20 +349,28 @@ def _template_problems(
         except TemplateError as exc:
             yield Problem(owner, f"{what}: {exc}")
     for ref in refs:
-        if ref.is_input or ref.is_var or node is None or ancestors is None:
+        if ref.is_input:
+            missing = optional_property(schema, ref.path) if schema is not None else None
+            if missing is not None:
+                yield Problem(
+                    owner,
+                    f"{what}: '{{{{ {ref.text} }}}}' reads {missing}, which the input schema "
+                    "does not require: a run without it fails here (add it to 'required' or "
+                    "give it a 'default')",
+                )
+            continue
+        if ref.is_var or node is None or ancestors is None:
             continue
         if ref.source == node.id:
             if allow_self:
                 continue
             yield Problem(owner, f"{what}: '{{{{ {ref.text} }}}}' references the node itself")
-        elif ref.source not in node.dependencies:
-            found = ancestors.of(node)
-            if found is not None and ref.source not in found:
-                yield Problem(
-                    owner,
-                    f"{what}: '{{{{ {ref.text} }}}}' references {ref.source!r}, which is not "
-                    "an ancestor (add it to dependencies)",
-                )
+        elif ref.source not in node.dependencies and ref.source not in ancestors.of(node):
+            yield Problem(
+                owner,
+                f"{what}: '{{{{ {ref.text} }}}}' references {ref.source!r}, which is not "
+                "an ancestor (add it to dependencies)",
+            )
 
 
 def _topological(nodes: list[NodeSpec]) -> list[str]:

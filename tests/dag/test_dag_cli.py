@@ -109,6 +109,19 @@ def test_run_input_from_a_file(dag_cli, tmp_path):
     assert proc.returncode == 1 and "cannot read --input from" in proc.stderr, proc.stderr
 
 
+def test_a_failed_run_names_its_error_by_its_public_name(dag_cli, tmp_path):
+    spec = tmp_path / "missing.json"
+    spec.write_text(json.dumps({"nodes": [
+        {"id": "a", "handler": "output", "config": {"value": {"n": 1}}},
+        {"id": "b", "handler": "output", "dependencies": ["a"],
+         "config": {"value": "{{ a.output.m }}"}},
+    ]}))
+    proc = dag_cli("run", str(spec), "--wait")
+    assert proc.returncode == 1
+    shown = "failed: durable.dag.TemplateError: node 'b': '{{ a.output.m }}': a.output.m not found"
+    assert shown in proc.stderr, proc.stderr
+
+
 def test_run_without_wait_leaves_the_run_to_a_worker(dag_cli):
     proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers")
     assert proc.returncode == 0, proc.stderr

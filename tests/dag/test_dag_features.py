@@ -11,6 +11,7 @@ import pytest
 
 import durable.dag as dag
 from durable import WorkflowCancelled, WorkflowFailed
+from durable._serialization import error_from_dict, error_to_dict
 
 calls: Counter[str] = Counter()
 log: list[str] = []
@@ -127,6 +128,19 @@ def test_foreach_over_an_empty_list_outputs_an_empty_list(engine):
     assert dict(calls) == {"start": 1, "gather": 1}
 
 
+def test_dag_errors_are_recorded_under_their_public_names():
+    assert error_to_dict(dag.TemplateError("x"))["type"] == "durable.dag.TemplateError"
+    assert error_to_dict(dag.DagNodeFailed("x"))["type"] == "durable.dag.DagNodeFailed"
+    assert error_to_dict(dag.HttpStatusError("GET u: 404"))["type"] == (
+        "durable.dag.HttpStatusError"
+    )
+    # Logs written before keep their private name, which still resolves.
+    older = {**error_to_dict(dag.TemplateError("x")),
+             "type": "durable.dag._templates.TemplateError"}
+    assert type(error_from_dict(older)) is dag.TemplateError
+    assert type(error_from_dict(error_to_dict(dag.TemplateError("x")))) is dag.TemplateError
+
+
 def test_foreach_max_concurrency_and_a_literal_list(engine):
     spec = {"nodes": [node("fan", foreach=["a", "b", "c", "d"], max_concurrency=1,
                            config={"name": "{{ item }}", "value": "{{ index }}", "pause": 0.01})]}
@@ -137,7 +151,7 @@ def test_foreach_max_concurrency_and_a_literal_list(engine):
 def test_foreach_that_is_not_a_list_fails_the_run_naming_the_node(engine):
     run = dag.start(FAN, {"items": {"a": 1}, "pause": 0})
     error = failure(run)
-    assert error.error_type == "durable.dag._templates.TemplateError"
+    assert error.error_type == "durable.dag.TemplateError"
     assert "node 'fan': foreach ({{ start.output.value }}) must resolve to a list, got dict" in (
         str(error)
     )

@@ -1,11 +1,14 @@
-"""A DAG spec's input schema: the keywords it supports are checked, any other is refused."""
+"""A DAG spec's input schema: the keywords it supports are checked, any other is refused, and
+properties the input leaves out get their defaults."""
 
 from __future__ import annotations
 
 import pytest
 
+import durable.dag as dag
 from durable.dag import DagValidationError, validate
-from durable.dag._schema import check_input
+from durable.dag._schema import check_input, with_defaults
+from durable.testing import world
 
 SIGNUP = {
     "type": "object",
@@ -63,3 +66,60 @@ def test_keywords_it_cannot_check_are_refused_when_the_spec_is_validated() -> No
     assert "input.properties.code.format: unknown format 'credit-card'" in text
     assert "input.properties.n: keyword 'multipleOf' is not supported" in text
     assert "input.properties.n.minimum: must be a number, got 'one'" in text
+
+
+PROFILE = {
+    "type": "object",
+    "required": ["user"],
+    "properties": {
+        "user": {"type": "string"},
+        "profile": {"type": "object", "default": {},
+                    "properties": {"name": {"type": "string", "default": "anonymous"}}},
+        "tags": {"type": "array", "items": {
+            "type": "object", "properties": {"weight": {"type": "number", "default": 1}}}},
+    },
+}
+
+
+def test_defaults_fill_in_what_the_input_leaves_out_at_any_depth() -> None:
+    given = {"user": "ada", "tags": [{"weight": 3}, {}]}
+    assert with_defaults(PROFILE, given) == {
+        "user": "ada",
+        "profile": {"name": "anonymous"},
+        "tags": [{"weight": 3}, {"weight": 1}],
+    }
+    assert given == {"user": "ada", "tags": [{"weight": 3}, {}]}  # a copy is filled in
+    filled = with_defaults(PROFILE, {"user": "ada"})
+    filled["profile"]["name"] = "changed"
+    assert PROFILE["properties"]["profile"]["default"] == {}
+    assert with_defaults(PROFILE, {"user": "ada", "profile": {"name": "Ada"}})["profile"] == {
+        "name": "Ada"
+    }
+    assert with_defaults(None, {"x": 1}) == {"x": 1}
+    assert with_defaults(PROFILE, "not an object") == "not an object"
+
+
+def test_a_run_reads_the_defaults_and_records_them() -> None:
+    spec = {"input": PROFILE, "nodes": [
+        {"id": "a", "handler": "output", "config": {"value": "{{ input.profile.name }}"}},
+    ]}
+    with world():
+        run = dag.start(spec, {"user": "ada"})
+        assert run.result(timeout=10) == {"a": "anonymous"}
+        assert dag.run(spec, {"user": "ada", "profile": {"name": "Ada"}}) == {"a": "Ada"}
+        # The workflow fills them in too (a run started with the spec and input as they are).
+        assert dag.dag_workflow(dag.validate(spec).to_json(), {"user": "ada"}) == {
+            "a": "anonymous"
+        }
+
+
+def test_a_recorded_spec_with_an_optional_input_read_still_runs() -> None:
+    """A run started before such reads were refused goes on (replays) as it did."""
+    schema = {"type": "object", "properties": {"p": {"type": "string"}}}
+    spec = {"input": schema, "nodes": [
+        {"id": "a", "handler": "output", "config": {"value": "{{ input.p }}"}},
+    ]}
+    with pytest.raises(DagValidationError, match="reads input.p"):
+        dag.start(spec, {"p": "x"})
+    with world():
+        assert dag.dag_workflow(spec, {"p": "x"}) == {"a": "x"}

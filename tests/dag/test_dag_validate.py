@@ -157,6 +157,68 @@ MALFORMED = [
                 node("c", deps=["b"])]},
      ["node 'a': unknown dependency 'ghost'", "node 'a': duplicate id",
       "node 'b': unknown handler 'nope'", "node 'b': cycle: b -> c -> b"]),
+    # A bad field, a bad id or a cycle hides nothing else.
+    ("a bad field beside an unknown dependency and a non-ancestor template",
+     {"nodes": [node("a", config={"x": "{{ b.output }}"}), node("b"),
+                node("d", deps=["zzz"], timeout="banana")]},
+     ["node 'd': timeout: invalid duration \"banana\"", "node 'd': unknown dependency 'zzz'",
+      "node 'a': config: '{{ b.output }}' references 'b', which is not an ancestor"]),
+    ("a node with a bad field is still there for the others",
+     {"nodes": [node("a", retry={"max_attempts": 0}),
+                node("b", deps=["a"], config={"x": "{{ a.output }}"})]},
+     ["node 'a': retry.max_attempts: Input should be greater than or equal to 1"]),
+    ("a node without a handler still has its dependencies and templates checked",
+     {"nodes": [{"id": "a", "dependencies": ["zz"], "config": {"x": "{{ b.output }}"},
+                 "max_concurrency": 2}, node("b")]},
+     ["node 'a': handler: Field required", "node 'a': unknown dependency 'zz'",
+      "node 'a': config: '{{ b.output }}' references 'b', which is not an ancestor",
+      "node 'a': max_concurrency: only applies to a node with 'foreach'"]),
+    ("a node with a bad id is still there for the others",
+     {"nodes": [node("1a"), node("b", deps=["1a"], foreach="soon", config={"x": "{{ c }}"})]},
+     ["node '1a': invalid id", "node 'b': foreach: must be a template",
+      "node 'b': config: '{{ c }}' names unknown node 'c'"]),
+    ("a bad foreach keeps item usable in the config",
+     {"nodes": [node("a", foreach=5, max_concurrency=2, config={"x": "{{ item }}"})]},
+     ["node 'a': foreach: must be a template"]),
+    ("a bad compensate action is not a missing one",
+     {"nodes": [node("a", compensate={"config": {}}), node("b", on_failure="compensate")]},
+     ["node 'a': compensate.handler: Field required"]),
+    ("a cycle hides no template problem of its nodes",
+     {"nodes": [node("a", deps=["b"], config={"x": "{{ c.output }}"}),
+                node("b", deps=["a"], when="{{ d.output }}"), node("c"),
+                node("d", deps=["c"]), node("e", deps=["b"], config={"x": "{{ c.output }}"})]},
+     ["node 'a': cycle: a -> b -> a",
+      "node 'a': config: '{{ c.output }}' references 'c', which is not an ancestor",
+      "node 'b': when: '{{ d.output }}' references 'd', which is not an ancestor",
+      "node 'e': config: '{{ c.output }}' references 'c', which is not an ancestor"]),
+    ("a broken defaults block still checks compensation",
+     {"defaults": {"retry": {"max_attempts": 0}}, "nodes": [node("a", on_failure="compensate")]},
+     ["defaults.retry.max_attempts: Input should be greater than or equal to 1",
+      "node 'a': on_failure: 'compensate' but no node has a 'compensate' action"]),
+    # Templates reading input properties a run may leave out; defaults that do not fit.
+    ("a template reads an optional input property",
+     {"input": {"type": "object", "properties": {"p": {"type": "object"}}},
+      "nodes": [node("a", config={"x": "{{ input.p.name }}"})]},
+     ["node 'a': config: '{{ input.p.name }}' reads input.p, which the input schema does not "
+      "require: a run without it fails here (add it to 'required' or give it a 'default')"]),
+    ("a template reads an optional property of a required one",
+     {"input": {"type": "object", "required": ["p"], "properties": {"p": {
+         "type": "object", "properties": {"name": {"type": "string"}}}}},
+      "nodes": [node("a", when="{{ input.p.name }}",
+                     compensate={"handler": "add", "config": {"a": "{{ input.p.name }}"}})]},
+     ["node 'a': when: '{{ input.p.name }}' reads input.p.name",
+      "node 'a': compensate.config: '{{ input.p.name }}' reads input.p.name"]),
+    ("the output and a foreach read optional input properties",
+     {"input": {"type": "object", "properties": {"items": {"type": "array", "items": {
+         "type": "object", "properties": {"n": {"type": "integer"}}}}}},
+      "nodes": [node("a", foreach="{{ input.items }}", config={"a": "{{ item }}"})],
+      "output": "{{ input.items[0].n }}"},
+     ["node 'a': foreach: '{{ input.items }}' reads input.items",
+      "output: '{{ input.items[0].n }}' reads input.items"]),
+    ("a default that does not fit its schema",
+     {"input": {"type": "object", "properties": {"p": {"type": "object", "default": "none"}}},
+      "nodes": GOOD},
+     ["input.properties.p.default: expected object, got str"]),
 ]
 
 
@@ -203,6 +265,45 @@ def test_new_node_fields_parse():
 
 def test_handlers_are_optional_when_not_checked():
     dag.validate({"nodes": [node("a", handler="elsewhere")]}, check_handlers=False)
+
+
+PROFILE_SCHEMA = {"type": "object", "required": ["user"], "properties": {
+    "user": {"type": "string"},
+    "profile": {"type": "object", "properties": {"name": {"type": "string", "default": "?"}}},
+}}
+
+
+@pytest.mark.parametrize("fix", [
+    pytest.param({"required": ["user", "profile"]}, id="required"),
+    pytest.param({"properties": {**PROFILE_SCHEMA["properties"], "profile": {
+        "type": "object", "default": {}, "properties": {"name": {"type": "string",
+                                                                  "default": "?"}}}}},
+                 id="default"),
+])
+def test_input_reads_are_fine_once_required_or_given_a_default(fix):
+    spec = {"input": {**PROFILE_SCHEMA, **fix},
+            "nodes": [node("a", config={"a": "{{ input.profile.name }}", "b": "{{ input.user }}"})]}
+    dag.validate(spec)
+
+
+def test_input_reads_the_schema_does_not_describe_are_not_reported():
+    spec = {"input": {"type": "object"}, "nodes": [node("a", config={"a": "{{ input.x.y }}"})]}
+    dag.validate(spec)
+    dag.validate({**spec, "input": None})
+
+
+def test_a_recorded_spec_with_an_optional_input_read_still_validates():
+    """Runs started before the check was added go on replaying (and are shown by inspect)."""
+    spec = {"input": PROFILE_SCHEMA, "nodes": [node("a", config={"a": "{{ input.profile }}"})]}
+    with pytest.raises(dag.DagValidationError):
+        dag.validate(spec)
+    dag.validate(spec, check_handlers=False)
+    dag.validate(spec, check_inputs=False)
+    with pytest.raises(dag.DagValidationError):
+        dag.validate(spec, check_handlers=False, check_inputs=True)
+    # Defaults were not checked either (nor used) when such runs started.
+    misfit = {"type": "object", "properties": {"n": {"type": "integer", "default": "one"}}}
+    dag.validate({**spec, "input": misfit}, check_handlers=False)
 
 
 IDS = frozenset({"a", "b", "input"})
