@@ -10,13 +10,14 @@ command and the workflow suspends, which is what :func:`durable.replay` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -146,6 +147,13 @@ class RunContext:
     unwinding: BaseException | None = None
     """Engine control flow a branch raised that the workflow's code may have swallowed
     (``asyncio.gather(..., return_exceptions=True)`` returns it as a value): the run stops."""
+    task: asyncio.Task[Any] | None = None
+    """The task running an async workflow's own code."""
+    outside: int = 0
+    """Durable operations of an async run awaiting the outside now (a step's code, a short wait)."""
+    held: dict[asyncio.Task[Any], asyncio.Future[None]] = field(default_factory=dict)
+    """Branch tasks that suspended, held until the rest of the run waits too (see ``hold``)."""
+    _looking: bool = False
     handed_out: list[tuple[Coroutine[Any, Any, Any], str]] = field(default_factory=list)
     """Durable calls of an async workflow, to find one never awaited (see ``forgotten``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -328,8 +336,26 @@ class RunContext:
 
     def note_unwinding(self, error: BaseException | None) -> None:
         """A branch ended in ``error``: if it is engine control flow, nothing more may run."""
-        if self.unwinding is None and isinstance(error, (Suspend, Diverged, StorageUnavailable)):
-            self.unwinding = error
+        flow = control_flow(error)
+        if isinstance(flow, (Suspend, Diverged, StorageUnavailable)) and (
+            self.unwinding is None or _rank(flow) < _rank(self.unwinding)
+        ):
+            self.unwinding = flow
+
+    def ending(self, exc: BaseException) -> BaseException:
+        """What ends this execution, given what the workflow's code raised.
+
+        Engine control flow wins over the workflow's own errors, as in ``durable.parallel``:
+        it may come wrapped in an exception group (``asyncio.TaskGroup``, ``except*``), or a
+        branch's may have reached the code only as a value, or as a user error it led to. The
+        run then suspends (or stops), and a user error beside it comes again on replay.
+        """
+        flow = control_flow(exc)
+        if flow is not None:
+            return flow
+        if self.unwinding is not None and isinstance(exc, Exception):
+            return self.unwinding
+        return exc
 
     def check_cancel(self) -> None:
         """Stop here if the run was cancelled, or hand it back if this worker is stopping."""
@@ -455,8 +481,62 @@ class RunContext:
         if self.pure or remaining > self.inline_wait_limit:
             raise self.suspend_until(when, "sleeping")
         self.check_cancel()
-        await asyncio.sleep(remaining)
+        with self.awaiting_outside():
+            await asyncio.sleep(remaining)
         self.check_cancel()
+
+    # -- async branches waiting beside each other ------------------------------------------
+
+    @contextlib.contextmanager
+    def awaiting_outside(self) -> Iterator[None]:
+        """Around a live durable operation's await in an async run: held branches wait for it."""
+        self.outside += 1
+        try:
+            yield
+        finally:
+            self.outside -= 1
+            if not self.outside:
+                self._look_soon()
+
+    async def hold(self) -> None:
+        """Hold the current task, a branch that suspended, until the rest of the run waits too.
+
+        ``asyncio.TaskGroup`` cancels a group's other tasks as soon as one ends in an exception.
+        A branch's suspension must not cut the others short (a step halfway, work the branch's
+        hook may wait for): as under ``asyncio.gather`` and ``durable.parallel``, they go on
+        until they end or suspend too, and the run suspends once none of it can go on.
+        Cancelled while held (a sibling failed), it raises ``CancelledError`` at once.
+        """
+        task = asyncio.current_task()
+        if task is None:
+            return
+        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held[task] = released
+        self._look_soon()
+        try:
+            await released
+        finally:
+            self.held.pop(task, None)
+
+    def _look_soon(self) -> None:
+        if self.held and not self._looking:
+            self._looking = True
+            asyncio.get_running_loop().call_soon(self._look)
+
+    def _look(self) -> None:
+        self._looking = False
+        if not self.held or self.outside:
+            return  # the operation's end looks again
+        for task in (self.task, *self.spawned):
+            if task is None or task.done() or task in self.held:
+                continue
+            if _ready(task):
+                self._look_soon()  # after it has run (it is queued already)
+                return
+        held, self.held = self.held, {}
+        for released in held.values():
+            if not released.done():
+                released.set_result(None)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -591,6 +671,55 @@ class RunContext:
         wake_at = until if until is not None else self.clock() + (seconds or 0.0)
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
+
+
+_PRECEDENCE: tuple[type[BaseException], ...] = (
+    LeaseLost,
+    StorageUnavailable,
+    Cancelled,
+    Diverged,
+    Suspend,
+)
+"""Engine control flow, the first winning when several branches end in it: a run this process
+no longer holds, or cannot write, or that was cancelled or diverged, must stop; a suspended
+branch must be resumed before the outcome of its group is known."""
+
+
+def control_flow(error: BaseException | None) -> BaseException | None:
+    """The engine control flow ``error`` is, or holds in an exception group (by precedence)."""
+    if error is None:
+        return None
+    leaves = list(_leaves(error))
+    for kind in _PRECEDENCE:
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return None
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+def _rank(error: BaseException) -> int:
+    return next(i for i, kind in enumerate(_PRECEDENCE) if isinstance(error, kind))
+
+
+def _ready(task: asyncio.Future[Any]) -> bool:
+    """Whether a pending task is about to run: it waits on no future, or on one that is done.
+
+    ``_fut_waiter`` is private to asyncio (both its Task implementations have it); a task
+    without it counts as waiting, so that held branches are never held for ever.
+    """
+    waiter = getattr(task, "_fut_waiter", False)
+    if waiter is None:
+        return True
+    done = getattr(waiter, "done", None)
+    return callable(done) and bool(done())
 
 
 _LINGER_POLL = 0.2

@@ -73,12 +73,22 @@ def replay(
             result = asyncio.run(_run_async(ctx, target, tuple(args), kwargs or {}))
         else:
             result = target(*args, **(kwargs or {}))
+        if ctx.unwinding is not None:  # a branch suspended (or worse) and the workflow ignored it
+            raise ctx.unwinding
         ctx.check_fully_replayed()
-    except Diverged as exc:
+    except BaseException as exc:  # noqa: BLE001 - what is not an outcome is raised again
+        return _ended(ctx, ctx.ending(exc))
+    finally:
+        current_frame.reset(token)
+    return ReplayResult("completed", result=result, new_events=ctx.new_events)
+
+
+def _ended(ctx: RunContext, exc: BaseException) -> ReplayResult:
+    if isinstance(exc, Diverged):
         raise exc.error from None
-    except Cancelled:
+    if isinstance(exc, Cancelled):
         return ReplayResult("cancelled", new_events=ctx.new_events)
-    except Suspend:
+    if isinstance(exc, Suspend):
         waits = [w for w in ctx.waits if w is not None]
         return ReplayResult(
             "suspended",
@@ -86,17 +96,16 @@ def replay(
             wake_at=min(waits) if waits else None,
             new_events=ctx.new_events,
         )
-    except Exception as exc:
+    if isinstance(exc, Exception):
         return ReplayResult("failed", error=exc, new_events=ctx.new_events)
-    finally:
-        current_frame.reset(token)
-    return ReplayResult("completed", result=result, new_events=ctx.new_events)
+    raise exc
 
 
 async def _run_async(
     ctx: RunContext, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     install_task_factory(asyncio.get_running_loop())
+    ctx.task = asyncio.current_task()
     try:
         return await fn(*args, **kwargs)
     finally:

@@ -368,7 +368,7 @@ class Runtime:
             args, kwargs = _decode_input(record, defn)
             result = defn.fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
-            return self._finish(ctx, exc, None)
+            return self._finish(ctx, ctx.ending(exc), None)
         finally:
             current_frame.reset(token)
         return self._finish(ctx, None, result)
@@ -411,13 +411,14 @@ class Runtime:
             # so that a saga can compensate on the way out.
             return self._finish(ctx, Cancelled(ctx.run_id), None)
         token = current_frame.set(Frame(ctx, ctx.root))
+        ctx.task = asyncio.current_task()
         try:
             args, kwargs = _decode_input(record, defn)
             result = await defn.fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded below
             await wait_for_branches(ctx)
             ctx.forgotten()
-            return self._finish(ctx, exc, None)
+            return self._finish(ctx, ctx.ending(exc), None)
         finally:
             current_frame.reset(token)
         await wait_for_branches(ctx)

@@ -87,21 +87,22 @@ async def _run_async(
             await ctx.wait_until_async(retry_at)
         info = ctx.step_info(op_id, step, attempt)
         try:
-            if step.is_async:
-                tokens = enter_step(info)
-                try:
-                    coro = step.fn(*args, **kwargs)
-                    result = await _within(coro, step)
-                finally:
-                    exit_step(tokens)
-            else:
-                context = contextvars.copy_context()
-                context.run(enter_step, info)
-                call = functools.partial(context.run, step.fn, *args, **kwargs)
-                if step.timeout is None:
-                    result = await loop.run_in_executor(None, call)
-                else:  # a thread cannot be interrupted: one past its time is left behind
-                    result = await _within(in_daemon_thread(loop, call), step)
+            with ctx.awaiting_outside():
+                if step.is_async:
+                    tokens = enter_step(info)
+                    try:
+                        coro = step.fn(*args, **kwargs)
+                        result = await _within(coro, step)
+                    finally:
+                        exit_step(tokens)
+                else:
+                    context = contextvars.copy_context()
+                    context.run(enter_step, info)
+                    call = functools.partial(context.run, step.fn, *args, **kwargs)
+                    if step.timeout is None:
+                        result = await loop.run_in_executor(None, call)
+                    else:  # a thread cannot be interrupted: one past its time is left behind
+                        result = await _within(in_daemon_thread(loop, call), step)
         except BaseException as exc:
             if not attempt_failed(exc, in_coroutine=True):
                 raise

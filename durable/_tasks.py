@@ -2,21 +2,26 @@
 
 ``asyncio.gather(branch_a(), branch_b())`` wraps each coroutine in a task. A task factory gives
 each such task its own :class:`~durable._context.Branch`, numbered in creation order (which is
-deterministic), so step ids inside it do not depend on which task runs first.
+deterministic), so step ids inside it do not depend on which task runs first. A task that
+suspends is held until the rest of the run waits too (see ``RunContext.hold``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import inspect
+import types
 from collections.abc import Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from durable._context import Branch, Frame, current_frame
+from durable._control import Suspend
+from durable._engine import RunContext, control_flow
 
-if TYPE_CHECKING:
-    from durable._engine import RunContext
+T = TypeVar("T")
 
 _INSTALLED = "_durable_task_factory"
 _OWN_CODE: set[Any] = set()
@@ -49,20 +54,38 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
             and getattr(coro, "cr_code", None) not in _OWN_CODE
         ):
             kwargs["context"] = _branch_context(frame)
+        inner = coro
+        if frame is not None and isinstance(coro, types.CoroutineType):
+            coro = _branch(frame.ctx, coro)
         if previous is not None:
             task = previous(loop, coro, **kwargs)
         else:
             task = asyncio.Task(coro, loop=loop, **kwargs)
         if frame is not None:
             frame.ctx.spawned.append(task)
-            task.add_done_callback(functools.partial(_note_outcome, frame.ctx))
+            task.add_done_callback(functools.partial(_note_outcome, frame.ctx, inner))
         return task
 
     setattr(factory, _INSTALLED, True)
     loop.set_task_factory(factory)
 
 
-def _note_outcome(ctx: RunContext, task: asyncio.Future[Any]) -> None:
+async def _branch(ctx: RunContext, coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await coro
+    except BaseException as exc:
+        if isinstance(control_flow(exc), Suspend):
+            # Cancelled while held: a sibling failed; the suspension still wins (see ending).
+            with contextlib.suppress(asyncio.CancelledError):
+                await ctx.hold()
+        raise
+
+
+def _note_outcome(ctx: RunContext, inner: Any, task: asyncio.Future[Any]) -> None:
+    if inspect.iscoroutine(inner) and inspect.getcoroutinestate(inner) == inspect.CORO_CREATED:
+        # Cancelled before it started (a sibling in its TaskGroup failed): closed, as asyncio
+        # closes a task's coroutine then, so that it is not reported as never awaited.
+        inner.close()
     if not task.cancelled():
         ctx.note_unwinding(task.exception())
 

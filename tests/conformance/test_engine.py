@@ -501,6 +501,161 @@ def test_gather_returning_exceptions_does_not_swallow_a_suspension(engine):
     assert calls == {"add:1:1": 1, "add:2:2": 1}
 
 
+# asyncio.TaskGroup raises what its branches raise in a BaseExceptionGroup, and cancels the other
+# branches as soon as one raises: a branch's suspension must still suspend the run, without
+# cutting its siblings short.
+
+
+async def sleeps_then_adds(i: int) -> int:
+    await durable.sleep("2 days")
+    return await add(i, 1)
+
+
+@workflow
+async def taskgroup_of_sleepers() -> list[int]:
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(sleeps_then_adds(i)) for i in range(3)]
+    return [task.result() for task in tasks]
+
+
+def test_taskgroup_branches_that_sleep_suspend_the_run_and_resume(engine):
+    run = taskgroup_of_sleepers.start()
+    assert run.result(timeout=20) == [1, 2, 3]
+    kinds = [e.kind for e in run.events()]
+    assert kinds.count("sleep_started") == 3 and kinds[-1] == "run_completed", kinds
+    assert calls == {"add:0:1": 1, "add:1:1": 1, "add:2:1": 1}
+
+
+def test_taskgroup_in_the_testing_world_ends_as_gather_does():
+    from durable.testing import world
+
+    with world():
+        assert asyncio.run(taskgroup_of_sleepers()) == [1, 2, 3]
+
+
+@workflow
+async def taskgroup_of_steps() -> list[int]:
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(async_add(i, i)) for i in range(1, 4)]
+    return [task.result() for task in tasks]
+
+
+def test_taskgroup_of_steps_live_and_under_forced_replay(engine):
+    # Forced replay suspends at every step: the first step to finish must not cancel the others.
+    run = taskgroup_of_steps.start()
+    assert run.result(timeout=20) == [2, 4, 6]
+    assert calls == {"async_add:1:1": 1, "async_add:2:2": 1, "async_add:3:3": 1}
+    ids = [e.op_id for e in run.events() if e.kind == "step_completed"]
+    assert sorted(ids) == ["1", "2", "3"]
+
+
+@workflow
+async def taskgroup_hook_beside_steps() -> list[object]:
+    async def waits() -> object:
+        return await durable.create_hook(token="taskgroup-hook")
+
+    async def works() -> int:
+        return await async_add(1, await async_add(2, 3))
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(waits()), group.create_task(works())]
+    return [task.result() for task in tasks]
+
+
+def test_a_taskgroup_branch_waiting_on_a_hook_lets_its_siblings_finish_and_resumes(engine):
+    engine.runtime.options.time_skipping = None
+    run = taskgroup_hook_beside_steps.start()
+    deadline = time.monotonic() + 10
+    while True:
+        # The run waits for the hook with the sibling's steps done, not cancelled.
+        record = engine.world.get_run(run.id)
+        done = [e for e in run.events() if e.kind == "step_completed"]
+        if record.status == "suspended" and record.wake_at is None and len(done) == 2:
+            break
+        assert time.monotonic() < deadline, (record, run.events())
+        time.sleep(0.01)
+    assert [h.token for h in engine.world.list_hooks(run.id)] == ["taskgroup-hook"]
+    durable.resume_hook("taskgroup-hook", "approved")
+    assert run.result(timeout=20) == ["approved", 6]
+    assert calls == {"async_add:2:3": 1, "async_add:1:5": 1}
+
+
+def test_cancel_reaches_a_run_waiting_inside_a_taskgroup(engine):
+    engine.runtime.options.time_skipping = None  # keep the run asleep
+    run = taskgroup_of_sleepers.start()
+    deadline = time.monotonic() + 10
+    while True:
+        record = engine.world.get_run(run.id)
+        if record.status == "suspended" and (record.wake_at or 0) > engine.world.now() + 86400:
+            break
+        assert time.monotonic() < deadline, (record, run.events())
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert run.status == "cancelled" and run.events()[-1].kind == "run_cancelled"
+    assert calls == {}
+
+
+@step(retry=RetryPolicy(max_attempts=1))
+def refuses(n: int) -> int:
+    hit(f"refuses:{n}")
+    raise ValueError(f"no {n}")
+
+
+async def sleeps(n: int) -> int:
+    await durable.sleep("2 days")
+    return n
+
+
+@workflow
+async def taskgroup_failure_beside_a_sleeper() -> int:
+    async with asyncio.TaskGroup() as group:
+        sleeper = group.create_task(sleeps(1))
+        group.create_task(refuses(2))
+    return sleeper.result()
+
+
+def test_a_user_error_beside_a_suspended_taskgroup_branch_comes_after_the_suspension(engine):
+    # The suspension wins; the error comes again on replay (from the log) once the sleep is over.
+    run = taskgroup_failure_beside_a_sleeper.start()
+    with pytest.raises(WorkflowFailed, match="TaskGroup") as failed:
+        run.result(timeout=20)
+    assert "ValueError: no 2" in failed.value.traceback
+    events = run.events()
+    slept = [e for e in events if e.kind == "sleep_started"]
+    wake_at = json.loads(slept[0].data)["wake_at"]
+    assert events[-1].kind == "run_failed" and events[-1].created_at >= wake_at, events
+    assert calls == {"refuses:2": 1}
+
+
+async def raises_at_once(n: int) -> int:
+    raise ValueError(f"no {n}")
+
+
+@workflow
+async def catches_taskgroup_errors(suspend: bool) -> list[str]:
+    caught: list[str] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            if suspend:
+                group.create_task(sleeps(1))
+            group.create_task(raises_at_once(3))
+            group.create_task(raises_at_once(4))
+    except* ValueError as errors:
+        caught = sorted(str(e) for e in errors.exceptions)
+    return caught
+
+
+@pytest.mark.parametrize("suspend", [False, True])
+def test_except_star_around_a_taskgroup_sees_only_the_users_errors(engine, suspend):
+    # Beside a suspension, the handler sees the same errors; the suspension goes on past it.
+    run = catches_taskgroup_errors.start(suspend)
+    assert run.result(timeout=20) == ["no 3", "no 4"]
+    kinds = [e.kind for e in run.events()]
+    assert kinds.count("sleep_started") == int(suspend) and kinds[-1] == "run_completed"
+
+
 @step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, jitter=False))
 async def leaks_cancellation() -> None:
     hit("leaks_cancellation")

@@ -199,6 +199,30 @@ def test_async_gather_ids_follow_call_order():
     assert executed == []
 
 
+async def taskgroup_of_branches() -> list[str]:
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(branch(user)) for user in ("a", "b")]
+    return [task.result() for task in tasks]
+
+
+def test_a_taskgroup_commands_every_branch_that_waits():
+    # TaskGroup cancels the other branches once one raises: the first to block must not hide
+    # the others' commands, and the group's exception is the replay's suspension.
+    result = replay(taskgroup_of_branches, events=Log().events, now=0)
+    assert result.status == "suspended", result
+    assert [(c.op_id, c.name) for c in result.commands] == [("1.1", "afetch"), ("2.1", "afetch")]
+
+    log = Log().step("1.1", "afetch", "A").step("2.1", "afetch", "B")
+    log.step("1.2", "send", "sent A").step("2.2", "send", "sent B")
+    assert replay(taskgroup_of_branches, events=log.events, now=0).result == ["sent A", "sent B"]
+
+
+def test_a_divergence_in_a_taskgroup_wins_over_a_branch_that_waits():
+    log = Log().step("2.1", "send", "sent B")
+    with pytest.raises(NonDeterminismError):
+        replay(taskgroup_of_branches, events=log.events, now=0)
+
+
 def test_values_are_replayed_from_the_log():
     def wf() -> list[object]:
         return [durable.now().timestamp(), durable.random(), str(durable.uuid4())]
