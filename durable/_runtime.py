@@ -183,6 +183,15 @@ class Runtime:
                     f"run id {run_id!r} belongs to a run of workflow {record.workflow_name!r}, "
                     f"not {defn.name!r}: choose another id (ids are unique across workflows)"
                 )
+            if not created and record.input and record.input != data:
+                # Idempotent start returns the run already there; new arguments would otherwise
+                # be dropped without a word (business ids such as order-42 get reused).
+                log.warning(
+                    "run %s already exists (%s) with other arguments: returning it as it is; "
+                    "the arguments of this call are not used (start another run id for them)",
+                    run_id,
+                    record.status,
+                )
             yield record, created
         finally:
             if owned:

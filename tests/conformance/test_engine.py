@@ -98,10 +98,14 @@ def test_dataclass_results_round_trip(engine):
     assert calls["make_order"] == 1
 
 
-def test_idempotent_start_with_run_id(engine):
+def test_idempotent_start_with_run_id(engine, caplog):
     first = arithmetic.with_options(run_id="order-42").start(1)
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]
     second = arithmetic.with_options(run_id="order-42").start(100)
     assert first.id == second.id == "order-42"
+    # The second call's arguments are not used: said, not silently dropped.
+    warned = [r.getMessage() for r in caplog.records if "already exists" in r.getMessage()]
+    assert warned and "with other arguments" in warned[0] and "order-42" in warned[0]
     assert second.result(timeout=10) == {"a": 2, "b": 12}
     assert len(engine.world.list_runs()) == 1
     assert calls["add:1:1"] == 1
