@@ -36,13 +36,16 @@ from cli._render import (
     world_table,
 )
 from cli._schema import event_json, run_json, timeline_json
+from cli._stopping import INTERRUPTED, exit_at_once, stop_on_signals, taken_over
 from cli._timeline import build_timeline
 from cli._values import compact, format_duration, format_local, iso, shorten
+from cli._wait import RunDriver
 from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._durations import parse_duration
 from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
-from durable._run import cancel_run
+from durable._run import cancel_run, outcome_of
+from durable._runtime import Runtime
 from durable.world import (
     FINISHED_STATUSES,
     RUN_STATUSES,
@@ -125,8 +128,16 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
 @click.argument("target", metavar="MODULE:WORKFLOW")
 @click.argument("args", metavar="[ARGS]", required=False)
 @click.option("--run-id", help="Choose the run id; starting an existing id returns that run.")
-@click.option("--wait", is_flag=True, help="Execute the run in this process and print its result.")
-@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Execute the run (only this run) in this process and print its result.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    help="Only with --wait: stop waiting after this many seconds and leave the run to a worker.",
+)
 @json_option
 @click.pass_context
 def start(
@@ -143,7 +154,9 @@ def start(
     ARGS is JSON: a list is passed as positional arguments, an object as keyword arguments.
     For inputs too large for a command line, `-` reads ARGS from stdin and `@FILE` from a file.
     Without --wait the run is recorded as pending for a worker (`durable worker MODULE` or
-    `durable dev MODULE`); with --wait this process executes it and prints the result.
+    `durable dev MODULE`). With --wait this process executes the run, and no other, printing the
+    result: while it sleeps or waits on a hook this process waits and continues it when due (a
+    worker may continue it instead). Ctrl-C leaves it to a worker.
 
     \b
     Examples:
@@ -152,16 +165,26 @@ def start(
       durable start examples.orders:place_order @order.json
       produce-orders | durable start examples.orders:place_order -
     """  # noqa: D301 - "\b" keeps click from rewrapping the examples
+    if timeout is not None and not wait:
+        raise click.UsageError(
+            "--timeout is how long --wait waits for the run: add --wait, or drop --timeout "
+            "(without --wait the command returns once the run is recorded)",
+            ctx,
+        )
     positional, keywords = parse_args(args)
     wf = load_workflow(target)
     _check_arguments(wf, positional, keywords)
-    runtime = durable.configure(starting_world(ctx, wait), worker=wait)
+    # No embedded worker, even with --wait: it would execute any run of the module's workflows
+    # waiting in the world. _wait executes this run (and its children) only.
+    runtime = durable.configure(starting_world(ctx, wait), worker=False)
     try:
         try:
-            options = wf.with_options(run_id=run_id, execute=wait)  # checks the id first
+            options = wf.with_options(run_id=run_id, execute=False)  # checks the id first
         except (TypeError, ValueError) as exc:
             raise click.ClickException(f"--run-id: {exc}") from None
         existing = runtime.world.get_run(run_id) if run_id else None
+        module = target.rpartition(":")[0]
+        interrupted = False
         with _stdout_to_stderr(as_json):
             run = options.start(*positional, **keywords)
             if not as_json:
@@ -169,43 +192,75 @@ def start(
             if existing is not None:
                 click.echo(f"run {run.id} already exists ({existing.status})", err=True)
             elif not wait:
-                module = target.rpartition(":")[0]
                 click.echo(
                     f"started {wf.name} run {run.id}: a worker executes it "
                     f"(durable worker {module})",
                     err=True,
                 )
             if wait:
-                _wait(run, timeout, as_json)
+                interrupted = _wait(runtime, run.id, module, timeout, as_json)
         record = _get(runtime.world, run.id)
         if as_json:
             echo_json({**run_json(record, detail=wait), "created": existing is None})
-            if wait and record.status != "completed":
-                ctx.exit(1)
-        elif wait:
+        elif wait and record.status == "completed":
             click.echo(json.dumps(run_json(record, detail=True)["result"], ensure_ascii=False))
+        if interrupted:
+            ctx.exit(INTERRUPTED)
+        if as_json and wait and record.status != "completed":
+            ctx.exit(1)
     finally:
         runtime.stop()
         runtime.world.close()
 
 
-def _wait(run: durable.Run, timeout: float | None, quiet: bool) -> None:
-    try:
-        run.result(timeout=timeout)
-    except TimeoutError:
+def _wait(
+    runtime: Runtime, run_id: str, module: str, timeout: float | None, quiet: bool
+) -> bool:
+    """Execute the run here until it finishes; returns whether Ctrl-C stopped the wait.
+
+    Raises:
+        click.ClickException: the run failed, or ``timeout`` passed (unless ``quiet``: --json
+            prints the run's document instead).
+        WorkflowCancelled: the run was cancelled (unless ``quiet``).
+    """
+    hint = f"durable worker {module}"
+    driver = RunDriver(runtime, run_id, hint)
+
+    def at_once() -> None:
+        exit_at_once(taken_over(driver.executing()))
+
+    with stop_on_signals(driver.interrupt, at_once) as stopping:
+        ending = driver.drive(timeout)
+        stopping.set()  # from here on, Ctrl-C stops at once
+        if ending != "finished":
+            driver.finish("interrupted" if ending == "interrupted" else f"{timeout:g} s passed")
+    record = _get(runtime.world, run_id)
+    if record.status in FINISHED_STATUSES:
+        ending = "finished"  # its last step was in flight: the run ended meanwhile
+    if ending == "interrupted":
+        state = driver.waiting_line(record) if record.status == "suspended" else record.status
+        click.echo(
+            f"interrupted: run {run_id} stays {state}; a worker continues it ({hint})", err=True
+        )
+        return True
+    if ending == "timeout":
         message = (
-            f"run {run.id} is still {run.status} after {timeout:g} s; a worker can finish it "
-            f"(follow it with `durable inspect {run.id}`)"
+            f"run {run_id} is still {record.status} after {timeout:g} s; a worker can finish it "
+            f"({hint}; follow it with `durable inspect {run_id}`)"
         )
         if not quiet:
-            raise click.ClickException(message) from None
+            raise click.ClickException(message)
         click.echo(f"Error: {message}", err=True)  # --json: the run's document follows on stdout
+        return False
+    try:
+        outcome_of(record)
     except WorkflowFailed as exc:
         if not quiet:
             raise click.ClickException(_failure_line(exc)) from None
     except WorkflowCancelled:
         if not quiet:
             raise
+    return False
 
 
 _ERROR_LIMIT = 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 import pydantic
 
@@ -92,3 +93,21 @@ def approval(token: str) -> int:
     """Waits (a day at most) on hook ``token``; returns the length of the payload's text."""
     payload = durable.create_hook(token=token, timeout="1d").wait()
     return len(payload["text"])
+
+
+@step
+def dawdle(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def crawl(seconds: float) -> float:
+    """One slow step (to interrupt while it runs)."""
+    return dawdle(seconds)
+
+
+@workflow
+def family(name: str) -> dict[str, str]:
+    """Runs ``greet`` as a child run and returns its result."""
+    return greet(name)
