@@ -276,24 +276,61 @@ def _failure_line(exc: WorkflowFailed) -> str:
 @click.command()
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
 @click.option("--workflow", help="Only runs of this workflow (its registered name).")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many runs (the newest); a footer says when more match.",
+)
 @json_option
 @click.pass_context
 def runs(
     ctx: click.Context, status: str | None, workflow: str | None, limit: int, as_json: bool
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    --json adds "truncated" (more runs match than --limit let through) and "total" (how many
+    runs match; null when not counted, with --workflow).
+    """
     with opened_world(ctx) as world:
-        records = world.list_runs(status=status, workflow_name=workflow, limit=limit)
+        # One more than asked for: whether any run was left out, without counting them all.
+        records = world.list_runs(status=status, workflow_name=workflow, limit=limit + 1)
+        truncated = len(records) > limit
+        records = records[:limit]
+        total = _matching(world, status, workflow, len(records), truncated)
         now = world.now()
         url = world.url
     if as_json:
-        echo_json({"world": url, "runs": [run_json(r) for r in records]})
+        runs_doc = [run_json(r) for r in records]
+        echo_json({"world": url, "runs": runs_doc, "truncated": truncated, "total": total})
         return
     if not records:
         click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
         return
-    show(runs_table(records, now))
+    show(runs_table(records, now), *_more_runs(len(records), total, truncated))
+
+
+def _matching(
+    world: World, status: str | None, workflow: str | None, shown: int, truncated: bool
+) -> int | None:
+    """How many runs match the filters; counted only when some were left out."""
+    if not truncated:
+        return shown
+    if workflow is not None:
+        return None  # worlds count runs by status only
+    counts = world.count_runs()
+    total = counts.get(status, 0) if status is not None else sum(counts.values())
+    return max(total, shown + 1)  # a run may have finished between the listing and the count
+
+
+def _more_runs(shown: int, total: int | None, truncated: bool) -> list[Text]:
+    """The footer under a table that --limit cut short."""
+    if not truncated:
+        return []
+    if total is None:
+        return [Text(f"the newest {shown} runs shown; more match: use a higher --limit")]
+    return [Text(f"{shown} of {total} runs shown; use --limit {total} to see them all")]
 
 
 @click.command()
