@@ -7,6 +7,7 @@ import inspect as pyinspect
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -38,12 +39,12 @@ from cli._render import (
 from cli._schema import event_json, run_json, timeline_json
 from cli._stopping import INTERRUPTED, exit_at_once, stop_on_signals, taken_over
 from cli._timeline import build_timeline
-from cli._values import compact, format_duration, format_local, iso, shorten
+from cli._values import compact, format_local, iso, shorten
 from cli._wait import RunDriver
 from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._durations import parse_duration
-from durable._errors import RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._errors import InvalidDuration, RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._run import cancel_run, outcome_of
 from durable._runtime import Runtime
 from durable.world import (
@@ -467,21 +468,110 @@ def _cancel(world: World, run_id: str, force: bool) -> tuple[str, RunRecord]:
 @click.option(
     "--older-than",
     required=True,
-    help='Age of finished runs to remove: "30d", "12h", "90 minutes", seconds.',
+    metavar="DURATION",
+    help='Remove finished runs last changed longer ago than this: "30d", "12h", "90m", '
+    '"1h30m", "7 days", or seconds.',
 )
+@click.option("--dry-run", is_flag=True, help="Only say which runs would be removed.")
 @json_option
 @click.pass_context
-def gc(ctx: click.Context, older_than: str, as_json: bool) -> None:
-    """Delete finished runs (completed, failed, cancelled) and their events after a while."""
-    seconds = parse_duration(older_than)
+def gc(ctx: click.Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Delete finished runs (completed, failed, cancelled) and their events after a while.
+
+    A child run whose parent is still going stays: the parent reads its outcome.
+    """
+    seconds = _parse_age(older_than, "--older-than")
     with opened_world(ctx) as world:
         cutoff = world.now() - seconds
-        deleted = world.delete_runs(cutoff)
+        doomed = _doomed(world, cutoff) if dry_run else []
+        deleted = 0 if dry_run else world.delete_runs(cutoff)
+    age = f"older than {_short_duration(seconds)} (last changed before {format_local(cutoff)})"
     if as_json:
-        echo_json({"deleted": deleted, "older_than_seconds": seconds, "cutoff": iso(cutoff)})
+        doc: dict[str, Any] = {
+            "deleted": deleted,
+            "older_than_seconds": seconds,
+            "cutoff": iso(cutoff),
+            "dry_run": dry_run,
+        }
+        if dry_run:
+            doc["would_delete"] = [
+                {"id": r.id, "workflow": r.workflow_name, "status": r.status} for r in doomed
+            ]
+        echo_json(doc)
         return
-    noun = "run" if deleted == 1 else "runs"
-    click.echo(f"deleted {deleted} finished {noun} older than {format_duration(seconds)}")
+    if not dry_run:
+        click.echo(f"deleted {deleted} finished {_runs_noun(deleted)} {age}")
+        return
+    by_status = Counter(r.status for r in doomed)
+    split = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    click.echo(
+        f"would delete {len(doomed)} finished {_runs_noun(len(doomed))} {age}"
+        + (f": {split}" if split else "")
+        + "; nothing deleted (--dry-run)"
+    )
+    for record in doomed[:_DRY_RUN_LISTED]:
+        click.echo(f"  {record.id}  {record.workflow_name}  {record.status}")
+    if len(doomed) > _DRY_RUN_LISTED:
+        click.echo(f"  … and {len(doomed) - _DRY_RUN_LISTED} more (--json lists them all)")
+
+
+_DRY_RUN_LISTED = 20
+"""Runs ``gc --dry-run`` names in its text output."""
+
+
+def _parse_age(text: str, option: str) -> float:
+    """Seconds from a duration given on the command line.
+
+    Raises:
+        click.ClickException: not a duration; says which forms are (durable's own message
+            also offers a timedelta, which a command line cannot pass).
+    """
+    try:
+        return parse_duration(text)
+    except InvalidDuration:
+        raise click.ClickException(
+            f'{option}: invalid duration "{text}": use a number and a unit, such as 30d, 12h, '
+            '90m, 1h30m or "7 days" (units: ms, s, m, h, d, w), or a number of seconds'
+        ) from None
+
+
+def _short_duration(seconds: float) -> str:
+    """A duration in the form --older-than takes: ``30d``, ``12h``, ``1h30m``, ``45s``."""
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    rest = whole + (seconds - int(seconds))
+    if rest or not parts:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)
+
+
+def _runs_noun(count: int) -> str:
+    return "run" if count == 1 else "runs"
+
+
+def _doomed(world: World, cutoff: float) -> list[RunRecord]:
+    """The runs ``World.delete_runs(cutoff)`` would remove, newest first."""
+    counts = world.count_runs()
+    parents: dict[str, bool] = {}  # parent id -> finished (or gone)
+    doomed: list[RunRecord] = []
+    for status in sorted(FINISHED_STATUSES):
+        count = counts.get(status, 0)
+        for record in world.list_runs(status=status, limit=count) if count else []:
+            if record.updated_at >= cutoff:
+                continue
+            parent = record.parent_id
+            if parent is not None and parent not in parents:
+                found = world.get_run(parent)
+                parents[parent] = found is None or found.status in FINISHED_STATUSES
+            if parent is None or parents[parent]:
+                doomed.append(record)
+    return sorted(doomed, key=lambda r: r.created_at, reverse=True)
 
 
 @click.group()
