@@ -6,6 +6,8 @@ import importlib
 import json
 import os
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console, RenderableType
 
+import durable
 from durable._client import DEFAULT_WORLD
 from durable._decorators import Workflow, registered_workflows
 from durable.world import World, open_world
@@ -169,9 +172,41 @@ def _import(module: str) -> Any:
     try:
         return importlib.import_module(name)
     except (Exception, SystemExit) as exc:
+        debug = os.environ.get("DURABLE_DEBUG") == "1"
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        where = _raised_at(exc)
+        hint = "" if debug else "; DURABLE_DEBUG=1 shows the traceback"
         raise click.ClickException(
             f"could not import {module!r}: {type(exc).__name__}: {exc}"
+            + (f" ({where}{hint})" if where else "")
         ) from exc
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``raised at app/config.py:12 in load``: the innermost frame of the user's own code.
+
+    Frames of the standard library, installed packages, durable and this command are skipped,
+    so an error inside a library points at the user's line that called it. ``None`` when no frame
+    is the user's (the module itself was not found, or has a syntax error, which says where).
+    """
+    skipped = {sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    skipped.add(os.path.dirname(os.path.abspath(durable.__file__)))
+    skipped.add(os.path.dirname(os.path.abspath(__file__)))  # this command's own code
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        path = frame.f_code.co_filename
+        if path.startswith("<") or any(
+            root and os.path.abspath(path).startswith(root + os.sep) for root in skipped
+        ):
+            continue
+        found = (path, line, frame.f_code.co_name)
+    if found is None:
+        return None
+    path, line, function = found
+    shown = os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+    within = "" if function == "<module>" else f" in {function}"
+    return f"raised at {shown}:{line}{within}"
 
 
 def load_workflow(spec: str) -> Workflow[..., Any]:

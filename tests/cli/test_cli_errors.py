@@ -59,15 +59,39 @@ def test_error_is_one_line_and_nonzero_exit(cli, args, message):
     assert proc.stdout == ""
 
 
-def test_a_module_that_raises_on_import_is_one_line(cli, tmp_path):
-    (tmp_path / "broken_mod.py").write_text("raise RuntimeError('boom at import')\n")
+def test_a_module_that_raises_on_import_is_one_line_that_says_where(cli, tmp_path):
+    (tmp_path / "broken_mod.py").write_text("import os\n\nraise RuntimeError('boom at import')\n")
     cli.env["PYTHONPATH"] = f"{tmp_path}:{cli.env['PYTHONPATH']}"
     proc = cli("start", "broken_mod:anything", "[]", ok=False)
     assert proc.stderr.strip() == (
-        "Error: could not import 'broken_mod': RuntimeError: boom at import"
+        "Error: could not import 'broken_mod': RuntimeError: boom at import (raised at "
+        f"{tmp_path / 'broken_mod.py'}:3; DURABLE_DEBUG=1 shows the traceback)"
     )
     worker = cli("worker", "broken_mod", ok=False)
     assert worker.stderr.strip().splitlines()[-1].startswith("Error: could not import")
+    assert "Traceback" not in worker.stderr
+
+
+def test_an_import_error_inside_a_library_points_at_the_users_line(cli, tmp_path):
+    # The KeyError is raised in os.py; the line to fix is the one in settings.py that asked.
+    (tmp_path / "settings.py").write_text(
+        "import os\n\n\ndef load():\n    return os.environ['NO_SUCH_VARIABLE_XYZ']\n"
+    )
+    (tmp_path / "app_mod.py").write_text("import settings\n\nURL = settings.load()\n")
+    cli.env["PYTHONPATH"] = f"{tmp_path}:{cli.env['PYTHONPATH']}"
+    proc = cli("dev", "app_mod", ok=False)
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("Error: could not import 'app_mod': KeyError: 'NO_SUCH_VARIABLE_XYZ'")
+    assert f"(raised at {tmp_path / 'settings.py'}:5 in load; DURABLE_DEBUG=1" in line
+
+    cli.env["DURABLE_DEBUG"] = "1"
+    debug = cli("dev", "app_mod", ok=False)
+    assert debug.stderr.startswith("Traceback (most recent call last):")
+    assert 'app_mod.py", line 3, in <module>' in debug.stderr
+    assert debug.stderr.splitlines()[-1] == (
+        "Error: could not import 'app_mod': KeyError: 'NO_SUCH_VARIABLE_XYZ' (raised at "
+        f"{tmp_path / 'settings.py'}:5 in load)"
+    )
 
 
 def test_an_aws_world_without_a_region_says_to_bootstrap(cli, tmp_path):
