@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 import threading
 from dataclasses import replace
 from typing import Any
 
-from durable._errors import RunNotFound
+from durable._errors import DurableError, RunNotFound
 from durable._run import Run
 from durable._runtime import Runtime, RuntimeOptions
 from durable.world import World, open_world
@@ -107,8 +110,29 @@ def _configure(
 
 def _drain_at_exit() -> None:
     runtime = _runtime
-    if runtime is not None:
+    if runtime is None:
+        return
+    try:
         runtime.drain()
+    except KeyboardInterrupt:
+        # drain() said "interrupt to leave them to a worker": that is a choice, not a crash. An
+        # exception out of this hook would print a traceback and still exit 0, and a normal exit
+        # would then join the threads running steps, so the process ends here, as a Ctrl-C does.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it even sooner
+        try:
+            world = runtime.world
+            running = world.list_runs(status="running", limit=world.count_runs().get("running", 0))
+            left = [record.id for record in running if record.lease_owner == runtime.owner]
+            which = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+            said = f"left {len(left)} run(s) to a worker: {which}"
+        except DurableError:
+            said = "left the runs executing here to a worker"
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stderr.write(f"{said} (a worker takes them over once their leases lapse)\n")
+        sys.stderr.flush()
+        os._exit(130)
 
 
 # Threading's exit hooks run newest first, before the interpreter joins its threads: this one
