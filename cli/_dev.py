@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import click
 from rich.console import Console
@@ -18,6 +14,13 @@ import durable
 from cli._common import console, import_modules, world_url
 from cli._dev_table import active_runs
 from cli._dev_watch import RunWatcher
+from cli._stopping import (
+    exit_at_once,
+    runs_in_progress,
+    stop_on_signals,
+    stopping_line,
+    taken_over,
+)
 from durable._decorators import registered_workflows
 from durable._errors import DurableError
 from durable._runtime import Runtime
@@ -25,19 +28,6 @@ from durable._runtime import Runtime
 __all__ = ["RunWatcher", "active_runs", "dev"]
 
 log = logging.getLogger("durable")
-
-
-@contextmanager
-def _signals_set(stop: threading.Event) -> Iterator[None]:
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @click.command()
@@ -55,7 +45,8 @@ def dev(
 
     Uses the default SQLite world (or --world / DURABLE_WORLD). Start runs from another
     terminal (`durable start MODULE:WORKFLOW '[...]'`) or from your code; each run starting,
-    step finishing or retrying, sleep and failure is shown as it happens. Ctrl-C stops.
+    step finishing or retrying, sleep and failure is shown as it happens. Ctrl-C stops once the
+    runs in progress reach a durable point; a second Ctrl-C stops at once.
     """
     out = console()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -74,7 +65,12 @@ def dev(
     out.print(Text("waiting for runs; Ctrl-C to stop", style="dim"))
     stop = threading.Event()
     live_view = out.is_terminal and not plain
-    with _signals_set(stop):
+    in_progress: dict[str, str] = {}
+
+    def at_once() -> None:
+        exit_at_once(taken_over(in_progress))
+
+    with stop_on_signals(stop.set, at_once) as stopping:
         runtime.ensure_worker()
         try:
             if live_view:
@@ -88,9 +84,9 @@ def dev(
             else:
                 _watch(runtime, watcher, stop, refresh, None, out)
         finally:
-            out.print(
-                Text("stopping: waiting for runs in progress to finish or suspend", style="dim")
-            )
+            stopping.set()  # from here on, Ctrl-C stops at once
+            in_progress.update(runs_in_progress(runtime))
+            out.print(Text(stopping_line(in_progress), style="dim"))
             runtime.stop()
             runtime.world.close()
     if runtime.fatal_error is not None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
-from types import FrameType
 
 import click
 
@@ -18,6 +16,13 @@ from cli._dag import dag
 from cli._dev import dev
 from cli._hooks import hooks, resume
 from cli._runs import cancel, events, gc, inspect, runs, start, world
+from cli._stopping import (
+    exit_at_once,
+    runs_in_progress,
+    stop_on_signals,
+    stopping_line,
+    taken_over,
+)
 from durable._errors import DurableError
 
 __all__ = ["import_modules", "main"]
@@ -86,7 +91,11 @@ def worker(
     poll_interval: float,
     lease_ttl: float,
 ) -> None:
-    """Execute pending, due and orphaned runs of the workflows in MODULES until stopped."""
+    """Execute pending, due and orphaned runs of the workflows in MODULES until stopped.
+
+    Ctrl-C or SIGTERM stops once the runs in progress reach a durable point (their steps in
+    flight finish first); a second Ctrl-C stops at once.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import_modules(modules)
     runtime = durable.configure(
@@ -100,22 +109,24 @@ def worker(
     if not names:
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
     stop = threading.Event()
+    in_progress: dict[str, str] = {}
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def at_once() -> None:
+        exit_at_once(taken_over(in_progress))
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    logging.getLogger("durable").info(
-        "worker %s on %s: %s", runtime.owner, runtime.world.url, ", ".join(names)
-    )
-    runtime.ensure_worker()
-    while not stop.wait(0.2) and runtime.fatal_error is None:
-        pass
-    logging.getLogger("durable").info("stopping: waiting for runs in progress")
-    runtime.stop()
+    log = logging.getLogger("durable")
+    with stop_on_signals(stop.set, at_once) as stopping:
+        log.info("worker %s on %s: %s", runtime.owner, runtime.world.url, ", ".join(names))
+        runtime.ensure_worker()
+        while not stop.wait(0.2) and runtime.fatal_error is None:
+            pass
+        stopping.set()  # from here on, Ctrl-C stops at once
+        in_progress.update(runs_in_progress(runtime))
+        log.info("%s", stopping_line(in_progress))
+        runtime.stop()
     if runtime.fatal_error is not None:
         raise click.ClickException(f"worker stopped: {runtime.fatal_error}")
+    log.info("stopped")
 
 
 for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume, dag):
