@@ -14,6 +14,8 @@ from tests.cli.conftest import ROOT, Cli
 class Running:
     """A `durable` command (or ``program``) in the background, its stderr read line by line.
 
+    Use it in a ``with`` block: the process is killed on the way out if it still runs.
+
     With ``merged``, its stdout is read as part of stderr (``finish`` then returns no stdout).
     """
 
@@ -67,6 +69,15 @@ class Running:
 
     def interrupt(self) -> None:
         self.proc.send_signal(signal.SIGINT)
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # A test that failed before finish() must not leave the process running.
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.finish()
 
 
 def wait_for_status(cli: Cli, run_id: str, status: str, timeout: float = 20.0) -> None:

@@ -21,12 +21,12 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.timeout(90)
 def test_ctrl_c_while_a_script_waits_for_its_runs_at_exit_leaves_them_to_a_worker(cli):
-    ended = Running(cli, "-c", SCRIPT, program=sys.executable)
-    ended.wait_for("waiting for 1 run(s) executing here to finish or suspend")
-    ended.interrupt()
-    code, out, err = ended.finish()
-    assert code == 130, err
-    assert out == "started left\n"
-    assert "left 1 run(s) to a worker: left (a worker takes them over once their leases " \
-        "lapse)" in err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    with Running(cli, "-c", SCRIPT, program=sys.executable) as ended:
+        ended.wait_for("waiting for 1 run(s) executing here to finish or suspend")
+        ended.interrupt()
+        code, out, err = ended.finish()
+        assert code == 130, err
+        assert out == "started left\n"
+        assert "left 1 run(s) to a worker: left (a worker takes them over once their leases " \
+            "lapse)" in err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err

@@ -43,45 +43,47 @@ def test_start_wait_says_what_a_suspended_run_waits_for_and_continues_it_when_du
 
 @pytest.mark.timeout(60)
 def test_start_wait_continues_a_run_when_its_hook_is_resumed(cli):
-    waiting = Running(cli, "start", f"{WORKLOAD}:approval", '["ok:1"]', "--wait")
-    line = waiting.wait_for("waiting on hook 'ok:1'")
-    assert "`durable resume TOKEN PAYLOAD` resumes it" in line and "Ctrl-C leaves it" in line
-    cli("resume", "ok:1", '{"text": "hello"}')
-    code, out, err = waiting.finish()
-    assert code == 0, err
-    assert out.splitlines()[1] == "5"
+    with Running(cli, "start", f"{WORKLOAD}:approval", '["ok:1"]', "--wait") as waiting:
+        line = waiting.wait_for("waiting on hook 'ok:1'")
+        assert "`durable resume TOKEN PAYLOAD` resumes it" in line and "Ctrl-C leaves it" in line
+        cli("resume", "ok:1", '{"text": "hello"}')
+        code, out, err = waiting.finish()
+        assert code == 0, err
+        assert out.splitlines()[1] == "5"
 
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_during_start_wait_leaves_the_run_to_a_worker(cli):
-    waiting = Running(cli, "start", f"{WORKLOAD}:nap", '["1h"]', "--wait", "--run-id", "zz")
-    wait_for_status(cli, "zz", "suspended")
-    waiting.interrupt()
-    code, out, err = waiting.finish()
-    assert code == 130
-    assert out == "zz\n"
-    said = err.splitlines()[-1]  # (after "run zz is suspended until", if that took 3 s)
-    assert said.startswith("interrupted: run zz stays suspended until "), err
-    assert said.endswith(f"; a worker continues it (durable worker {WORKLOAD})"), err
-    assert "Aborted" not in err and "Traceback" not in err
+    with Running(cli, "start", f"{WORKLOAD}:nap", '["1h"]', "--wait", "--run-id", "zz") as waiting:
+        wait_for_status(cli, "zz", "suspended")
+        waiting.interrupt()
+        code, out, err = waiting.finish()
+        assert code == 130
+        assert out == "zz\n"
+        said = err.splitlines()[-1]  # (after "run zz is suspended until", if that took 3 s)
+        assert said.startswith("interrupted: run zz stays suspended until "), err
+        assert said.endswith(f"; a worker continues it (durable worker {WORKLOAD})"), err
+        assert "Aborted" not in err and "Traceback" not in err
 
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_twice_during_a_step_of_start_wait_stops_at_once(cli):
-    waiting = Running(cli, "start", f"{WORKLOAD}:crawl", "[60]", "--wait", "--run-id", "slow")
-    wait_for_status(cli, "slow", "running")
-    time.sleep(0.5)  # the step has started
-    waiting.interrupt()
-    said = waiting.wait_for("interrupted: waiting for slow")
-    assert "(crawl, step 'dawdle') to reach a durable point (Ctrl-C again to stop at once" in said
-    started = time.monotonic()
-    waiting.interrupt()
-    code, _, err = waiting.finish()
-    assert code == 130 and time.monotonic() - started < 10
-    assert "stopped at once (second Ctrl-C), leaving 1 run mid-step: slow (crawl" in err
-    assert "running again only the steps that were in flight" in err
-    assert "Traceback" not in err
-    assert cli.json("inspect", "slow")["run"]["status"] == "running"  # until taken over
+    command = ("start", f"{WORKLOAD}:crawl", "[60]", "--wait", "--run-id", "slow")
+    with Running(cli, *command) as waiting:
+        wait_for_status(cli, "slow", "running")
+        time.sleep(0.5)  # the step has started
+        waiting.interrupt()
+        said = waiting.wait_for("interrupted: waiting for slow")
+        assert "(crawl, step 'dawdle') to reach a durable point (Ctrl-C again to stop at " \
+            "once" in said
+        started = time.monotonic()
+        waiting.interrupt()
+        code, _, err = waiting.finish()
+        assert code == 130 and time.monotonic() - started < 10
+        assert "stopped at once (second Ctrl-C), leaving 1 run mid-step: slow (crawl" in err
+        assert "running again only the steps that were in flight" in err
+        assert "Traceback" not in err
+        assert cli.json("inspect", "slow")["run"]["status"] == "running"  # until taken over
 
 
 def test_timeout_without_wait_is_refused(cli):
