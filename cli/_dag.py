@@ -15,9 +15,11 @@ from cli._common import (
     read_json_argument,
     starting_world,
 )
+from cli._runs import _stdout_to_stderr as stdout_to_stderr
+from cli._runs import _wait as wait_for_run
 from cli._schema import run_json
+from cli._stopping import INTERRUPTED
 from durable import dag as durable_dag
-from durable._errors import WorkflowCancelled, WorkflowFailed
 
 __all__ = ["dag"]
 
@@ -118,21 +120,19 @@ def run(
         for problem in exc.problems:
             click.echo(f"{file}: {problem}", err=True)
         raise SystemExit(1) from None
-    runtime = durable.configure(starting_world(ctx, wait), worker=wait)
+    # No embedded worker, even with --wait: it would execute any run waiting in the world whose
+    # workflow this process knows. The driver executes this run (and its children) only.
+    runtime = durable.configure(starting_world(ctx, wait), worker=False)
     try:
-        handle = durable_dag.start(raw, run_input, run_id=run_id, execute=wait)
+        handle = durable_dag.start(raw, run_input, run_id=run_id, execute=False)
         if not as_json:
             click.echo(handle.id)
+        interrupted = False
         if wait:
-            try:
-                handle.result(timeout=timeout)
-            except TimeoutError:
-                raise click.ClickException(
-                    f"run {handle.id} is still {handle.status} after {timeout:g} s"
-                ) from None
-            except (WorkflowFailed, WorkflowCancelled):
-                if not as_json:
-                    raise
+            with stdout_to_stderr(as_json):
+                interrupted = wait_for_run(
+                    runtime, handle.id, " ".join(["durable.dag", *modules]), timeout, as_json
+                )
         else:
             command = " ".join(["durable worker durable.dag", *modules])
             click.echo(f"started DAG run {handle.id}: a worker executes it ({command})", err=True)
@@ -140,10 +140,12 @@ def run(
         assert record is not None
         if as_json:
             echo_json(run_json(record, detail=wait))
-            if wait and record.status != "completed":
-                ctx.exit(1)
-        elif wait:
+        elif wait and record.status == "completed":
             click.echo(json.dumps(run_json(record, detail=True)["result"], ensure_ascii=False))
+        if interrupted:
+            ctx.exit(INTERRUPTED)
+        if as_json and wait and record.status != "completed":
+            ctx.exit(1)
     finally:
         runtime.stop()
         runtime.world.close()

@@ -26,6 +26,7 @@ def dag_cli(tmp_path):
             [script, "dag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
 
+    run.world = env["DURABLE_WORLD"]  # type: ignore[attr-defined]
     return run
 
 
@@ -96,6 +97,22 @@ def test_run_wait_prints_the_id_and_result(dag_cli):
     assert doc["status"] == "completed"
     assert doc["workflow"] == "durable.dag"
     assert doc["result"]["task"] == "C"
+
+
+def test_run_wait_executes_only_its_own_run(dag_cli):
+    # Another DAG run is waiting in the world for a worker: --wait must not become that worker.
+    queued = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers")
+    assert queued.returncode == 0, queued.stderr
+    other = queued.stdout.strip()
+    proc = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers", "--wait",
+                   "--input", '"go"', "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+    script = shutil.which("durable") or str(Path(sys.executable).parent / "durable")
+    env = {**os.environ, "DURABLE_WORLD": dag_cli.world}
+    shown = subprocess.run([script, "inspect", other, "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert json.loads(shown.stdout)["run"]["status"] == "pending", shown.stderr
 
 
 def test_run_input_from_a_file(dag_cli, tmp_path):
