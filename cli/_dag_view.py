@@ -5,7 +5,8 @@ its operation-id prefix (:func:`durable.dag.node_prefixes`). Some nodes leave no
 skipped nodes (``when`` false, or a dependency failed or was skipped under ``all_success``) and
 the inline ``input``/``output`` handlers. For those the status is inferred by re-applying the
 executor's rules to what the log does show (dependency outcomes, ``when`` rendered against the
-recorded outputs); a case the log cannot decide is reported as ``unknown`` rather than guessed.
+recorded outputs); a case the log cannot decide is reported as ``unknown`` rather than guessed,
+or, while the run has not finished, as ``not started`` (it may still reach the node).
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
+from cli._dag_spec import DAG_WORKFLOW, dag_input, spec_of
+from cli._grid import Cell, Column, Grid
 from cli._render import STATUS_STYLES
 from cli._timeline import Operation, Timeline
 from cli._values import JsonValue, compact, decode, error_info, format_duration, iso
-from durable.dag import DagSpec, NodeSpec, node_prefixes, validate, waves
-from durable.dag._run import NODE_FAILED, _truthy
-from durable.dag._templates import TemplateError, render
 from durable.world import FINISHED_STATUSES, Event, RunRecord, World
 
-__all__ = ["DAG_WORKFLOW", "NodeView", "child_records", "dag_nodes", "node_json", "nodes_table"]
+if TYPE_CHECKING:  # durable.dag is imported once a run turns out to be a DAG run
+    from durable.dag import DagSpec, NodeSpec
 
-DAG_WORKFLOW = "durable.dag"
-"""The workflow name DAG runs are recorded under."""
+__all__ = ["DAG_WORKFLOW", "NodeView", "child_records", "dag_nodes", "node_json", "nodes_table"]
 
 _OUTPUT_LIMIT = 2000
 """Outputs longer than this (as JSON) are left out of ``--json``."""
@@ -115,26 +114,6 @@ class _Run:
         return self.record.status == "pending" and any(self.ops.values())
 
 
-def _dag_input(record: RunRecord) -> tuple[Any, Any] | None:
-    if record.workflow_name != DAG_WORKFLOW:
-        return None
-    value, encoding = decode(record.input)
-    if encoding != "json" or not isinstance(value, dict):
-        return None
-    args = value.get("args") or []
-    kwargs = value.get("kwargs") or {}
-    spec = args[0] if args else kwargs.get("spec")
-    run_input = args[1] if len(args) > 1 else kwargs.get("input")
-    return spec, run_input
-
-
-def _parse_spec(raw: Any) -> DagSpec | None:
-    try:
-        return validate(raw, check_handlers=False)
-    except Exception:  # noqa: BLE001 - an unreadable spec falls back to the generic view
-        return None
-
-
 def child_records(world: World, record: RunRecord, events: list[Event]) -> dict[str, RunRecord]:
     """The child runs a DAG run started (its ``workflow`` nodes), by id; empty for other runs."""
     if record.workflow_name != DAG_WORKFLOW:
@@ -157,10 +136,12 @@ def dag_nodes(
     children: Mapping[str, RunRecord],
 ) -> list[NodeView] | None:
     """Each node of a DAG run in wave order (by id within a wave); ``None`` for other runs."""
-    found = _dag_input(record)
-    spec = _parse_spec(found[0]) if found is not None else None
+    found = dag_input(record)
+    spec = spec_of(record)
     if found is None or spec is None:
         return None
+    from durable.dag import node_prefixes, waves
+
     prefixes = node_prefixes(spec)
     by_op: dict[str, list[Event]] = defaultdict(list)
     for event in events:
@@ -248,6 +229,8 @@ def _op_outcome(state: _Run, op: Operation) -> tuple[str, dict[str, str] | None]
         return mapped, op.error
     if op.kind == "sleep":
         return {"sleeping": "waiting"}.get(op.status, op.status), None
+    from durable.dag._run import NODE_FAILED
+
     last = state.events[op.op_id][-1]
     if op.kind == "value" and op.name == NODE_FAILED:
         error = _data(last)
@@ -327,6 +310,9 @@ def _without_events(state: _Run, node: NodeSpec, view: NodeView) -> None:
     if state.executing:
         view.status = "running"  # a step records only when it finishes
         return
+    if not state.over:
+        view.status = "not started"  # the run has not reached it yet (a worker may lack handlers)
+        return
     if node.when is not None and not isinstance(node.when, bool):
         view.status, view.reason = "skipped", "no events: its when condition must have been false"
         return
@@ -352,11 +338,11 @@ def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
         return None
     if isinstance(node.when, bool):
         return None if node.when else "when is false"
-    try:
-        value = render(node.when, state.run_input, state.outputs, f"node {node.id!r} when",
-                       _ids(state))
-    except TemplateError:
+    value = _rendered(state, node.when, f"node {node.id!r} when")
+    if value is _UNKNOWN:
         return None
+    from durable.dag._run import _truthy
+
     return None if _truthy(value) else "when was false"
 
 
@@ -373,6 +359,9 @@ def _silent_foreach(state: _Run, node: NodeSpec, view: NodeView) -> None:
         if not items:
             view.output, view.has_output = [], True
         return
+    if not state.over:
+        view.status = "not started"
+        return
     view.status, view.reason = "unknown", "no events recorded for its elements"
 
 
@@ -380,10 +369,8 @@ def _silent_output(state: _Run, node: NodeSpec, view: NodeView) -> None:
     if node.handler == "input":
         view.output, view.has_output = state.run_input, True
         return
-    try:
-        config = render(node.config, state.run_input, state.outputs, f"node {node.id!r}",
-                        _ids(state))
-    except TemplateError:
+    config = _rendered(state, node.config, f"node {node.id!r}")
+    if config is _UNKNOWN:
         return
     view.has_output = True
     unwrapped = isinstance(config, dict) and set(config) == {"value"}
@@ -391,12 +378,22 @@ def _silent_output(state: _Run, node: NodeSpec, view: NodeView) -> None:
 
 
 def _foreach_items(state: _Run, node: NodeSpec) -> list[Any] | None:
-    try:
-        items = render(node.foreach, state.run_input, state.outputs, f"node {node.id!r}",
-                       _ids(state))
-    except TemplateError:
-        return None
+    items = _rendered(state, node.foreach, f"node {node.id!r}")
     return items if isinstance(items, list) else None
+
+
+_UNKNOWN = object()
+"""What :func:`_rendered` returns for a template the log cannot fill in."""
+
+
+def _rendered(state: _Run, template: Any, where: str) -> Any:
+    """A template rendered against the run's input and the outputs known so far."""
+    from durable.dag._templates import TemplateError, render
+
+    try:
+        return render(template, state.run_input, state.outputs, where, _ids(state))
+    except TemplateError:
+        return _UNKNOWN
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -458,7 +455,7 @@ def node_json(view: NodeView) -> dict[str, Any]:
 
 def _preview(view: NodeView) -> Text:
     if view.error is not None:
-        return Text(compact(f"{view.error['type']}: {view.error['message']}", 70), style="red")
+        return Text(compact(f"{view.error['type']}: {view.error['message']}", 80), style="red")
     if view.reason is not None:
         return Text(view.reason, style="dim")
     if view.items is not None and view.status == "completed":
@@ -468,18 +465,23 @@ def _preview(view: NodeView) -> Text:
     return Text("")
 
 
-def nodes_table(views: list[NodeView]) -> Table:
-    """The DAG's nodes in wave order: handler, status, attempts, duration, output or error."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("WAVE", justify="right", no_wrap=True)
-    table.add_column("NODE", no_wrap=True)
-    table.add_column("HANDLER", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
-    table.add_column("DURATION", justify="right", no_wrap=True)
-    table.add_column("OUTPUT / ERROR")
-    for view in views:
-        table.add_row(
+def nodes_table(views: list[NodeView]) -> Grid:
+    """The DAG's nodes in wave order: handler, status, attempts, duration, output or error.
+
+    In a narrow terminal the wave, attempts and duration go first, then outputs and errors move
+    under their rows (they wrap rather than being cut).
+    """
+    columns = [
+        Column("WAVE", justify="right", drop=1),
+        Column("NODE"),
+        Column("HANDLER", wrap=True, min_width=8, fold=5),
+        Column("STATUS"),
+        Column("ATTEMPTS", justify="right", drop=2),
+        Column("DURATION", justify="right", drop=3),
+        Column("OUTPUT / ERROR", wrap=True, min_width=24, below=4),
+    ]
+    rows: list[list[Cell]] = [
+        [
             str(view.wave),
             view.id,
             view.handler,
@@ -487,5 +489,7 @@ def nodes_table(views: list[NodeView]) -> Table:
             "" if view.attempts is None else str(view.attempts),
             format_duration(view.duration) if view.duration is not None else "",
             _preview(view),
-        )
-    return table
+        ]
+        for view in views
+    ]
+    return Grid(columns, rows)

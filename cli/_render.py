@@ -1,14 +1,18 @@
-"""Rich renderings for people: run lists, a run's steps and timeline, event logs."""
+"""Renderings for people: run lists, a run's steps and timeline, event logs."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cli._chart import OPERATIONS_SHOWN, timeline_chart
+from cli._dag_spec import dag_input
+from cli._grid import Cell, Column, Grid, Note, Row
 from cli._timeline import Operation, Timeline
 from cli._values import (
     compact,
@@ -17,19 +21,25 @@ from cli._values import (
     format_ago,
     format_duration,
     format_local,
+    format_when,
 )
-from durable.world import RUN_STATUSES, Event, RunRecord
+from durable._children import CHILD_TOKEN_PREFIX
+from durable.world import RUN_STATUSES, Event, HookRecord, RunRecord, World
 
 __all__ = [
+    "OPERATIONS_SHOWN",
     "STATUS_STYLES",
     "describe_event",
     "events_table",
     "operations_table",
     "run_header",
+    "run_hooks",
     "runs_table",
     "timeline_chart",
     "world_table",
 ]
+
+_T = TypeVar("_T")
 
 STATUS_STYLES: dict[str, str] = {
     "pending": "cyan",
@@ -43,7 +53,13 @@ STATUS_STYLES: dict[str, str] = {
     "interrupted": "yellow",
     "recorded": "dim",
     "waiting": "magenta",
+    "timed out": "yellow",
+    "disposed": "dim",
 }
+
+
+_ERROR_CHARS = 80
+"""Characters of each error in a table's note or detail (``inspect`` shows the run's whole)."""
 
 
 def _status(status: str) -> Text:
@@ -54,19 +70,18 @@ def _offset(t: float, t0: float) -> str:
     return "+" + format_duration(t - t0) if t >= t0 else "-" + format_duration(t0 - t)
 
 
-def _error_text(error: dict[str, str] | None, limit: int = 70) -> str:
+def _error_text(error: dict[str, str] | None, limit: int = _ERROR_CHARS) -> str:
     if error is None:
         return ""
     return compact(f"{error['type']}: {error['message']}", limit)
 
 
-def _run_note(record: RunRecord, now: float) -> str:
+def _run_note(record: RunRecord, now: float, hooks: Sequence[HookRecord]) -> str:
     notes: list[str] = []
     if record.status == "failed":
-        notes.append(_error_text(error_info(record.error), 60))
+        notes.append(_error_text(error_info(record.error)))
     elif record.status == "suspended":
-        wake = record.wake_at
-        notes.append("waiting for an event" if wake is None else f"wakes {format_ago(wake, now)}")
+        notes.append(_waiting_note(record, now, hooks))
     elif record.status == "pending":
         notes.append("waiting for a worker")
     elif record.status == "running" and record.lease_owner:
@@ -76,25 +91,74 @@ def _run_note(record: RunRecord, now: float) -> str:
     return "; ".join(n for n in notes if n)
 
 
-def runs_table(records: list[RunRecord], now: float) -> Table:
-    """Runs, one per row, newest first."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("RUN ID", no_wrap=True)
-    table.add_column("WORKFLOW", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("CREATED", no_wrap=True)
-    table.add_column("UPDATED", no_wrap=True)
-    table.add_column("NOTE")
-    for r in records:
-        table.add_row(
+def _waiting_note(record: RunRecord, now: float, hooks: Sequence[HookRecord]) -> str:
+    """What a suspended run waits for: child runs, a hook, the end of a sleep."""
+    children = [h.token[len(CHILD_TOKEN_PREFIX) :] for h in hooks if _is_child(h)]
+    outside = [h for h in hooks if not _is_child(h)]
+    wake = record.wake_at
+    if children:
+        more = f" (and {len(children) - 1} more)" if len(children) > 1 else ""
+        return f"waiting for child run {children[0]}{more}"
+    if outside:
+        hook = outside[0]
+        more = f" (and {len(outside) - 1} more hooks)" if len(outside) > 1 else ""
+        timeout = hook.timeout_at
+        until = f", times out {format_ago(timeout, now)}" if timeout is not None else ""
+        return f"waiting for hook {hook.token}{more}{until}"
+    if wake is None:
+        return "waiting for an event"
+    if wake <= now:
+        return f"due {format_ago(wake, now)}: waiting for a worker"
+    return f"wakes {format_ago(wake, now)}"
+
+
+def _is_child(hook: HookRecord) -> bool:
+    return hook.token.startswith(CHILD_TOKEN_PREFIX)
+
+
+def run_hooks(world: World, records: Sequence[RunRecord]) -> dict[str, list[HookRecord]]:
+    """The live hooks of each suspended run: what it waits for (for :func:`runs_table`)."""
+    return {r.id: world.list_hooks(r.id) for r in records if r.status == "suspended"}
+
+
+def runs_table(
+    records: Sequence[RunRecord],
+    now: float,
+    hooks: Mapping[str, Sequence[HookRecord]] | None = None,
+) -> Grid:
+    """Runs, one per row, newest first.
+
+    Run ids and statuses are always whole. When the terminal is too narrow, the update time
+    goes first, then the creation date; notes move under their rows; then the creation time
+    goes and the workflow name wraps (and goes last). Notes wrap rather than being cut.
+
+    Args:
+        records: the runs.
+        now: the world's current time.
+        hooks: live hooks by run id (:func:`run_hooks`), to say what suspended runs wait for.
+    """
+    columns = [
+        Column("RUN ID"),
+        Column("WORKFLOW", wrap=True, min_width=8, fold=5, drop=6),
+        Column("STATUS"),
+        Column("CREATED", drop=2),
+        Column("UPDATED", drop=1),
+        Column("CREATED", drop=4, instead_of=3),  # the time of day, for runs created today
+        Column("NOTE", wrap=True, min_width=24, below=3),
+    ]
+    rows: list[Sequence[Cell]] = [
+        [
             r.id,
             r.workflow_name,
             _status(r.status),
             format_local(r.created_at),
             format_ago(r.updated_at, now),
-            _run_note(r, now),
-        )
-    return table
+            format_when(r.created_at, now),
+            _run_note(r, now, (hooks or {}).get(r.id, ())),
+        ]
+        for r in records
+    ]
+    return Grid(columns, rows)
 
 
 def _value_line(data: bytes | None) -> str:
@@ -106,40 +170,84 @@ def _value_line(data: bytes | None) -> str:
     return compact(value, 200)
 
 
-def run_header(record: RunRecord, timeline: Timeline, now: float) -> Table:
-    """The run's identity, status, timing, input and outcome as a two-column grid."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
-    grid.add_row("run", record.id)
-    grid.add_row("workflow", record.workflow_name)
-    grid.add_row("status", _status(record.status))
+def run_header(record: RunRecord, timeline: Timeline, now: float) -> Grid:
+    """The run's identity, status, timing, input and outcome, one field a line.
+
+    A failed run's error is shown whole (wrapped), followed by its recorded traceback.
+    """
+    rows: list[list[Cell]] = [
+        ["run", record.id],
+        ["workflow", record.workflow_name],
+        ["status", _status(record.status)],
+    ]
     created = record.created_at
-    grid.add_row("created", f"{format_local(created)} ({format_ago(created, now)})")
+    rows.append(["created", f"{format_local(created)} ({format_ago(created, now)})"])
     if timeline.finished_at is not None:
         took = format_duration(timeline.finished_at - timeline.started_at)
-        grid.add_row("finished", f"{format_local(timeline.finished_at)} (took {took})")
+        rows.append(["finished", f"{format_local(timeline.finished_at)} (took {took})"])
     if record.status == "suspended":
-        wake = record.wake_at
-        grid.add_row(
-            "wakes",
-            "when an outside event arrives"
-            if wake is None
-            else f"{format_local(wake)} ({format_ago(wake, now)})",
-        )
+        rows.append(_wake_row(record, timeline, now))
     if record.lease_owner and record.status == "running":
-        grid.add_row("worker", record.lease_owner)
+        rows.append(["worker", record.lease_owner])
     if record.cancel_requested and record.status != "cancelled":
-        grid.add_row("cancel", "requested")
+        rows.append(["cancel", "requested"])
     if record.parent_id:
-        grid.add_row("parent", record.parent_id)
-    grid.add_row("input", _value_line(record.input))
+        rows.append(["parent", record.parent_id])
+    rows += _input_rows(record)
     if record.status == "completed":
-        grid.add_row("result", _value_line(record.output))
+        rows.append(["result", _value_line(record.output)])
     error = error_info(record.error)
     if error is not None:
-        grid.add_row("error", Text(f"{error['type']}: {error['message']}", style="red"))
-    return grid
+        message = f"{error['type']}: {error['message']}"
+        rows.append(["error", Text(message, style="red")])
+        traceback = error["traceback"] or _last_traceback(timeline)
+        if traceback:
+            shown = _without_message(traceback, error["message"])
+            rows.append(["traceback", Text(shown, style="dim")])
+    return Grid([Column(style="bold"), Column(wrap=True, min_width=20)], rows, header=False)
+
+
+def _wake_row(record: RunRecord, timeline: Timeline, now: float) -> list[Cell]:
+    waiting = [op for op in timeline.operations if op.status == "waiting"]
+    child = next((op for op in waiting if op.kind == "child"), None)
+    if child is not None:
+        return ["waiting", f"for child run {child.child_run_id or child.name}"]
+    wake = record.wake_at
+    until = "" if wake is None else f", times out {format_local(wake)} ({format_ago(wake, now)})"
+    hook = next((op for op in waiting if op.kind == "hook"), None)
+    if hook is not None:
+        return ["waiting", f"for hook {hook.name}{until}"]
+    if wake is None:
+        return ["wakes", "when an outside event arrives"]
+    return ["wakes", f"{format_local(wake)} ({format_ago(wake, now)})"]
+
+
+def _input_rows(record: RunRecord) -> list[list[Cell]]:
+    dag = dag_input(record)
+    if dag is None:
+        return [["input", _value_line(record.input)]]
+    # A DAG run's arguments are its spec and its input: the spec is the file it was run from.
+    spec, run_input = dag
+    nodes = spec.get("nodes") if isinstance(spec, dict) else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    count = f"{len(nodes)} nodes" if isinstance(nodes, list) else "unreadable"
+    return [
+        ["spec", f"{name} ({count})" if name else count],
+        ["input", compact(json.dumps(run_input, ensure_ascii=False), 200)],
+    ]
+
+
+def _last_traceback(timeline: Timeline) -> str:
+    failed = [op for op in timeline.operations if op.traceback and op.status == "failed"]
+    return failed[-1].traceback if failed else ""
+
+
+def _without_message(traceback: str, message: str) -> str:
+    """The traceback, its last line not repeating a long message shown just above it."""
+    traceback = traceback.rstrip("\n")
+    if len(message) > 200 and traceback.endswith(message):
+        return traceback[: len(traceback) - len(message)] + "(the error above)"
+    return traceback
 
 
 def _op_label(op: Operation) -> str:
@@ -155,31 +263,85 @@ def _op_detail(op: Operation) -> str:
         return f"until {format_local(op.wake_at)}"
     if op.kind == "value":
         return compact(op.value, 60)
-    parts: list[str] = []
-    for attempt in op.attempts:
-        if attempt.error is not None and (attempt is not op.attempts[-1] or op.error is None):
-            parts.append(f"#{attempt.number} {_error_text(attempt.error, 50)}")
+    if op.kind == "child" and op.child_run_id:
+        return f"run {op.child_run_id}"
+    parts = _attempt_errors(op)
     if op.status == "retrying" and op.attempts and op.attempts[-1].retry_at is not None:
         parts.append(f"next attempt at {format_local(op.attempts[-1].retry_at)}")
-    if op.error is not None and op.status != "retrying":
-        parts.append(_error_text(op.error))
     return "; ".join(parts)
 
 
-def operations_table(timeline: Timeline) -> Table:
-    """The run's operations in program order: status, attempts, start, duration, errors."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("OP", no_wrap=True, justify="right")
-    table.add_column("OPERATION", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
-    table.add_column("START", justify="right", no_wrap=True)
-    table.add_column("DURATION", justify="right", no_wrap=True)
-    table.add_column("DETAIL")
+def _attempt_errors(op: Operation) -> list[str]:
+    """``#1–3 ConnectionError: reset``: each failed attempt, alike ones in a row together."""
+    runs: list[tuple[int, int, str]] = []
+    for attempt in op.attempts:
+        if attempt.error is None:
+            continue
+        text = _error_text(attempt.error)
+        if runs and runs[-1][2] == text and runs[-1][1] == attempt.number - 1:
+            runs[-1] = (runs[-1][0], attempt.number, text)
+        else:
+            runs.append((attempt.number, attempt.number, text))
+    return [
+        f"#{first} {text}" if first == last else f"#{first}–{last} {text}"
+        for first, last, text in runs
+    ]
+
+
+def _notable(op: Operation) -> bool:
+    return op.status not in ("completed", "recorded") or len(op.attempts) > 1
+
+
+def _elide(items: Sequence[_T], limit: int | None, notable: Callable[[_T], bool]) -> list[_T | int]:
+    """The first and last ``limit / 2`` items, and notable ones between (as many at most).
+
+    Each stretch left out is replaced by its length.
+    """
+    if limit is None or len(items) <= limit:
+        return list(items)
+    half = max(limit // 2, 1)
+    middle = [i for i in range(half, len(items) - half) if notable(items[i])][:half]
+    keep = sorted({*range(half), *range(len(items) - half, len(items)), *middle})
+    out: list[_T | int] = []
+    previous = -1
+    for index in keep:
+        if index > previous + 1:
+            out.append(index - previous - 1)
+        out.append(items[index])
+        previous = index
+    return out
+
+
+def _more(count: int, what: str) -> Note:
+    plural = what if count == 1 else what + "s"
+    return Note(f"⋯ {count:,} more {plural} (--all shows every one)")
+
+
+def operations_table(timeline: Timeline, limit: int | None = OPERATIONS_SHOWN) -> Grid:
+    """The run's operations in program order: status, attempts, start, duration, errors.
+
+    Args:
+        timeline: the run's timeline.
+        limit: past this many operations, only the first and last ``limit / 2`` are shown, with
+            those between that failed, retried or are still going on; ``None`` shows all.
+    """
+    columns = [
+        Column("OP", justify="right"),
+        Column("OPERATION", wrap=True, min_width=10, fold=5),
+        Column("STATUS"),
+        Column("ATTEMPTS", justify="right", drop=2),
+        Column("START", justify="right", drop=1),
+        Column("DURATION", justify="right", drop=4),
+        Column("DETAIL", wrap=True, min_width=24, below=3),
+    ]
     t0 = timeline.started_at
-    for op in timeline.operations:
-        style = "dim" if op.kind == "value" else ""
-        table.add_row(
+    rows: list[Sequence[Cell] | Row | Note] = []
+    for item in _elide(timeline.operations, limit, _notable):
+        if isinstance(item, int):
+            rows.append(_more(item, "operation"))
+            continue
+        op = item
+        cells: list[Cell] = [
             op.op_id,
             _op_label(op),
             _status(op.status),
@@ -187,76 +349,9 @@ def operations_table(timeline: Timeline) -> Table:
             _offset(op.started_at, t0),
             format_duration(op.duration) if op.kind != "value" else "",
             Text(_op_detail(op), style="red" if op.status == "failed" else ""),
-            style=style,
-        )
-    return table
-
-
-class _Bar:
-    """One row of the timeline: characters placed on a scale from t0 to t1."""
-
-    def __init__(self, width: int, t0: float, t1: float) -> None:
-        self.width = width
-        self.t0 = t0
-        self.span = max(t1 - t0, 1e-9)
-        self.cells: list[tuple[str, str]] = [(" ", "")] * width
-
-    def _pos(self, t: float) -> int:
-        return min(self.width - 1, max(0, int((t - self.t0) / self.span * (self.width - 1))))
-
-    def draw(self, start: float, end: float, char: str, style: str) -> None:
-        first, last = self._pos(start), self._pos(max(end, start))
-        for i in range(first, last + 1):
-            self.cells[i] = (char, style)
-
-    def text(self) -> Text:
-        out = Text()
-        for char, style in self.cells:
-            out.append(char, style=style)
-        return out
-
-
-def _draw_op(bar: _Bar, op: Operation, end: float) -> None:
-    if op.kind == "sleep":
-        stop = op.finished_at if op.finished_at is not None else end
-        bar.draw(op.started_at, stop, "┄", "magenta")
-        return
-    if op.kind != "step":
-        bar.draw(op.started_at, op.finished_at or op.started_at, "•", "")
-        return
-    for attempt in op.attempts:
-        if attempt.retry_at is not None:
-            bar.draw(attempt.finished_at, attempt.retry_at, "┄", "yellow")
-    for attempt in op.attempts:
-        failed = attempt.error is not None
-        style = "red" if failed and attempt is op.attempts[-1] else "yellow" if failed else "green"
-        bar.draw(attempt.started_at, attempt.finished_at, "━", style)
-
-
-def timeline_chart(timeline: Timeline, width: int) -> RenderableType:
-    """Bars on one time scale: steps (━, yellow for failed attempts), retry waits and sleeps (┄).
-
-    Args:
-        timeline: the run's timeline.
-        width: the console width to fit in.
-    """
-    ops = [op for op in timeline.operations if op.kind != "value"]
-    if not ops:
-        return Text("(no steps or sleeps recorded)", style="dim")
-    labels = [compact(f"{op.op_id} {op.name}", 28) for op in ops]
-    bar_width = max(20, min(100, width - max(len(label) for label in labels) - 4))
-    t0, t1 = timeline.started_at, timeline.end
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True)
-    for label, op in zip(labels, ops, strict=True):
-        bar = _Bar(bar_width, t0, t1)
-        _draw_op(bar, op, t1)
-        grid.add_row(label, bar.text())
-    total = format_duration(t1 - t0)
-    axis = Text("0" + " " * max(1, bar_width - 1 - len(total)) + total, style="dim")
-    grid.add_row("", axis)
-    return grid
+        ]
+        rows.append(Row(cells, "dim" if op.kind == "value" else ""))
+    return Grid(columns, rows)
 
 
 def describe_event(event: Event) -> str:
@@ -328,26 +423,28 @@ def _local_times(data: bytes | None) -> bytes | None:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def events_table(events: list[Event], t0: float) -> Table:
+def events_table(events: Sequence[Event], t0: float) -> Grid:
     """A run's log: sequence number, time since creation, kind, operation and what it says."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("SEQ", justify="right", no_wrap=True)
-    table.add_column("TIME", justify="right", no_wrap=True)
-    table.add_column("KIND", no_wrap=True)
-    table.add_column("OP", no_wrap=True)
-    table.add_column("NAME", no_wrap=True)
-    table.add_column("DETAIL")
-    for e in events:
-        kind_style = "red" if e.kind in ("step_failed", "run_failed") else ""
-        table.add_row(
+    columns = [
+        Column("SEQ", justify="right"),
+        Column("TIME", justify="right", drop=1),
+        Column("KIND"),
+        Column("OP"),
+        Column("NAME", wrap=True, min_width=10, fold=3),
+        Column("DETAIL", wrap=True, min_width=24, below=2),
+    ]
+    rows: list[Sequence[Cell]] = [
+        [
             str(e.seq),
             _offset(e.created_at, t0),
-            Text(e.kind, style=kind_style),
+            Text(e.kind, style="red") if e.kind in ("step_failed", "run_failed") else e.kind,
             e.op_id or "",
             e.name or "",
             describe_event(e),
-        )
-    return table
+        ]
+        for e in events
+    ]
+    return Grid(columns, rows)
 
 
 def world_table(

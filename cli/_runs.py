@@ -29,9 +29,11 @@ from cli._common import (
 )
 from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
 from cli._render import (
+    OPERATIONS_SHOWN,
     events_table,
     operations_table,
     run_header,
+    run_hooks,
     runs_table,
     timeline_chart,
     world_table,
@@ -302,6 +304,7 @@ def runs(
         total = _matching(world, status, workflow, len(records), truncated)
         now = world.now()
         url = world.url
+        hooks = run_hooks(world, records)  # what suspended runs wait for
     if as_json:
         runs_doc = [run_json(r) for r in records]
         echo_json({"world": url, "runs": runs_doc, "truncated": truncated, "total": total})
@@ -309,7 +312,7 @@ def runs(
     if not records:
         click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
         return
-    show(runs_table(records, now), *_more_runs(len(records), total, truncated))
+    show(runs_table(records, now, hooks), *_more_runs(len(records), total, truncated))
 
 
 def _matching(
@@ -336,9 +339,16 @@ def _more_runs(shown: int, total: int | None, truncated: bool) -> list[Text]:
 
 @click.command()
 @click.argument("run_id")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"Every operation, one timeline row each (past {OPERATIONS_SHOWN} operations only the "
+    "first, the last, and those that failed or retried are shown).",
+)
 @json_option
 @click.pass_context
-def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def inspect(ctx: click.Context, run_id: str, show_all: bool, as_json: bool) -> None:
     """Show a run: its steps in order (status, attempts, duration, errors), sleeps and timeline.
 
     For a DAG run (`durable dag run`), a table of its nodes in wave order comes first.
@@ -360,6 +370,7 @@ def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
             doc["nodes"] = [node_json(n) for n in nodes]
         echo_json(doc)
         return
+    limit = None if show_all else OPERATIONS_SHOWN
     parts: list[RenderableType] = [run_header(record, timeline, now), Text("")]
     lines = _link_lines(links)
     if lines:
@@ -367,8 +378,8 @@ def inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if nodes:
         parts += [Text("nodes", style="bold"), nodes_table(nodes), Text("")]
     if timeline.operations:
-        parts += [operations_table(timeline), Text(""), Text("timeline", style="bold")]
-    parts.append(timeline_chart(timeline, min(console().width, 140)))
+        parts += [operations_table(timeline, limit), Text(""), Text("timeline", style="bold")]
+    parts.append(timeline_chart(timeline, min(console().width, 140), limit))
     show(*parts)
 
 

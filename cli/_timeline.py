@@ -4,7 +4,9 @@ The log records when each operation *finished* (a step completed, failed or is r
 started), not when it began. A step begins when everything before it in program order has
 finished: the previous operations of its branch, and whatever came before the ``parallel``/``map``
 group that contains the branch. Its start is therefore the latest end among those predecessors
-(a sleep ends at its ``wake_at``), or the run's creation. Values from ``now()``/``random()`` are
+(a sleep ends at its ``wake_at``), or the run's creation. The nodes of a DAG run each run in a
+branch of their own, and a node's branch begins only once the branches of its dependencies have
+ended (:func:`cli._dag_spec.branch_dependencies`). Values from ``now()``/``random()`` are
 flushed with the next write, so their times say nothing about when they were taken and are left
 out. Durations include any time the run waited for a worker (after being started with no worker,
 or after a worker died).
@@ -15,9 +17,11 @@ from __future__ import annotations
 import bisect
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cli._dag_spec import branch_dependencies
 from cli._values import JsonValue, decode
 from durable.world import FINISHED_STATUSES, Event, RunRecord
 
@@ -57,7 +61,9 @@ class Operation:
     name: str
     """The step's name, ``"sleep"``/``"sleep_until"``, or ``"now"``/``"random"``/``"uuid4"``."""
     status: str
-    """``completed``, ``failed``, ``retrying``, ``sleeping``, ``recorded`` or ``interrupted``."""
+    """``completed``, ``failed``, ``retrying``, ``sleeping``, ``recorded``, ``waiting``,
+    ``interrupted``; for a hook also ``timed out`` or ``disposed`` (without a payload); for a
+    child run ``completed``, ``failed`` or ``cancelled`` as the child ended."""
     started_at: float
     """Epoch seconds the operation began (estimated for steps)."""
     finished_at: float | None
@@ -72,6 +78,10 @@ class Operation:
     """For sleeps: when the run wakes."""
     value: JsonValue = None
     """For recorded values (and step results): the value as plain JSON."""
+    traceback: str = ""
+    """For failed steps: the traceback recorded with the final error, if any."""
+    child_run_id: str | None = None
+    """For child runs: the child's run id."""
 
     @property
     def duration(self) -> float | None:
@@ -113,13 +123,21 @@ def op_key(op_id: str) -> tuple[int, ...]:
         return ()
 
 
-def build_timeline(record: RunRecord, events: list[Event], now: float) -> Timeline:
+def build_timeline(
+    record: RunRecord,
+    events: list[Event],
+    now: float,
+    branches: Mapping[str, Sequence[str]] | None = None,
+) -> Timeline:
     """Group a run's events into operations and estimate when each began and ended.
 
     Args:
         record: the run as stored now.
         events: its whole log, oldest first.
         now: the world's current time (decides whether a sleep is still going on).
+        branches: branches of a graph (an operation-id prefix such as ``"1.3."``) and the
+            branches each waited for before it began; by default a DAG run's nodes
+            (:func:`cli._dag_spec.branch_dependencies`), none for other runs.
 
     Returns:
         The run's timeline.
@@ -132,11 +150,13 @@ def build_timeline(record: RunRecord, events: list[Event], now: float) -> Timeli
     for event in events:
         if event.op_id is not None:
             by_op[event.op_id].append(event)
-    starts = _start_times(by_op, started)
+    graph = branch_dependencies(record) if branches is None else branches
+    keys = {op_id: op_key(op_id) for op_id in by_op}
+    starts = _start_times(by_op, keys, started, _branch_starts(by_op, graph))
     run_over = record.status in FINISHED_STATUSES
     operations = [
         _operation(op_id, by_op[op_id], starts[op_id], run_over, finished, now)
-        for op_id in sorted(by_op, key=op_key)
+        for op_id in sorted(by_op, key=keys.__getitem__)
     ]
     return Timeline(started, finished, operations)
 
@@ -159,20 +179,81 @@ def _end_of(events: list[Event], early: bool = False) -> float | None:
     return last.created_at
 
 
-def _start_times(by_op: dict[str, list[Event]], run_start: float) -> dict[str, float]:
+def _start_times(
+    by_op: dict[str, list[Event]],
+    keys: Mapping[str, tuple[int, ...]],
+    run_start: float,
+    floors: Mapping[str, float],
+) -> dict[str, float]:
     # An operation after a hook began once the payload came (create, then wait at once) or,
     # when it ended before that, once the hook was created (create, do this, then wait).
-    late = _latest_ends_before(by_op, run_start, early=False)
-    early = _latest_ends_before(by_op, run_start, early=True)
+    late = _latest_ends_before(by_op, keys, run_start, early=False)
+    hooks = any(events[0].kind == "hook_created" for events in by_op.values())
+    early = _latest_ends_before(by_op, keys, run_start, early=True) if hooks else late
     starts: dict[str, float] = {}
     for op_id, events in by_op.items():
         first = events[0].created_at
-        starts[op_id] = late[op_id] if late[op_id] <= first else min(early[op_id], first)
+        floor = _floor(op_id, floors)
+        latest, earliest = max(late[op_id], floor), max(early[op_id], floor)
+        starts[op_id] = latest if latest <= first else min(earliest, first)
+    return starts
+
+
+def _floor(op_id: str, floors: Mapping[str, float]) -> float:
+    """When the graph branch holding the operation began (``-inf`` outside every branch)."""
+    branch = _branch_of(op_id, floors)
+    return float("-inf") if branch is None else floors[branch]
+
+
+def _branch_of(op_id: str, branches: Mapping[str, object]) -> str | None:
+    """The innermost branch prefix (a key of ``branches``) the operation lies under."""
+    if not branches:
+        return None
+    parts = op_id.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:depth]) + "."
+        if prefix in branches:
+            return prefix
+    return None
+
+
+def _branch_starts(
+    by_op: dict[str, list[Event]], branches: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """When each graph branch began: once every branch it waited for had ended.
+
+    A branch without events (a skipped node) ends as soon as it may begin.
+    """
+    if not branches:
+        return {}
+    ends: dict[str, float] = {}
+    for op_id, events in by_op.items():
+        op_end = _end_of(events)
+        prefix = _branch_of(op_id, branches)
+        if op_end is not None and prefix is not None:
+            ends[prefix] = max(ends.get(prefix, op_end), op_end)
+    starts: dict[str, float] = {}
+
+    def start(prefix: str, trail: frozenset[str]) -> float:
+        if prefix not in starts:
+            waits = [p for p in branches.get(prefix, ()) if p not in trail]
+            inner = trail | {prefix}
+            starts[prefix] = max((end(p, inner) for p in waits), default=float("-inf"))
+        return starts[prefix]
+
+    def end(prefix: str, trail: frozenset[str]) -> float:
+        return max(start(prefix, trail), ends.get(prefix, float("-inf")))
+
+    for prefix in branches:
+        start(prefix, frozenset())
     return starts
 
 
 def _latest_ends_before(
-    by_op: dict[str, list[Event]], run_start: float, early: bool
+    by_op: dict[str, list[Event]],
+    keys: Mapping[str, tuple[int, ...]],
+    run_start: float,
+    early: bool,
 ) -> dict[str, float]:
     # For a branch path B (the counters and branch indexes leading to it) and a counter c in it,
     # the predecessors of an operation at (B, c) are every operation under (B, c') with c' < c.
@@ -183,7 +264,7 @@ def _latest_ends_before(
         end = _end_of(events, early)
         if end is None:
             continue
-        key = op_key(op_id)
+        key = keys[op_id]
         for level in range(0, len(key), 2):
             bucket = buckets[key[:level]]
             bucket[key[level]] = max(bucket.get(key[level], end), end)
@@ -196,7 +277,7 @@ def _latest_ends_before(
         prefix[path] = (counters, maxima)
     starts: dict[str, float] = {}
     for op_id in by_op:
-        key = op_key(op_id)
+        key = keys[op_id]
         start = run_start
         for level in range(0, len(key), 2):
             found = prefix.get(key[:level])
@@ -244,10 +325,11 @@ def _operation(
     family, _, _ = first.kind.partition("_")
     if first.kind == "hook_created":  # named by its token, which is what resumes it
         name = str(_json(first.data).get("token") or name)
-    state = events[-1].kind.partition("_")[2] or events[-1].kind
+    state = _ended_state(family, events)
     waiting = state in ("created", "started") and not run_over
     if state in ("created", "started") and run_over:
         state = "interrupted"  # the run ended (cancelled, failed) while it waited
+    child = _json(first.data).get("run_id") if first.kind == "child_started" else None
     return Operation(
         op_id,
         family,
@@ -256,7 +338,23 @@ def _operation(
         first.created_at,
         None if waiting else events[-1].created_at,
         first.seq,
+        child_run_id=child if isinstance(child, str) else None,
     )
+
+
+def _ended_state(family: str, events: list[Event]) -> str:
+    """The state of a hook, a child run or an operation of a kind not known here."""
+    last = events[-1]
+    if family == "child" and last.kind == "hook_received":
+        # The engine waits for a child through a hook; its payload says how the child ended.
+        ended = _json(last.data).get("status")
+        return ended if isinstance(ended, str) and ended else "completed"
+    if family == "hook":
+        if any(e.kind == "hook_received" for e in events):
+            return "completed"  # whether or not the workflow disposed of it afterwards
+        if last.kind == "hook_timed_out":
+            return "timed out"
+    return last.kind.partition("_")[2] or last.kind
 
 
 def _step(op_id: str, name: str, events: list[Event], start: float, run_over: bool) -> Operation:
@@ -285,6 +383,7 @@ def _step(op_id: str, name: str, events: list[Event], start: float, run_over: bo
     if final is None:
         op.status = "interrupted" if run_over else "retrying"
         op.error = attempts[-1].error
+        op.traceback = str(_json(events[len(attempts) - 1].data).get("traceback") or "")
         if run_over:
             op.finished_at = attempts[-1].finished_at
         return op
@@ -295,6 +394,7 @@ def _step(op_id: str, name: str, events: list[Event], start: float, run_over: bo
     else:
         op.status = "failed"
         op.error = attempts[-1].error
+        op.traceback = str(_json(final.data).get("traceback") or "")
     return op
 
 

@@ -181,4 +181,23 @@ def test_a_hook_is_named_by_its_token():
         (2.1, "run_completed", None, None, None),
     )
     [op] = build_timeline(_record(), events, now=T0 + 10).operations
-    assert (op.kind, op.name, op.status) == ("hook", "email-verified:42", "received")
+    assert (op.kind, op.name, op.status) == ("hook", "email-verified:42", "completed")
+
+
+def test_a_graph_branch_starts_when_the_branches_it_waits_for_have_ended():
+    # A DAG: node 1.0. runs first, 1.1. and 1.2. after it, 1.3. after both (1.2. skipped).
+    events = _log(
+        (1.0, "step_completed", "1.0.1", "fetch", None),
+        (1.5, "step_completed", "1.1.1", "left", None),
+        (1.7, "step_completed", "1.1.2", "left_again", None),
+        (2.5, "step_completed", "1.3.1", "join", None),
+    )
+    branches = {"1.0.": [], "1.1.": ["1.0."], "1.2.": ["1.0."], "1.3.": ["1.1.", "1.2."]}
+    ops = {op.op_id: op for op in build_timeline(_record(), events, T0 + 10, branches).operations}
+    assert ops["1.0.1"].started_at == T0
+    assert ops["1.1.1"].started_at == T0 + 1.0
+    assert ops["1.1.2"].started_at == T0 + 1.5
+    assert ops["1.3.1"].started_at == T0 + 1.7
+    assert ops["1.3.1"].attempts[0].started_at == T0 + 1.7
+    unrelated = {op.op_id: op for op in build_timeline(_record(), events, T0 + 10).operations}
+    assert unrelated["1.3.1"].started_at == T0  # without the graph, branches start together

@@ -203,3 +203,65 @@ def test_a_non_dag_run_has_no_nodes(cli):
     assert "nodes" not in doc
     assert doc["operations"]
     assert "HANDLER" not in cli("inspect", run_id).stdout
+
+
+def test_operations_start_when_their_nodes_dependencies_finished(cli):
+    run_id = run_dag(cli, "examples/dag_fanout.yaml", "--input", '"go"')
+    doc = cli.json("inspect", run_id)
+    ops = {op["op_id"]: op for op in doc["operations"]}
+    nodes = nodes_by_id(doc)
+    # Nodes in wave order: A 1.0., B1-B3 1.1.-1.3., C 1.4.; each one's step is <prefix>1.
+    assert ops["1.4.1"]["started_at"] >= max(ops[f"1.{i}.1"]["finished_at"] for i in (1, 2, 3))
+    for i in (1, 2, 3):
+        assert ops[f"1.{i}.1"]["started_at"] >= ops["1.0.1"]["finished_at"]
+    for index, node in enumerate(["A", "B1", "B2", "B3", "C"]):  # the tables agree
+        assert ops[f"1.{index}.1"]["started_at"] == nodes[node]["started_at"]
+        assert ops[f"1.{index}.1"]["duration_seconds"] == pytest.approx(nodes[node]["duration"])
+
+
+def test_a_dag_run_no_worker_has_started_shows_its_input_and_nodes_not_started(cli):
+    from durable.world import RunUpdate
+    from worlds.sqlite import SqliteWorld
+
+    proc = cli("dag", "run", "examples/dag_fanout.yaml", "-m", HANDLERS, "--input", '"go"')
+    run_id = proc.stdout.split()[0]
+    with SqliteWorld(cli.url) as world:  # what a worker without the handlers leaves behind
+        assert world.acquire(run_id, "me", 60) is not None
+        world.append(run_id, "me", [], RunUpdate("suspended", wake_at=world.now() + 10,
+                                                   release=True))
+    doc = cli.json("inspect", run_id)
+    assert doc["run"]["status"] == "suspended"
+    assert {n["status"] for n in doc["nodes"]} == {"not started"}
+    assert {n["reason"] for n in doc["nodes"]} == {None}
+    table = cli("inspect", run_id).stdout
+    assert "skipped" not in table and "unknown" not in table
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in table.splitlines()[:8]
+             if line.strip()}
+    assert lines["input"] == '"go"'
+    assert lines["spec"] == "fanout (5 nodes)"
+
+
+def test_a_received_hook_node_is_completed_in_both_tables(cli, tmp_path):
+    token = f"ok-{time.time_ns()}"
+    spec = write_spec(tmp_path, {"nodes": [
+        {"id": "H", "handler": "hook", "config": {"token": token}},
+        {"id": "E", "handler": "task", "dependencies": ["H"], "config": {"name": "E"}},
+    ]})
+    run_id = run_dag(cli, spec, "--timeout", "1", ok=False)
+    cli("resume", token, '{"ok": true}')
+    worker = subprocess.Popen(
+        [cli.script, "worker", "durable.dag", HANDLERS, "--poll-interval", "0.05"],
+        cwd=ROOT, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while cli.json("inspect", run_id)["run"]["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+    doc = cli.json("inspect", run_id)
+    [hook] = [op for op in doc["operations"] if op["kind"] == "hook"]
+    assert hook["status"] == nodes_by_id(doc)["H"]["status"] == "completed"
+    assert "disposed" not in cli("inspect", run_id).stdout

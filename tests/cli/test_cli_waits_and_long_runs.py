@@ -1,0 +1,45 @@
+"""`durable runs` says what suspended runs wait for; `inspect --all` shows every operation."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from tests.cli.conftest import ROOT
+
+MINE = "tests.cli.inspect_workload"
+
+
+def test_runs_says_which_hook_or_child_run_a_run_waits_for(cli):
+    parent = cli("start", f"{MINE}:waits_for_child").stdout.split()[0]
+    hooked = cli("start", f"{MINE}:waits_for_hook", '["sign-off:7"]').stdout.split()[0]
+    worker = subprocess.Popen([cli.script, "worker", MINE, "--poll-interval", "0.05"], cwd=ROOT,
+                              env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while {r["status"] for r in cli.json("runs")["runs"]} != {"suspended"}:
+            assert time.monotonic() < deadline, cli.json("runs")
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+    rows = {line.split()[0]: line for line in cli("runs").stdout.splitlines()[1:]}
+    assert f"waiting for child run {parent}." in rows[parent]
+    assert "waiting for hook sign-off:7, times out in 23 h 59 m" in rows[hooked]
+    assert "wakes in 59 m" in rows[next(r for r in rows if r.startswith(parent + "."))]
+    inspected = cli("inspect", parent).stdout
+    assert f"waiting   for child run {parent}." in inspected
+
+
+def test_inspecting_a_long_run_shows_its_ends_and_all_of_it_on_request(cli):
+    cli("start", f"{MINE}:many", "[3000]", "--wait", "--run-id", "long")
+    out = cli("inspect", "long").stdout
+    assert len(out.splitlines()) < 80
+    assert "⋯ 2,960 more operations (--all shows every one)" in out
+    assert "1…3000 inc ×3,000" in out
+    every = cli("inspect", "long", "--all").stdout
+    ops = [line for line in every.splitlines() if re.match(r"\s*\d+\s+step inc", line)]
+    assert len(ops) == 3000
+    events = cli("events", "long").stdout.splitlines()
+    assert len(events) == 3003 and "run_completed" in events[-1]
