@@ -15,11 +15,9 @@ from cli._common import (
     read_json_argument,
     starting_world,
 )
-from cli._runs import _stdout_to_stderr as stdout_to_stderr
-from cli._runs import _wait as wait_for_run
+from cli._runs import stdout_to_stderr, wait_for_run
 from cli._schema import run_json
 from cli._stopping import INTERRUPTED
-from durable import dag as durable_dag
 
 __all__ = ["dag"]
 
@@ -33,6 +31,8 @@ _module_option = click.option(
 
 
 def _load(path: str) -> Any:
+    from durable import dag as durable_dag  # pydantic models: built only when needed
+
     try:
         return durable_dag.load_file(path)
     except (OSError, ValueError) as exc:
@@ -47,6 +47,8 @@ def dag() -> None:
 @dag.command()
 def schema() -> None:
     """Print the JSON Schema of DAG spec files (also published as durable/dag/schema.json)."""
+    from durable import dag as durable_dag  # pydantic models: built only when needed
+
     click.echo(json.dumps(durable_dag.DagSpec.model_json_schema(), indent=2, sort_keys=True))
 
 
@@ -56,6 +58,8 @@ def schema() -> None:
 @json_option
 def validate(file: str, modules: tuple[str, ...], as_json: bool) -> None:
     """Check FILE: print every problem (one line each, with its node) and exit 1 if any."""
+    from durable import dag as durable_dag  # pydantic models: built only when needed
+
     import_modules(modules)
     raw = _load(file)
     try:
@@ -105,6 +109,8 @@ def run(
     Without --wait the run waits for a worker importing the handler modules
     (`durable worker durable.dag MODULE`); with --wait this process runs it and prints the result.
     """
+    from durable import dag as durable_dag  # pydantic models: built only when needed
+
     import_modules(modules)
     raw = _load(file)
     run_input: Any = None

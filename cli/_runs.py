@@ -118,7 +118,7 @@ def _get(world: World, run_id: str) -> RunRecord:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+def stdout_to_stderr(enabled: bool) -> Iterator[None]:
     # Keeps the user's print() calls out of a --json document on stdout.
     if not enabled:
         yield
@@ -178,7 +178,7 @@ def start(
     wf = load_workflow(target)
     _check_arguments(wf, positional, keywords)
     # No embedded worker, even with --wait: it would execute any run of the module's workflows
-    # waiting in the world. _wait executes this run (and its children) only.
+    # waiting in the world. wait_for_run executes this run (and its children) only.
     runtime = durable.configure(starting_world(ctx, wait), worker=False)
     try:
         try:
@@ -188,7 +188,7 @@ def start(
         existing = runtime.world.get_run(run_id) if run_id else None
         module = target.rpartition(":")[0]
         interrupted = False
-        with _stdout_to_stderr(as_json):
+        with stdout_to_stderr(as_json):
             run = options.start(*positional, **keywords)
             if not as_json:
                 click.echo(run.id)
@@ -201,7 +201,7 @@ def start(
                     err=True,
                 )
             if wait:
-                interrupted = _wait(runtime, run.id, module, timeout, as_json)
+                interrupted = wait_for_run(runtime, run.id, module, timeout, as_json)
         record = _get(runtime.world, run.id)
         if as_json:
             echo_json({**run_json(record, detail=wait), "created": existing is None})
@@ -216,7 +216,7 @@ def start(
         runtime.world.close()
 
 
-def _wait(
+def wait_for_run(
     runtime: Runtime, run_id: str, module: str, timeout: float | None, quiet: bool
 ) -> bool:
     """Execute the run here until it finishes; returns whether Ctrl-C stopped the wait.
