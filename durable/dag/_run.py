@@ -320,10 +320,13 @@ def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any]:
     The run records that input: the one its templates read.
     """
     parsed = validate(_as_data(spec))
-    errors = check_input(parsed.input, run_input)
+    schema = parsed.input
+    if run_input is None and isinstance(schema, dict) and schema.get("type") == "object":
+        run_input = {}  # no input given: an empty object, which the schema's defaults fill in
+    errors = check_input(schema, run_input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
-    return parsed.to_json(), with_defaults(parsed.input, run_input)
+    return parsed.to_json(), with_defaults(schema, run_input)
 
 
 def start(

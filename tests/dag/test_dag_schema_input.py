@@ -113,6 +113,17 @@ def test_a_run_reads_the_defaults_and_records_them() -> None:
         }
 
 
+def test_no_input_is_an_empty_object_when_the_schema_wants_an_object() -> None:
+    spec = {
+        "input": {"type": "object", "properties": {"a": {"type": "number", "default": 1}}},
+        "nodes": [{"id": "n", "handler": "output", "config": {"value": "{{ input.a }}"}}],
+    }
+    with world():
+        assert dag.run(spec) == {"n": 1}
+        with pytest.raises(DagValidationError, match="expected object"):
+            dag.start(spec, "not an object")
+
+
 def test_a_recorded_spec_with_an_optional_input_read_still_runs() -> None:
     """A run started before such reads were refused goes on (replays) as it did."""
     schema = {"type": "object", "properties": {"p": {"type": "string"}}}
