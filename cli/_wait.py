@@ -10,6 +10,7 @@ any of those moments instead; the lease makes that safe, and this process then o
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 import time
 from typing import Literal
@@ -63,7 +64,7 @@ class RunDriver:
         self._stop = threading.Event()
         self._renewed = time.monotonic()
         self._suspended_since: float | None = None
-        self._told: tuple[int, float | None] | None = None
+        self._told: object = None
 
     def interrupt(self) -> None:
         """Make :meth:`drive` return ``"interrupted"`` (safe to call from a signal handler)."""
@@ -142,7 +143,8 @@ class RunDriver:
             tokens = ", ".join(repr(h.token) for h in outside)
             ends = [h.timeout_at for h in outside if h.timeout_at is not None]
             until = f", until {format_local(min(ends))} at most" if ends else ""
-            return f"waiting on hook {tokens}{until} (`durable resume TOKEN PAYLOAD` resumes it)"
+            first = shlex.quote(outside[0].token)
+            return f"waiting on hook {tokens}{until} (`durable resume {first} PAYLOAD` resumes it)"
         if children:
             return f"waiting for its child run {', '.join(children)}"
         if record.wake_at is not None:
@@ -248,16 +250,20 @@ class RunDriver:
         now = time.monotonic()
         if self._suspended_since is None:
             self._suspended_since = now
-        suspension = (root.last_seq, root.wake_at)
-        if self._told == suspension or now - self._suspended_since < _NOTICE_AFTER:
+        if now - self._suspended_since < _NOTICE_AFTER:
             return
         if root.wake_at is not None and root.wake_at - self.world.now() < 1.0:
             return  # about to wake up
-        self._told = suspension
         try:
             what = self.waiting_line(root)
         except DurableError:
             what = "suspended"
+        # Said once per wait: a run that re-checks its hook or child and suspends on it again is
+        # not news (another sleep is).
+        told = what if what.startswith("waiting") else (root.last_seq, root.wake_at)
+        if self._told == told:
+            return
+        self._told = told
         click.echo(
             f"run {root.id} is {what}; waiting here to continue it (Ctrl-C leaves it to a "
             f"worker: {self.worker_hint})",

@@ -45,7 +45,7 @@ def test_start_wait_says_what_a_suspended_run_waits_for_and_continues_it_when_du
 def test_start_wait_continues_a_run_when_its_hook_is_resumed(cli):
     with Running(cli, "start", f"{WORKLOAD}:approval", '["ok:1"]', "--wait") as waiting:
         line = waiting.wait_for("waiting on hook 'ok:1'")
-        assert "`durable resume TOKEN PAYLOAD` resumes it" in line and "Ctrl-C leaves it" in line
+        assert "`durable resume ok:1 PAYLOAD` resumes it" in line and "Ctrl-C leaves it" in line
         cli("resume", "ok:1", '{"text": "hello"}')
         code, out, err = waiting.finish()
         assert code == 0, err
