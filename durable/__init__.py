@@ -36,11 +36,13 @@ from durable._replay import ReplayResult, replay
 from durable._run import Run
 from durable._saga import CompensationFailed, Saga
 from durable._streams import StreamClosed, StreamWriter, stream
+from durable.world import Event
 
 __all__ = [
     "CompensationFailed",
     "ConfigurationError",
     "DurableError",
+    "Event",
     "FatalError",
     "Hook",
     "HookConflict",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from durable._errors import ConfigurationError
 
@@ -88,8 +88,24 @@ class Event:
     name: str | None
     """The step or operation name recorded at that position."""
     data: bytes | None
-    """Opaque payload (serialized by the engine)."""
+    """The payload in durable's encoding; :meth:`value` decodes it."""
     created_at: float
+
+    def value(self) -> Any:
+        """The payload as a Python value, or ``None`` if the event has none.
+
+        A step's result, a hook's payload, a recorded ``now()``/``random()``/``uuid4()`` value,
+        or a dict describing an error (``type``, ``message``, ``traceback``, ...).
+
+        Raises:
+            SerializationError: the payload cannot be decoded in this process (its class does
+                not import here, or it was pickled and pickle is not installed).
+        """
+        if self.data is None:
+            return None
+        from durable._serialization import loads  # the protocol module stays free of the engine
+
+        return loads(self.data)
 
 
 @dataclass(frozen=True, slots=True)

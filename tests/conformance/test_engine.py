@@ -960,3 +960,13 @@ def test_parallel_given_results_instead_of_callables_says_to_pass_callables(engi
     expected = r"argument 1 is of type 'int': pass lambda: my_step\(x\)"
     with pytest.raises(WorkflowFailed, match=expected):
         parallel_of_results.start().result(timeout=20)
+
+
+def test_events_decode_their_payloads_with_value(engine):
+    run = arithmetic.start(1)
+    assert run.result(timeout=20) == {"a": 2, "b": 12}
+    values = {(e.kind, e.op_id): e.value() for e in run.events()}
+    assert values[("step_completed", "1")] == 2
+    assert values[("step_completed", "2")] == 12
+    assert values[("run_created", None)] is None
+    assert isinstance(run.events()[0], durable.Event)
