@@ -10,7 +10,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from durable._errors import DurableError, RunNotFound
+from durable._errors import RunNotFound
 from durable._run import Run
 from durable._runtime import Runtime, RuntimeOptions
 from durable.world import World, open_world
@@ -119,14 +119,9 @@ def _drain_at_exit() -> None:
         # exception out of this hook would print a traceback and still exit 0, and a normal exit
         # would then join the threads running steps, so the process ends here, as a Ctrl-C does.
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it even sooner
-        try:
-            world = runtime.world
-            running = world.list_runs(status="running", limit=world.count_runs().get("running", 0))
-            left = [record.id for record in running if record.lease_owner == runtime.owner]
-            which = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
-            said = f"left {len(left)} run(s) to a worker: {which}"
-        except DurableError:
-            said = "left the runs executing here to a worker"
+        left = runtime.executing_runs()
+        which = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        said = f"left {len(left)} run(s) to a worker: {which}"
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

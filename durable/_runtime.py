@@ -568,6 +568,11 @@ class Runtime:
         with self._progress:
             self._progress.wait(timeout)
 
+    def executing_runs(self) -> list[str]:
+        """The ids of the runs executing in this process now."""
+        with self._lock:
+            return list(self._executing)
+
     def wake(self) -> None:
         """Make the embedded worker look for due runs now (a hook was resumed here)."""
         self._wake.set()
