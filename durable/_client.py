@@ -54,32 +54,6 @@ def configure(
     Returns:
         The runtime now in use.
     """
-    with _configuring:
-        return _configure(
-            world,
-            worker=worker,
-            lease_ttl=lease_ttl,
-            inline_wait_limit=inline_wait_limit,
-            poll_interval=poll_interval,
-            max_concurrent_runs=max_concurrent_runs,
-            force_replay=force_replay,
-        )
-
-
-def _configure(
-    world: str | World | None,
-    *,
-    worker: bool | None,
-    lease_ttl: float | None,
-    inline_wait_limit: float | None,
-    poll_interval: float | None,
-    max_concurrent_runs: int | None,
-    force_replay: bool | None,
-) -> Runtime:
-    global _runtime
-    current = _runtime
-    keep = world is None and current is not None
-    options = replace(current.options) if keep and current is not None else RuntimeOptions()
     overrides: dict[str, Any] = {
         "worker": worker,
         "lease_ttl": lease_ttl,
@@ -88,10 +62,19 @@ def _configure(
         "max_concurrent_runs": max_concurrent_runs,
         "force_replay": force_replay,
     }
+    with _configuring:
+        return _replace_runtime(world, overrides)
+
+
+def _replace_runtime(world: str | World | None, overrides: dict[str, Any]) -> Runtime:
+    global _runtime
+    current = _runtime
+    keep = world is None and current is not None
+    options = replace(current.options) if keep and current is not None else RuntimeOptions()
     for key, value in overrides.items():
         if value is not None:
             setattr(options, key, value)
-    if force_replay is None and os.environ.get("DURABLE_FORCE_REPLAY") == "1":
+    if overrides["force_replay"] is None and os.environ.get("DURABLE_FORCE_REPLAY") == "1":
         options.force_replay = True
     if keep and current is not None:
         opened = current.world
