@@ -22,7 +22,7 @@ from cli._values import format_local
 from durable._children import CHILD_TOKEN_PREFIX, child_ids
 from durable._errors import DurableError, RunNotFound
 from durable._runtime import Outcome, Runtime
-from durable.world import FINISHED_STATUSES, RunRecord, owner_is_dead
+from durable.world import FINISHED_STATUSES, RunRecord, is_runnable
 
 __all__ = ["Ending", "RunDriver"]
 
@@ -198,14 +198,9 @@ class RunDriver:
 
     def _runnable(self, record: RunRecord, now: float) -> bool:
         # As World.acquire judges it, so that a waiting run costs a read per look, not a write.
-        owner = record.lease_owner
-        if record.status == "pending":
-            return owner is None
-        if record.status == "suspended":
-            return record.wake_at is not None and record.wake_at <= now
-        if record.status == "running" and owner != self.runtime.owner:
-            return (record.lease_expires_at or 0.0) <= now or owner_is_dead(owner)
-        return False
+        return record.lease_owner != self.runtime.owner and is_runnable(
+            record.status, record.wake_at, record.lease_owner, record.lease_expires_at, now
+        )
 
     def _start(self, record: RunRecord) -> None:
         with self._lock:

@@ -462,6 +462,27 @@ def make_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def is_runnable(
+    status: str,
+    wake_at: float | None,
+    lease_owner: str | None,
+    lease_expires_at: float | None,
+    now: float,
+) -> bool:
+    """Whether a run in this state may be leased at ``now``: the rule of ``World.acquire``.
+
+    Pending and not leased, suspended and due, or running under a lease that lapsed or whose
+    owner died.
+    """
+    if status == "pending":
+        return lease_owner is None
+    if status == "suspended":
+        return wake_at is not None and wake_at <= now
+    if status == "running":
+        return (lease_expires_at or 0.0) <= now or owner_is_dead(lease_owner)
+    return False
+
+
 def owner_is_dead(owner: str | None) -> bool:
     """Whether a lease owner is a process on this host that no longer exists.
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from durable.world import FINISHED_STATUSES, RunRecord, owner_is_dead
+from durable.world import FINISHED_STATUSES, RunRecord, is_runnable, owner_is_dead
 from worlds.aws._base import AwsWorldBase
 from worlds.aws._errors import translate
 from worlds.aws._items import Changes, num, run_from_item, text
@@ -27,14 +27,7 @@ class LeaseWorld(AwsWorldBase):
     """``acquire``, ``claim_due``, ``next_due_at``, ``renew_leases`` and ``release``."""
 
     def _runnable(self, run: RunRecord, now: float) -> bool:
-        if run.status == "pending":
-            return run.lease_owner is None
-        if run.status == "suspended":
-            return run.wake_at is not None and run.wake_at <= now
-        if run.status == "running":
-            expires = run.lease_expires_at or 0.0
-            return expires <= now or owner_is_dead(run.lease_owner)
-        return False
+        return is_runnable(run.status, run.wake_at, run.lease_owner, run.lease_expires_at, now)
 
     def acquire(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
         found = self._read_run(run_id)

@@ -18,7 +18,7 @@ from durable.world import (
     RunRecord,
     RunUpdate,
     StreamRecord,
-    owner_is_dead,
+    is_runnable,
     register_world,
 )
 
@@ -149,14 +149,7 @@ class MemoryWorld:
             return run.cancel_requested
 
     def _runnable(self, run: RunRecord, now: float) -> bool:
-        if run.status == "pending":
-            return run.lease_owner is None
-        if run.status == "suspended":
-            return run.wake_at is not None and run.wake_at <= now
-        if run.status == "running":
-            expires = run.lease_expires_at or 0.0
-            return expires <= now or owner_is_dead(run.lease_owner)
-        return False
+        return is_runnable(run.status, run.wake_at, run.lease_owner, run.lease_expires_at, now)
 
     def _lease(self, run: RunRecord, owner: str, lease_ttl: float, now: float) -> RunRecord:
         leased = dataclasses.replace(

@@ -42,6 +42,7 @@ from durable.world import (
     NewRun,
     RunRecord,
     RunStatus,
+    is_runnable,
 )
 from durable.world import owner_is_dead as _owner_is_dead
 from worlds.sqlite._connection import (
@@ -214,7 +215,7 @@ class SqliteWorld(Hooks, Streams):
         with self._transaction(f"leasing run {run_id}") as conn:
             state = conn.execute(_LEASE_STATE, (run_id,)).fetchone()
             now = self._clock()
-            if state is None or not _runnable(state[0], state[1], state[2], state[3], now):
+            if state is None or not is_runnable(state[0], state[1], state[2], state[3], now):
                 return None
             conn.execute(_LEASE, (owner, now + lease_ttl, now, run_id))
             return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
@@ -327,23 +328,6 @@ class SqliteWorld(Hooks, Streams):
             conn.executemany(_DELETE_STREAMS, [(run_id,) for run_id, _ in doomed])
             conn.executemany(_DELETE_RUN, [(run_id,) for run_id, _ in doomed])
         return len(doomed)
-
-
-def _runnable(
-    status: str,
-    wake_at: float | None,
-    lease_owner: str | None,
-    lease_expires_at: float | None,
-    now: float,
-) -> bool:
-    # Mirrors MemoryWorld._runnable.
-    if status == "pending":
-        return lease_owner is None
-    if status == "suspended":
-        return wake_at is not None and wake_at <= now
-    if status == "running":
-        return (lease_expires_at or 0.0) <= now or _owner_is_dead(lease_owner)
-    return False
 
 
 def _record(row: Any, events: Sequence[Event] | None = None) -> RunRecord:
