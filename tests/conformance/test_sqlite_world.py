@@ -390,8 +390,8 @@ def test_hot_queries_use_their_indexes(db: Path) -> None:
         now = clock[0]
         claim = {"limit": 5, "now": now, "dead": "[]", "names": '["wf1"]'}
         queries: dict[str, tuple[str, Any]] = {
-            "claim": (_sql._CLAIM[False], claim),
-            "claim by name": (_sql._CLAIM[True], claim),
+            **{f"claim {i}": (sql, claim) for i, sql in enumerate(_sql._CLAIM[False])},
+            **{f"claim {i} by name": (sql, claim) for i, sql in enumerate(_sql._CLAIM[True])},
             "next due": (_sql._NEXT_DUE[False], claim),
             "next due by name": (_sql._NEXT_DUE[True], claim),
             "live owners": (_sql._LIVE_OWNERS, (now,)),

@@ -226,12 +226,15 @@ def _names_filter(filtered: bool) -> str:
     return " AND r.workflow_name IN (SELECT value FROM json_each(:names))" if filtered else ""
 
 
-def _claim_sql(filtered: bool) -> str:
-    """The ids of up to ``:limit`` runnable runs in due order (mirrors ``MemoryWorld``).
+def _claim_sql(filtered: bool) -> tuple[str, ...]:
+    """Up to ``:limit`` runnable runs of each kind, as ``(id, due, created, pos)`` rows.
 
-    Due order is ``(wake_at or updated_at, created_at, insertion order)``. Each kind of runnable
-    run is its own branch so that each can walk an index in due order and stop after ``:limit``
-    rows; the branches are then merged.
+    Due order is ``(due, created, pos)``: ``(wake_at or updated_at, created_at, insertion
+    order)`` (mirrors ``MemoryWorld``). Each kind of runnable run is its own branch so that each
+    can walk an index in due order and stop after ``:limit`` rows; the caller merges the branches
+    (:func:`first_due`). Each branch is a statement of its own: as one ``UNION ALL`` (with or
+    without an outer ``ORDER BY ... LIMIT``) SQLite 3.40 took 250-370 us with 3,000 runs due,
+    against 50-80 us for the six statements.
     """
     names = _names_filter(filtered)
     by_wake = "r.wake_at"
@@ -273,13 +276,17 @@ def _claim_sql(filtered: bool) -> str:
             " OR r.lease_owner IN (SELECT value FROM json_each(:dead)))",
         ),
     ]
-    selects = [
-        f"SELECT * FROM (SELECT r.id AS id, {key} AS due, r.created_at AS created, "
-        f"r.run_no AS pos FROM runs AS r {join} WHERE {where}{names} "
-        "ORDER BY due, created, pos LIMIT :limit)"
+    return tuple(
+        f"SELECT r.id, {key} AS due, r.created_at AS created, r.run_no AS pos "
+        f"FROM runs AS r {join} WHERE {where}{names} ORDER BY due, created, pos LIMIT :limit"
         for key, join, where in branches
-    ]
-    return f"SELECT id FROM ({' UNION ALL '.join(selects)}) ORDER BY due, created, pos LIMIT :limit"
+    )
+
+
+def first_due(rows: list[tuple[str, float, float, int]], limit: int) -> list[str]:
+    """The ids of the first ``limit`` rows of a claim query, in due order."""
+    rows.sort(key=lambda row: (row[1], row[2], row[3]))
+    return [row[0] for row in rows[:limit]]
 
 
 def _next_due_sql(filtered: bool) -> str:

@@ -81,6 +81,7 @@ from worlds.sqlite._sql import (
     _RENEW,
     _RUN_STATUS,
     _RUN_STREAMS,
+    first_due,
 )
 from worlds.sqlite._streams import Streams
 
@@ -248,12 +249,14 @@ class SqliteWorld(Hooks, Streams):
             params["now"] = self._clock()
             owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (params["now"],))]
             params["dead"] = json.dumps([o for o in owners if _owner_is_dead(o)])
-            if not conn.execute(claim, {**params, "limit": 1}).fetchall():
+            probe = {**params, "limit": 1}
+            if not any(conn.execute(branch, probe).fetchone() for branch in claim):
                 return []
         with self._transaction("claiming due runs") as conn:
             # Under the write lock: whatever this finds is still runnable when it is leased.
             now = params["now"] = self._clock()
-            ids = [row[0] for row in conn.execute(claim, params)]
+            due = [row for branch in claim for row in conn.execute(branch, params)]
+            ids = first_due(due, limit)
             if not ids:
                 return []
             batch = json.dumps(ids)
