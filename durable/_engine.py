@@ -25,6 +25,7 @@ from durable._context import Branch, Frame, StepInfo, current_frame, current_ste
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration
 from durable._errors import (
+    DurableError,
     FatalError,
     InvalidDuration,
     LeaseLost,
@@ -34,7 +35,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
-from durable.world import Event, HookRecord, NewEvent
+from durable.world import Event, HookRecord, NewEvent, RunUpdate
 
 log = logging.getLogger("durable")
 
@@ -79,8 +80,8 @@ class StepCommand:
 class Recorder(Protocol):
     """Writes a live run's events; the runtime implements it on top of a world."""
 
-    def record(self, events: list[NewEvent]) -> bool:
-        """Append events durably; returns whether cancellation was requested."""
+    def record(self, events: list[NewEvent], update: RunUpdate | None = None) -> bool:
+        """Append events (and apply ``update``); returns whether cancellation was requested."""
         ...
 
     def now(self) -> float:
@@ -107,6 +108,10 @@ class _Write:
     """Events one thread asked to record, waiting for a write that takes them."""
 
     events: list[NewEvent]
+    update: RunUpdate | None = None
+    """Only on the execution's last write (see ``record_last``)."""
+    background: bool = False
+    """Written by the flusher: on failure the events wait for the run's next write instead."""
     done: bool = False
     error: BaseException | None = None
 
@@ -122,6 +127,10 @@ class RunContext:
     clock: Callable[[], float] = time.time
     inline_wait_limit: float = 5.0
     force_replay: bool = False
+    defer_results: bool = False
+    """Step results wait for the run's next write (see ``step_succeeded``)."""
+    deferred_at: float | None = None
+    """When (``time.monotonic()``) the oldest step result still in ``buffered`` was deferred."""
     recorded: dict[str, Event] = field(default_factory=dict)
     retries: dict[str, list[Event]] = field(default_factory=dict)
     visited: set[str] = field(default_factory=set)
@@ -290,6 +299,55 @@ class RunContext:
             raise Diverged(NonDeterminismError(op_id, _describe(event), describe_op(family, name)))
         return event
 
+    def record_last(self, event: NewEvent | None, update: RunUpdate) -> None:
+        """The execution's last write: its outcome or suspension, after everything buffered.
+
+        Raises:
+            LeaseLost, WorldError: as ``World.append``; nothing of this write was recorded.
+        """
+        assert self.recorder is not None
+        with self.lock:
+            batch = [*self.buffered, event] if event is not None else list(self.buffered)
+            self.buffered.clear()
+            self.deferred_at = None
+            mine = _Write(batch, update=update)
+            self.queued.append(mine)
+        self._write_queued(mine)
+        if mine.error is None:
+            return
+        if isinstance(mine.error, WorldError) and not isinstance(mine.error, LeaseLost):
+            # The outcome could not be written (the world may refuse only its run update): the
+            # step results it carried are saved alone if they can be, so they never run again.
+            with self.lock:
+                carried = [e for e in batch if e is not event and e.kind != "value_recorded"]
+                rest = [*self.buffered, *carried]
+                self.buffered.clear()
+            try:
+                if rest:
+                    self.recorder.record(rest)
+                    with self.lock:
+                        self.own_appended += len(rest)
+            except DurableError:
+                pass  # the outcome's error below says what failed
+        raise mine.error
+
+    def flush_deferred(self, deferred_before: float) -> None:
+        """Write the step results deferred before a time (``time.monotonic()``), if any.
+
+        Called by the flusher thread. Should the write fail, the results stay buffered for the
+        run's next write, which meets the failure itself and handles it.
+        """
+        with self.lock:
+            if self.deferred_at is None or self.deferred_at > deferred_before:
+                return
+            self.deferred_at = None
+            if self.recorder is None or not self.buffered:
+                return
+            mine = _Write(list(self.buffered), background=True)
+            self.buffered.clear()
+            self.queued.append(mine)
+        self._write_queued(mine)
+
     def check_fully_replayed(self) -> None:
         """At the end of a run, every recorded operation must have been reached again."""
         missing = [op for op in self.recorded if op not in self.visited]
@@ -312,6 +370,7 @@ class RunContext:
         with self.lock:
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
+            self.deferred_at = None
             if not batch:
                 return
             mine = _Write(batch)
@@ -560,6 +619,9 @@ class RunContext:
             if retry_at is not None and retry_at > self.clock():
                 raise self.suspend_until(retry_at, "waiting to retry")
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
+        # What the step may depend on is durable before it has any effect: results of earlier
+        # steps still deferred, and values (uuid4(), now()) it may take as arguments.
+        self.record(replay_point=False)
         self.check_cancel()
         return attempt, retry_at
 
@@ -570,11 +632,20 @@ class RunContext:
     def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
         """Record a step's result; raises SerializationError (writing nothing) if it can't.
 
-        The completion is committed before the workflow goes on: whatever the workflow does
-        next, even slow code of its own between steps, a crash can no longer run this step again.
+        With ``defer_results``, the result rides along with the run's next write (the next step
+        starts only after it, see ``begin_step``), or the flusher writes it once it has waited
+        ``MAX_DEFER``: slow code of the workflow's own between steps cannot leave it unwritten
+        for long, so a crash runs again at most the step that finished just before it.
         """
         data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
-        self.record(NewEvent("step_completed", op_id, step.name, data))
+        event = NewEvent("step_completed", op_id, step.name, data)
+        if self.defer_results and self.recorder is not None:
+            with self.lock:
+                self.buffered.append(event)
+                if self.deferred_at is None:
+                    self.deferred_at = time.monotonic()
+            return
+        self.record(event)
 
     def _write_queued(self, mine: _Write) -> None:
         """Write ``mine`` with whatever other branches queued meanwhile, in one append.
@@ -595,19 +666,27 @@ class RunContext:
             self.flushing = True
             group, self.queued = self.queued, []
         events = [event for write in group for event in write.events]
+        update = next((write.update for write in group if write.update is not None), None)
         error: BaseException | None = None
         cancel = False
         try:
-            cancel = self.recorder.record(events)
+            cancel = self.recorder.record(events, update)
         except BaseException as exc:
             error = exc
         with self.lock:
             if error is None:
                 self.own_appended += len(events)
                 self.cancel_requested = self.cancel_requested or cancel
-            elif isinstance(error, WorldError) and not isinstance(error, LeaseLost):
-                # Keep the values for the retry; the world recorded nothing.
-                self.buffered[:0] = [e for e in events if e.kind == "value_recorded"]
+            else:
+                # The world recorded nothing. Keep the values for a retry, and what the flusher
+                # was writing for the run's next write (which meets the failure and reports it).
+                transient = isinstance(error, WorldError) and not isinstance(error, LeaseLost)
+                self.buffered[:0] = [
+                    e
+                    for write in group
+                    for e in write.events
+                    if write.background or (transient and e.kind == "value_recorded")
+                ]
             for write in group:
                 write.error = error
                 write.done = True

@@ -41,6 +41,7 @@ from durable._errors import (
     WorkflowCancelled,
     WorldError,
 )
+from durable._flusher import Flusher
 from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
 from durable._steps import attempt_failed
@@ -101,8 +102,8 @@ class _Recorder:
         self.run_id = run_id
         self.owner = owner
 
-    def record(self, events: list[NewEvent]) -> bool:
-        return self.world.append(self.run_id, self.owner, events)
+    def record(self, events: list[NewEvent], update: RunUpdate | None = None) -> bool:
+        return self.world.append(self.run_id, self.owner, events, update)
 
     def now(self) -> float:
         return self.world.now()
@@ -147,6 +148,7 @@ class Runtime:
         self._last_unknown_check = 0.0
         self._draining = False
         self._reported_unknown: set[str] = set()
+        self._flusher = Flusher(self._active_contexts)
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -328,6 +330,8 @@ class Runtime:
             parent_id=record.parent_id,
             inline_wait_limit=self.options.inline_wait_limit,
             force_replay=self.options.force_replay,
+            # Under forced replay every step result is a durable point of its own.
+            defer_results=not self.options.force_replay,
             cancel_requested=record.cancel_requested,
         )
         if record.last_seq > 1:  # more than run_created: there is history to replay
@@ -337,7 +341,12 @@ class Runtime:
             self._active[record.id] = ctx
             if record.id in self._handed_back:
                 ctx.release_requested = True
+        self._flusher.runs_started()
         return defn, ctx
+
+    def _active_contexts(self) -> list[RunContext]:
+        with self._lock:
+            return list(self._active.values())
 
     def execute(self, record: RunRecord) -> Outcome:
         """Execute a run this process has leased until it finishes or suspends."""
@@ -520,9 +529,7 @@ class Runtime:
             self.wake()
 
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
-        events = [*ctx.buffered, event] if event is not None else list(ctx.buffered)
-        ctx.buffered.clear()
-        self.world.append(ctx.run_id, self.owner, events, update)
+        ctx.record_last(event, update)
 
     def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
         if exc.transient:
@@ -754,6 +761,7 @@ class Runtime:
             self._loop_thread.join(timeout)
             if not self._loop.is_running():
                 self._loop.close()
+        self._flusher.stop()
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

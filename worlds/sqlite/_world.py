@@ -33,6 +33,7 @@ Design notes:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,6 +121,9 @@ class SqliteWorld(Hooks, Streams):
         WorldError: The file cannot be opened, is not a durable database, is corrupt, or was
             written by a newer version of durable.
     """
+
+    _claims_idle = True
+    """The last ``claim_due`` found nothing (see there)."""
 
     # -- the World protocol ----------------------------------------------------------------------
 
@@ -243,20 +247,24 @@ class SqliteWorld(Hooks, Streams):
             return []
         claim = _CLAIM[workflow_names is not None]
         params: dict[str, Any] = {"limit": limit, "names": json.dumps(list(workflow_names or ()))}
-        # Idle workers poll often: look without the write lock first, so that polling an idle
-        # world never makes other processes' appends wait.
-        with self._reading_aside("looking for due runs") as conn:
-            params["now"] = self._clock()
-            owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (params["now"],))]
-            params["dead"] = json.dumps([o for o in owners if _owner_is_dead(o)])
-            probe = {**params, "limit": 1}
-            if not any(conn.execute(branch, probe).fetchone() for branch in claim):
-                return []
+        if self._claims_idle:
+            # Idle workers poll often: look without the write lock first, so that polling an idle
+            # world never makes other processes' appends wait. (Not while claims find work: the
+            # look then only costs a read on a connection whose cache every commit empties.)
+            with self._reading_aside("looking for due runs") as conn:
+                params["now"] = self._clock()
+                params["dead"] = _dead_owners(conn, params["now"])
+                probe = {**params, "limit": 1}
+                if not any(conn.execute(branch, probe).fetchone() for branch in claim):
+                    return []
         with self._transaction("claiming due runs") as conn:
             # Under the write lock: whatever this finds is still runnable when it is leased.
             now = params["now"] = self._clock()
+            if "dead" not in params:
+                params["dead"] = _dead_owners(conn, now)
             due = [row for branch in claim for row in conn.execute(branch, params)]
             ids = first_due(due, limit)
+            self._claims_idle = not ids
             if not ids:
                 return []
             batch = json.dumps(ids)
@@ -331,6 +339,12 @@ class SqliteWorld(Hooks, Streams):
             conn.executemany(_DELETE_STREAMS, [(run_id,) for run_id, _ in doomed])
             conn.executemany(_DELETE_RUN, [(run_id,) for run_id, _ in doomed])
         return len(doomed)
+
+
+def _dead_owners(conn: sqlite3.Connection, now: float) -> str:
+    """The owners of live leases whose process has died (JSON), for the claim query."""
+    owners = [row[0] for row in conn.execute(_LIVE_OWNERS, (now,))]
+    return json.dumps([owner for owner in owners if _owner_is_dead(owner)])
 
 
 def _record(row: Any, events: Sequence[Event] | None = None) -> RunRecord:
