@@ -11,6 +11,7 @@ bounds that wait: a result deferred for more than :data:`MAX_DEFER` is written b
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,13 +31,19 @@ class Flusher:
 
     def __init__(self, contexts: Callable[[], Iterable[RunContext]]) -> None:
         self._contexts = contexts
+        self._afresh()
+
+    def _afresh(self) -> None:
         self._lock = threading.Lock()
         self._busy = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
 
     def runs_started(self) -> None:
         """A run began executing here: look at it from now on (cheap when already looking)."""
+        if self._pid != os.getpid():  # a forked child: the parent's thread does not exist here
+            self._afresh()
         if self._busy.is_set():
             return
         with self._lock:
