@@ -39,6 +39,10 @@ from durable.world import Event, HookRecord, NewEvent, RunUpdate
 
 log = logging.getLogger("durable")
 
+_QUIET = 1.0
+"""Seconds without a write after which a step's start asks the world whether the run was
+cancelled (a write brings the answer back anyway)."""
+
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
 
@@ -88,6 +92,10 @@ class Recorder(Protocol):
         """The world's clock."""
         ...
 
+    def cancel_requested(self) -> bool:
+        """Whether cancellation of the run has been requested (a read)."""
+        ...
+
     def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
         """Register a live hook with its ``hook_created`` event."""
         ...
@@ -131,6 +139,8 @@ class RunContext:
     """Step results wait for the run's next write (see ``step_succeeded``)."""
     deferred_at: float | None = None
     """When (``time.monotonic()``) the oldest step result still in ``buffered`` was deferred."""
+    written_at: float = field(default_factory=time.monotonic)
+    """When (``time.monotonic()``) this execution last wrote, or learned whether it is cancelled."""
     recorded: dict[str, Event] = field(default_factory=dict)
     retries: dict[str, list[Event]] = field(default_factory=dict)
     visited: set[str] = field(default_factory=set)
@@ -368,6 +378,11 @@ class RunContext:
             self.new_events.extend(events)
             return
         with self.lock:
+            if not events and not self.buffered:
+                # A write in flight (the flusher's) may carry what the caller is about to depend
+                # on: it is durable once that write is (if it fails, its events are buffered
+                # again, and written below).
+                self._await_writes()
             batch = [*self.buffered, *events] if self.buffered else list(events)
             self.buffered.clear()
             self.deferred_at = None
@@ -386,6 +401,15 @@ class RunContext:
         if self.force_replay and replay_point:
             self.waits.append(self.clock())
             raise Suspend("replaying (forced replay mode)")
+
+    def _await_writes(self) -> None:
+        # Called with self.lock held: until no write of this run is queued or in flight.
+        while self.flushing or self.queued:
+            self.waiting_writers += 1
+            try:
+                self._written_changed().wait()
+            finally:
+                self.waiting_writers -= 1
 
     def _in_workflow_code(self) -> bool:
         # The workflow's own code (not a branch of durable.parallel/map, which goes on to its
@@ -622,6 +646,11 @@ class RunContext:
         # What the step may depend on is durable before it has any effect: results of earlier
         # steps still deferred, and values (uuid4(), now()) it may take as arguments.
         self.record(replay_point=False)
+        if self.recorder is not None and time.monotonic() - self.written_at > _QUIET:
+            # Writes bring back cancellation requests; after a quiet spell (slow workflow code,
+            # its results written by the flusher) ask, so a cancelled run starts no more steps.
+            self.cancel_requested = self.cancel_requested or self.recorder.cancel_requested()
+            self.written_at = time.monotonic()
         self.check_cancel()
         return attempt, retry_at
 
@@ -677,6 +706,7 @@ class RunContext:
             if error is None:
                 self.own_appended += len(events)
                 self.cancel_requested = self.cancel_requested or cancel
+                self.written_at = time.monotonic()
             else:
                 # The world recorded nothing. Keep the values for a retry, and what the flusher
                 # was writing for the run's next write (which meets the failure and reports it).

@@ -115,6 +115,10 @@ class _Recorder:
     def now(self) -> float:
         return self.world.now()
 
+    def cancel_requested(self) -> bool:
+        record = self.world.get_run(self.run_id)
+        return record is not None and record.cancel_requested
+
     def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
         self.world.create_hook(self.owner, hook, event)
 

@@ -8,6 +8,7 @@ flusher when the workflow's own code is slow, and the last step shares the outco
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -126,3 +127,78 @@ def test_the_last_step_shares_the_outcome_write(engine, monkeypatch):
         (["step_completed"], None),
         (["step_completed", "run_completed"], "completed"),
     ]
+
+
+_lock_held = threading.Event()
+
+
+@step
+def takes_the_write_lock_away(db_path: str) -> int:
+    """Returns while another connection holds the SQLite write lock for half a second."""
+
+    def hold() -> None:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        _lock_held.set()
+        time.sleep(0.5)
+        other.execute("ROLLBACK")
+        other.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert _lock_held.wait(5)
+    return 1
+
+
+@workflow
+def key_while_the_flusher_waits(db_path: str) -> str:
+    takes_the_write_lock_away(db_path)
+    key = durable.uuid4()
+    time.sleep(0.1)  # the flusher takes the result and the key, and waits for the lock
+    return log_so_far(f"waited-{key}")
+
+
+def test_a_step_waits_for_the_flusher_write_carrying_what_it_depends_on(engine, tmp_path):
+    if engine.forced_replay or engine.kind != "sqlite":
+        pytest.skip("needs another connection holding the SQLite write lock")
+    _lock_held.clear()
+    db_path = engine.world.path  # type: ignore[attr-defined]
+    tag = key_while_the_flusher_waits(str(db_path))
+    seen = _seen_in_step[tag]
+    assert "step_completed:1" in seen and "value_recorded:2" in seen, seen
+
+
+@step
+def mark(what: str) -> str:
+    _marked.append(what)
+    return what
+
+
+_marked: list[str] = []
+_cancel_asked = threading.Event()
+
+
+@workflow
+def slow_between_steps() -> str:
+    mark("before")
+    _cancel_asked.wait(10)  # slow workflow code, cancelled from elsewhere meanwhile
+    time.sleep(0.05)
+    return mark("after")
+
+
+def test_a_run_cancelled_during_slow_workflow_code_starts_no_more_steps(engine, monkeypatch):
+    if engine.forced_replay:
+        pytest.skip("forced replay writes every result at once")
+    monkeypatch.setattr("durable._engine._QUIET", 0.2)
+    _marked.clear()
+    _cancel_asked.clear()
+    run = slow_between_steps.start()
+    deadline = time.monotonic() + 10
+    while _marked != ["before"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # the flusher has written "before"; nothing else will be written for a while
+    engine.world.request_cancel(run.id)  # as another process would: this one is not told
+    _cancel_asked.set()
+    with pytest.raises(durable.WorkflowCancelled):
+        run.result(timeout=30)
+    assert _marked == ["before"]
