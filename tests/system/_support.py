@@ -37,6 +37,23 @@ def sqlite_url(path: Path, **params: str) -> str:
     return f"sqlite:///{path}" + (f"?{query}" if query else "")
 
 
+def run_script(
+    tmp_path: Path, name: str, text: str, url: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Write ``text`` to ``tmp_path/name`` and run it as a script on the world at ``url``."""
+    script = tmp_path / name
+    script.write_text(text)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env_for(url),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def env_for(url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DURABLE_WORLD"] = url

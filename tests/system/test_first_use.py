@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.system._support import env_for, sqlite_url
+from tests.system._support import run_script, sqlite_url
 
 SCRIPT = textwrap.dedent(
     """
@@ -39,18 +37,8 @@ SCRIPT = textwrap.dedent(
 def test_threads_starting_runs_at_once_on_first_use_share_one_world(
     tmp_path: Path, world: str
 ) -> None:
-    script = tmp_path / "first_use.py"
-    script.write_text(SCRIPT)
     url = sqlite_url(tmp_path / "durable.db") if world == "sqlite" else "memory://"
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env_for(url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_script(tmp_path, "first_use.py", SCRIPT, url, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(list(range(16)))
     assert "closed" not in done.stderr

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from tests.system._support import env_for, sqlite_url
+from tests.system._support import run_script, sqlite_url
 
 SCRIPT = textwrap.dedent(
     """
@@ -58,18 +56,7 @@ SCRIPT = textwrap.dedent(
 def test_a_script_without_a_main_guard_runs_once_and_gets_its_own_classes_back(
     tmp_path: Path,
 ) -> None:
-    script = tmp_path / "shop_script.py"
-    script.write_text(SCRIPT)
-    env = env_for(sqlite_url(tmp_path / "durable.db"))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_script(tmp_path, "shop_script.py", SCRIPT, sqlite_url(tmp_path / "durable.db"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["body ran", "equal: True"]
 
@@ -123,17 +110,8 @@ def test_errors_of_nested_and_local_classes_in_a_script_never_import_it_again(
 ) -> None:
     # A nested class is rebuilt as the script's own (the workflow's except clause catches it);
     # one defined inside a function cannot be found by name and comes back as StepFailed.
-    script = tmp_path / "pay_script.py"
-    script.write_text(ERRORS_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env_for(sqlite_url(tmp_path / "durable.db")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    url = sqlite_url(tmp_path / "durable.db")
+    done = run_script(tmp_path, "pay_script.py", ERRORS_SCRIPT, url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "body ran",

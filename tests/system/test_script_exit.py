@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from tests.system._support import env_for, sqlite_url
+from tests.system._support import run_script, sqlite_url
 from worlds.sqlite import SqliteWorld
 
 SCRIPT = textwrap.dedent(
@@ -45,18 +43,8 @@ SCRIPT = textwrap.dedent(
 def test_runs_started_by_a_script_that_ends_finish_instead_of_failing(tmp_path: Path) -> None:
     # Pools refuse new work once the interpreter exits: parallel() used to fail such runs, and
     # async runs stayed `running` on the dead process until a worker took them over.
-    script = tmp_path / "ends.py"
-    script.write_text(SCRIPT)
     url = sqlite_url(tmp_path / "durable.db")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env_for(url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_script(tmp_path, "ends.py", SCRIPT, url)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     with SqliteWorld(url) as world:
