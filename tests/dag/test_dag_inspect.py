@@ -167,20 +167,7 @@ def test_a_waiting_hook_node_and_the_nodes_after_it(cli, tmp_path):
     assert "waiting" in table and "not started" in table
 
     cli("resume", token, '{"ok": true}')
-    worker = subprocess.Popen(
-        [cli.script, "worker", "durable.dag", HANDLERS, "--poll-interval", "0.05"],
-        cwd=ROOT, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            doc = cli.json("inspect", run_id)
-            if doc["run"]["status"] == "completed":
-                break
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+    doc = _completed_by_a_worker(cli, run_id)
     nodes = nodes_by_id(doc)
     assert [nodes[n]["status"] for n in ("A", "H", "E")] == ["completed"] * 3
     assert nodes["H"]["output"] == {"ok": True}
@@ -249,19 +236,26 @@ def test_a_received_hook_node_is_completed_in_both_tables(cli, tmp_path):
     ]})
     run_id = run_dag(cli, spec, "--timeout", "1", ok=False)
     cli("resume", token, '{"ok": true}')
+    doc = _completed_by_a_worker(cli, run_id)
+    [hook] = [op for op in doc["operations"] if op["kind"] == "hook"]
+    assert hook["status"] == nodes_by_id(doc)["H"]["status"] == "completed"
+    assert "disposed" not in cli("inspect", run_id).stdout
+
+
+def _completed_by_a_worker(cli, run_id: str) -> dict:
+    """Run a DAG worker until the run completes; its `inspect --json` document then."""
     worker = subprocess.Popen(
         [cli.script, "worker", "durable.dag", HANDLERS, "--poll-interval", "0.05"],
         cwd=ROOT, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
-        while cli.json("inspect", run_id)["run"]["status"] != "completed":
-            assert time.monotonic() < deadline
+        while True:
+            doc = cli.json("inspect", run_id)
+            if doc["run"]["status"] == "completed":
+                return doc
+            assert time.monotonic() < deadline, doc["run"]
             time.sleep(0.2)
     finally:
         worker.terminate()
         worker.wait(timeout=10)
-    doc = cli.json("inspect", run_id)
-    [hook] = [op for op in doc["operations"] if op["kind"] == "hook"]
-    assert hook["status"] == nodes_by_id(doc)["H"]["status"] == "completed"
-    assert "disposed" not in cli("inspect", run_id).stdout
