@@ -24,6 +24,7 @@ from worlds.sqlite._world import parse_url
 __all__ = [
     "console",
     "echo_json",
+    "import_from_project_directory",
     "import_modules",
     "json_option",
     "load_workflow",
@@ -153,14 +154,25 @@ def opened_world(ctx: click.Context, *, may_be_new: bool = False) -> Iterator[Wo
         world.close()
 
 
+def import_from_project_directory() -> None:
+    """Let the user's modules import from the current directory, as ``python -m`` would.
+
+    The ``durable`` console script runs with its own directory first on ``sys.path``, not the
+    current one, so without this ``durable worker app`` would not find ``./app.py``. Every command
+    that may import the user's code (a workflow, a hook's payload model) calls it, so that all of
+    them find the same modules from the project's directory.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def import_modules(modules: tuple[str, ...]) -> None:
     """Import the user's modules (by dotted name or file path) so their workflows register.
 
     Raises:
         click.ClickException: a module failed to import (one line naming the error).
     """
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_project_directory()
     for module in modules:
         _import(module)
 
@@ -224,8 +236,7 @@ def load_workflow(spec: str) -> Workflow[..., Any]:
         raise click.ClickException(
             f"expected MODULE:WORKFLOW, got {spec!r} (for example examples.signup:signup)"
         )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_project_directory()
     module = _import(module_name)
     found = getattr(module, attr, None)
     if isinstance(found, Workflow):

@@ -292,6 +292,9 @@ def _foreach_output(state: _Run, node: NodeSpec, view: NodeView, ops: list[Opera
 # --- nodes without events -------------------------------------------------------------------
 
 
+_CANCELLED_FIRST = "the run was cancelled before it started"
+
+
 def _without_events(state: _Run, node: NodeSpec, view: NodeView) -> None:
     skipped = _skip_reason(state, node)
     if skipped is not None:
@@ -312,6 +315,10 @@ def _without_events(state: _Run, node: NodeSpec, view: NodeView) -> None:
         return
     if not state.over:
         view.status = "not started"  # the run has not reached it yet (a worker may lack handlers)
+        return
+    if state.record.status == "cancelled":
+        # A cancelled run starts no node after the request (one in flight records its step).
+        view.status, view.reason = "skipped", _CANCELLED_FIRST
         return
     if node.when is not None and not isinstance(node.when, bool):
         view.status, view.reason = "skipped", "no events: its when condition must have been false"
@@ -361,6 +368,9 @@ def _silent_foreach(state: _Run, node: NodeSpec, view: NodeView) -> None:
         return
     if not state.over:
         view.status = "not started"
+        return
+    if state.record.status == "cancelled":
+        view.status, view.reason = "skipped", _CANCELLED_FIRST
         return
     view.status, view.reason = "unknown", "no events recorded for its elements"
 

@@ -17,18 +17,17 @@ finished and was shown is remembered by id while the lists above may still retur
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 
 from cli._render import describe_event
 from cli._timeline import build_timeline
 from cli._values import format_ago, format_duration, format_when
+from cli._waits import event_data, open_waits
 from durable._children import CHILD_TOKEN_PREFIX
 from durable._errors import DurableError
 from durable.world import FINISHED_STATUSES, RUN_STATUSES, Event, RunRecord, World
@@ -52,7 +51,6 @@ REMEMBER = 60.0
 """Seconds a finished run is remembered at least (a world's lists by status may lag)."""
 
 _UNFINISHED = ("pending", "running", "suspended")
-_HOOK_ENDS = frozenset({"hook_received", "hook_timed_out", "hook_disposed"})
 _RUN_ENDS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 _ICONS = {
@@ -111,49 +109,25 @@ def _when(timestamp: float, now: float | None = None) -> str:
 
 
 def waiting_for(record: RunRecord, history: Sequence[Event]) -> Waiting:
-    """What a suspended run waits for, from its log.
+    """What a suspended run waits for, from its log (see :func:`open_waits`).
 
     Its ``wake_at`` alone misleads: a parent waiting on a child re-checks the child every minute,
     and a wait on a hook wakes when the hook times out; only a sleep or a retry is a time the run
     waits for.
     """
-    children: dict[str, str] = {}
-    hooks: dict[str, tuple[str, float | None]] = {}
-    timers: list[float] = []
-    for event in history:
-        op = event.op_id or ""
-        if event.kind == "child_started":
-            children[op] = str(_data(event).get("run_id", event.name or "?"))
-        elif event.kind == "hook_created":
-            info = _data(event)
-            timeout = info.get("timeout_at")
-            hooks[op] = (str(info.get("token", "?")), _number(timeout))
-        elif event.kind in _HOOK_ENDS:
-            children.pop(op, None)
-            hooks.pop(op, None)
-        elif event.kind in ("sleep_started", "step_retrying"):
-            at = _number(
-                _data(event).get("wake_at" if event.kind == "sleep_started" else "retry_at")
-            )
-            if at is not None:
-                timers.append(at)
+    waits = open_waits(record, history)
+    children = tuple(w.name for w in waits if w.kind == "child")
+    # A hook that had its payload is waited on still only if it is the latest wait (a stream).
+    hooks = tuple(
+        (w.name, w.until)
+        for i, w in enumerate(waits)
+        if w.kind == "hook" and (i == 0 or not w.received)
+    )
     wake = record.wake_at
     own_timer = wake is not None and (
-        any(abs(at - wake) < 0.01 for at in timers) or not (children or hooks)
+        any(w.kind == "timer" for w in waits) or not (children or hooks)
     )
-    return Waiting(tuple(children.values()), tuple(hooks.values()), wake if own_timer else None)
-
-
-def _data(event: Event) -> dict[str, Any]:
-    try:
-        value = json.loads(event.data or b"{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return Waiting(children, hooks, wake if own_timer else None)
 
 
 @dataclass
@@ -506,7 +480,7 @@ def _line(record: RunRecord, event: Event, duration: float | None) -> Text:
     line = _prefix(event.created_at, record)
     token = event.name or ""
     if event.kind == "hook_received" and token.startswith(CHILD_TOKEN_PREFIX):
-        status = str(_data(event).get("status", "finished"))
+        status = str(event_data(event).get("status", "finished"))
         line.append("↲ ", style=_CHILD_ENDS.get(status, ""))
         line.append(f"child {token.removeprefix(CHILD_TOKEN_PREFIX)} {status}")
         return line
@@ -526,7 +500,7 @@ def _what(record: RunRecord, event: Event) -> str:
         parent = f" (child of {record.parent_id})" if record.parent_id else ""
         return f"created {record.workflow_name}{parent}"
     if event.kind == "child_started":
-        info = _data(event)
+        info = event_data(event)
         return f"created child run {info.get('run_id', '?')} ({info.get('workflow', event.name)})"
     return {
         "step_completed": f"step {event.name}",

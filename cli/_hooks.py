@@ -7,7 +7,14 @@ import json
 import click
 from rich.table import Table
 
-from cli._common import echo_json, json_option, opened_world, read_json_argument, show
+from cli._common import (
+    echo_json,
+    import_from_project_directory,
+    json_option,
+    opened_world,
+    read_json_argument,
+    show,
+)
 from cli._values import format_local, iso
 from durable._children import CHILD_TOKEN_PREFIX
 from durable._hooks import encode_payload
@@ -77,6 +84,7 @@ def resume(ctx: click.Context, token: str, payload: str, as_json: bool) -> None:
             f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): quote it for the "
             """shell, e.g. '{"verified": true}'"""
         ) from None
+    import_from_project_directory()  # a hook's payload model is the user's code
     with opened_world(ctx) as world:
         hook = world.resume_hook(token, encode_payload(world, token, value))
     if as_json:

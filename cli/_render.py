@@ -23,8 +23,8 @@ from cli._values import (
     format_local,
     format_when,
 )
-from durable._children import CHILD_TOKEN_PREFIX
-from durable.world import RUN_STATUSES, Event, HookRecord, RunRecord, World
+from cli._waits import Wait, open_waits
+from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
     "OPERATIONS_SHOWN",
@@ -33,7 +33,7 @@ __all__ = [
     "events_table",
     "operations_table",
     "run_header",
-    "run_hooks",
+    "run_waits",
     "runs_table",
     "timeline_chart",
     "world_table",
@@ -76,12 +76,12 @@ def _error_text(error: dict[str, str] | None, limit: int = _ERROR_CHARS) -> str:
     return compact(f"{error['type']}: {error['message']}", limit)
 
 
-def _run_note(record: RunRecord, now: float, hooks: Sequence[HookRecord]) -> str:
+def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     notes: list[str] = []
     if record.status == "failed":
         notes.append(_error_text(error_info(record.error)))
     elif record.status == "suspended":
-        notes.append(_waiting_note(record, now, hooks))
+        notes.append(_waiting_note(record, now, waits))
     elif record.status == "pending":
         notes.append("waiting for a worker")
     elif record.status == "running" and record.lease_owner:
@@ -91,40 +91,36 @@ def _run_note(record: RunRecord, now: float, hooks: Sequence[HookRecord]) -> str
     return "; ".join(n for n in notes if n)
 
 
-def _waiting_note(record: RunRecord, now: float, hooks: Sequence[HookRecord]) -> str:
-    """What a suspended run waits for: child runs, a hook, the end of a sleep."""
-    children = [h.token[len(CHILD_TOKEN_PREFIX) :] for h in hooks if _is_child(h)]
-    outside = [h for h in hooks if not _is_child(h)]
+def _waiting_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
+    """What a suspended run waits for now: a worker once due, else its latest open wait."""
     wake = record.wake_at
-    if children:
-        more = f" (and {len(children) - 1} more)" if len(children) > 1 else ""
-        return f"waiting for child run {children[0]}{more}"
-    if outside:
-        hook = outside[0]
-        more = f" (and {len(outside) - 1} more hooks)" if len(outside) > 1 else ""
-        timeout = hook.timeout_at
-        until = f", times out {format_ago(timeout, now)}" if timeout is not None else ""
-        return f"waiting for hook {hook.token}{more}{until}"
-    if wake is None:
-        return "waiting for an event"
-    if wake <= now:
+    # Due, it waits on nothing but a worker: a payload or a child's end came, or a time passed.
+    if wake is not None and wake <= now:
         return f"due {format_ago(wake, now)}: waiting for a worker"
-    return f"wakes {format_ago(wake, now)}"
+    latest = waits[0] if waits else None
+    if latest is None or latest.kind == "timer":
+        return "waiting for an event" if wake is None else f"wakes {format_ago(wake, now)}"
+    # A hook that had its payload is only counted when it is the latest wait (a stream's next).
+    others = sum(1 for w in waits[1:] if w.kind != "timer" and not w.received)
+    more = f" (and {others} more wait{'s' if others > 1 else ''})" if others else ""
+    if latest.kind == "child":
+        return f"waiting for child run {latest.name}{more}"
+    timeout = latest.until
+    until = f", times out {format_ago(timeout, now)}" if timeout is not None else ""
+    return f"waiting for hook {latest.name}{more}{until}"
 
 
-def _is_child(hook: HookRecord) -> bool:
-    return hook.token.startswith(CHILD_TOKEN_PREFIX)
-
-
-def run_hooks(world: World, records: Sequence[RunRecord]) -> dict[str, list[HookRecord]]:
-    """The live hooks of each suspended run: what it waits for (for :func:`runs_table`)."""
-    return {r.id: world.list_hooks(r.id) for r in records if r.status == "suspended"}
+def run_waits(world: World, records: Sequence[RunRecord]) -> dict[str, list[Wait]]:
+    """The open waits of each suspended run, latest first (for :func:`runs_table`)."""
+    return {
+        r.id: open_waits(r, world.read_events(r.id)) for r in records if r.status == "suspended"
+    }
 
 
 def runs_table(
     records: Sequence[RunRecord],
     now: float,
-    hooks: Mapping[str, Sequence[HookRecord]] | None = None,
+    waits: Mapping[str, Sequence[Wait]] | None = None,
 ) -> Grid:
     """Runs, one per row, newest first.
 
@@ -135,7 +131,7 @@ def runs_table(
     Args:
         records: the runs.
         now: the world's current time.
-        hooks: live hooks by run id (:func:`run_hooks`), to say what suspended runs wait for.
+        waits: open waits by run id (:func:`run_waits`), to say what suspended runs wait for.
     """
     columns = [
         Column("RUN ID"),
@@ -154,7 +150,7 @@ def runs_table(
             format_local(r.created_at),
             format_ago(r.updated_at, now),
             format_when(r.created_at, now),
-            _run_note(r, now, (hooks or {}).get(r.id, ())),
+            _run_note(r, now, (waits or {}).get(r.id, ())),
         ]
         for r in records
     ]

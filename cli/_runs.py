@@ -33,7 +33,7 @@ from cli._render import (
     events_table,
     operations_table,
     run_header,
-    run_hooks,
+    run_waits,
     runs_table,
     timeline_chart,
     world_table,
@@ -304,7 +304,7 @@ def runs(
         total = _matching(world, status, workflow, len(records), truncated)
         now = world.now()
         url = world.url
-        hooks = run_hooks(world, records)  # what suspended runs wait for
+        waits = {} if as_json else run_waits(world, records)  # what suspended runs wait for
     if as_json:
         runs_doc = [run_json(r) for r in records]
         echo_json({"world": url, "runs": runs_doc, "truncated": truncated, "total": total})
@@ -312,7 +312,7 @@ def runs(
     if not records:
         click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
         return
-    show(runs_table(records, now, hooks), *_more_runs(len(records), total, truncated))
+    show(runs_table(records, now, waits), *_more_runs(len(records), total, truncated))
 
 
 def _matching(
@@ -442,7 +442,9 @@ def events(ctx: click.Context, run_id: str, after: int, as_json: bool) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Mark a run that has started cancelled at once, without running its undo steps.",
+    help="Cancel a started run at once, without its undo steps, if no live worker holds it (its "
+    "worker died, or no worker has its workflow's code); a run a live worker holds still stops at "
+    "its next durable point.",
 )
 @json_option
 @click.pass_context
@@ -450,7 +452,9 @@ def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
     """Cancel a run.
 
     A run that has not started is cancelled at once. A run that has started stops at its next
-    durable point on a worker, after running its saga's undo steps; --force skips them.
+    durable point on a worker (its next step, sleep, hook or its outcome), after running its
+    saga's undo steps, and ends cancelled. --force cancels at once, without undo steps, a run no
+    live worker holds.
     """
     with opened_world(ctx) as world:
         before = _get(world, run_id)
@@ -458,21 +462,49 @@ def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
             outcome, record = "already_finished", before
         else:
             outcome, record = _cancel(world, run_id, force)
+        holder = _live_holder(record, world.now())
     if as_json:
         echo_json({**run_json(record), "outcome": outcome})
         return
-    messages = {
-        "cancelled": f"cancelled run {run_id}",
-        "requested": f"asked run {run_id} to stop: a worker running its workflow cancels it at "
-        "its next durable point (after its undo steps); --force cancels it now",
-        "already_finished": f"run {run_id} already {record.status}; nothing to cancel",
-    }
-    click.echo(messages[outcome])
+    if outcome == "cancelled":
+        click.echo(f"cancelled run {run_id}")
+    elif outcome == "already_finished":
+        click.echo(f"run {run_id} already {record.status}; nothing to cancel")
+    else:
+        click.echo(_requested_message(run_id, holder, force))
 
 
 def _cancel(world: World, run_id: str, force: bool) -> tuple[str, RunRecord]:
     outcome = cancel_run(world, run_id, force=force)
     return outcome, _get(world, run_id)
+
+
+def _live_holder(record: RunRecord, now: float) -> str | None:
+    """The worker whose lease on a running run has not lapsed: only it may end the run."""
+    expires = record.lease_expires_at
+    if record.status != "running" or expires is None or expires <= now:
+        return None
+    return record.lease_owner
+
+
+_STOPS = (
+    "at its next durable point (its next step, sleep, hook or its outcome), after its undo steps"
+)
+
+
+def _requested_message(run_id: str, holder: str | None, force: bool) -> str:
+    if holder is None:
+        return (
+            f"asked run {run_id} to stop: a worker running its workflow cancels it {_STOPS}; "
+            "--force cancels it now, without undo steps"
+        )
+    # Only the lease holder may end the run, so --force cannot help here: say so, not suggest it.
+    if force:
+        return (
+            f"run {run_id} is held by live worker {holder}, so --force cannot cancel it at once: "
+            f"asked it to stop instead; {holder} cancels it {_STOPS}"
+        )
+    return f"asked run {run_id} to stop: {holder}, which is running it, cancels it {_STOPS}"
 
 
 @click.command()

@@ -11,6 +11,7 @@ from durable._context import StepInfo
 from durable._decorators import Step, Workflow, step, workflow
 from durable._engine import StepCommand
 from durable._errors import (
+    CancelRequested,
     ConfigurationError,
     DurableError,
     FatalError,
@@ -39,6 +40,7 @@ from durable._streams import StreamClosed, StreamWriter, stream
 from durable.world import Event
 
 __all__ = [
+    "CancelRequested",
     "CompensationFailed",
     "ConfigurationError",
     "DurableError",

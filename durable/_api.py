@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from durable._context import Branch, Frame, StepInfo, current_frame, current_step
+from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration, to_timestamp
 from durable._engine import Diverged, RunContext
@@ -102,9 +102,12 @@ def recorded_value(name: str, make: Callable[[], T]) -> T:
 
 
 def now() -> datetime:
-    """The current time (UTC); inside a workflow, recorded once and the same on replay."""
+    """The current time (UTC); inside a workflow, recorded once and the same on replay.
+
+    Inside a step, the world's clock unrecorded (a test world's, which skips time).
+    """
     frame = current_frame.get()
-    clock = frame.ctx.clock if frame is not None else time.time
+    clock = frame.ctx.clock if frame is not None else step_clock.get() or time.time
     stamp = recorded_value("now", clock)
     return datetime.fromtimestamp(stamp, tz=UTC)
 
@@ -183,6 +186,9 @@ def _branches(calls: list[Callable[[], Any]], limit: int | None) -> Any:
             return _gather_plain(calls, limit)
         return _run_threads(calls, limit, None, "")
     group = frame.branch.next_op()
+    # Each branch is a callable of its own: none can take another's results (unlike a DAG's
+    # nodes), so a branch's step need not wait for its siblings' to be durable.
+    frame.ctx.independent_groups.add(group)
     if frame.ctx.is_async:
         return _gather_branches(frame.ctx, group, calls, limit)
     return _run_threads(calls, limit, frame.ctx, group)

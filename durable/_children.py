@@ -26,7 +26,20 @@ if TYPE_CHECKING:
     from durable._runtime import Runtime
 
 RECHECK_SECONDS = 60.0
-"""How often a parent looks at an unfinished child in case its wake-up was lost."""
+"""How soon a parent first looks at an unfinished child in case its wake-up was lost."""
+RECHECK_MAX_SECONDS = 3600.0
+"""The longest a parent goes between such looks (it looks less often the longer it waits)."""
+
+
+def recheck_delay(waited: float, time_skipping: bool) -> float:
+    """Seconds until a parent looks again at a child it has waited on for ``waited`` seconds.
+
+    Doubling the wait keeps a parent of a week-long child from waking every minute, and a test
+    clock skipping to each look from replaying the parent ten thousand times; past an hour (not
+    under time skipping, where no wake-up is lost) a lost wake-up still costs at most an hour.
+    """
+    delay = max(RECHECK_SECONDS, waited)
+    return delay if time_skipping else min(delay, RECHECK_MAX_SECONDS)
 
 
 CHILD_TOKEN_PREFIX = "child:"
@@ -149,7 +162,9 @@ class ChildRun(Run):
                 continue
             if ctx.linger(None, since):  # other branches still work: wait beside them
                 continue
-            recheck = ctx.clock() + RECHECK_SECONDS
+            waited = ctx.clock() - record.created_at if record is not None else 0.0
+            skipping = self._runtime.options.time_skipping is not None
+            recheck = ctx.clock() + recheck_delay(waited, skipping)
             raise ctx.suspend_for_outside(seen, recheck, f"waiting for {self.id}")
 
     def __await__(self) -> Generator[Any, None, Any]:

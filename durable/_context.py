@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,3 +59,5 @@ class StepInfo:
 
 current_frame: ContextVar[Frame | None] = ContextVar("durable_frame", default=None)
 current_step: ContextVar[StepInfo | None] = ContextVar("durable_step", default=None)
+step_clock: ContextVar[Callable[[], float] | None] = ContextVar("durable_step_clock", default=None)
+"""The world's clock while a step runs (a test world's skips time), for ``durable.now()``."""

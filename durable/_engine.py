@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from durable._context import Branch, Frame, StepInfo, current_frame, current_step
+from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration
 from durable._errors import (
@@ -178,6 +178,11 @@ class RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushing: bool = False
     """A thread is writing a group of events to the world (see ``record``)."""
+    in_flight: list[NewEvent] = field(default_factory=list)
+    """The events of the write under way (while ``flushing``)."""
+    independent_groups: set[str] = field(default_factory=set)
+    """Operation ids of ``durable.parallel``/``map`` groups, whose branches cannot depend on
+    each other (see ``settle_before``)."""
     queued: list[_Write] = field(default_factory=list)
     waiting_writers: int = 0
     """Threads waiting for a write in flight to finish (see ``_write_queued``)."""
@@ -402,9 +407,46 @@ class RunContext:
             self.waits.append(self.clock())
             raise Suspend("replaying (forced replay mode)")
 
-    def _await_writes(self) -> None:
-        # Called with self.lock held: until no write of this run is queued or in flight.
+    def settle_before(self, op_id: str) -> None:
+        """Make durable what the operation at ``op_id`` may depend on, before it starts.
+
+        That is whatever came before it in its branch, the branches it forked from and the
+        branches that joined them before it; the results and values of a sibling branch of a
+        ``durable.parallel``/``map`` group stay deferred (the flusher or the run's next write
+        takes them), so that branches starting steps one after another do not each write
+        their siblings' results alone. (A DAG's or a task group's branches may wait on each
+        other's results: there every earlier event counts.)
+        """
+        with self.lock:
+            if not any(self._precedes(e, op_id) for e in self.buffered):
+                self._await_writes(lambda event: self._precedes(event, op_id))
+                return
+        self.record(replay_point=False)
+
+    def _precedes(self, event: NewEvent, op_id: str) -> bool:
+        """Whether the operation ``op_id`` may depend on ``event``.
+
+        Ids alternate operation and branch index (``3.5.1``: operation 3, its branch 5,
+        operation 1 there). Two ids that first differ at a branch index lie in sibling branches
+        of one group: independent if the group is a ``parallel``/``map``. Otherwise the event's
+        operation (or the group holding it, joined since) came first in the branch they share.
+        """
+        if event.op_id is None:
+            return True
+        mine, theirs = op_id.split("."), event.op_id.split(".")
+        for level, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+            if a != b:
+                return level % 2 == 0 or ".".join(mine[:level]) not in self.independent_groups
+        return True
+
+    def _await_writes(self, carrying: Callable[[NewEvent], bool] | None = None) -> None:
+        # Called with self.lock held: until no write of this run is queued or in flight (only
+        # those carrying an event ``carrying`` picks, if given).
         while self.flushing or self.queued:
+            if carrying is not None:
+                pending = [*self.in_flight, *(e for write in self.queued for e in write.events)]
+                if not any(carrying(event) for event in pending):
+                    return
             self.waiting_writers += 1
             try:
                 self._written_changed().wait()
@@ -645,14 +687,20 @@ class RunContext:
             raise self.block(StepCommand(op_id, step.name, args, kwargs))
         # What the step may depend on is durable before it has any effect: results of earlier
         # steps still deferred, and values (uuid4(), now()) it may take as arguments.
-        self.record(replay_point=False)
-        if self.recorder is not None and time.monotonic() - self.written_at > _QUIET:
+        self.settle_before(op_id)
+        if time.monotonic() - self.written_at > _QUIET:
             # Writes bring back cancellation requests; after a quiet spell (slow workflow code,
             # its results written by the flusher) ask, so a cancelled run starts no more steps.
-            self.cancel_requested = self.cancel_requested or self.recorder.cancel_requested()
-            self.written_at = time.monotonic()
+            self.ask_cancelled()
         self.check_cancel()
         return attempt, retry_at
+
+    def ask_cancelled(self) -> bool:
+        """Whether the run's cancellation was requested, asking the world unless known here."""
+        if not self.cancel_requested and self.recorder is not None:
+            self.cancel_requested = self.recorder.cancel_requested()
+            self.written_at = time.monotonic()
+        return self.cancel_requested
 
     def step_info(self, op_id: str, step: StepDefinition, attempt: int) -> StepInfo:
         """The :class:`StepInfo` for one attempt."""
@@ -694,7 +742,8 @@ class RunContext:
                 return
             self.flushing = True
             group, self.queued = self.queued, []
-        events = [event for write in group for event in write.events]
+            events = [event for write in group for event in write.events]
+            self.in_flight = events
         update = next((write.update for write in group if write.update is not None), None)
         error: BaseException | None = None
         cancel = False
@@ -721,6 +770,7 @@ class RunContext:
                 write.error = error
                 write.done = True
             self.flushing = False
+            self.in_flight = []
             if self.waiting_writers:
                 self._written_changed().notify_all()
 
@@ -876,12 +926,18 @@ def _op_sort_key(op_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in op_id.split(".") if part)
 
 
-def enter_step(info: StepInfo) -> tuple[contextvars.Token[Frame | None], contextvars.Token[Any]]:
-    """Hide the workflow frame while step code runs, and expose its StepInfo."""
-    return current_frame.set(None), current_step.set(info)
+StepTokens = tuple[
+    contextvars.Token[Frame | None], contextvars.Token[Any], contextvars.Token[Any]
+]
 
 
-def exit_step(tokens: tuple[contextvars.Token[Frame | None], contextvars.Token[Any]]) -> None:
+def enter_step(info: StepInfo, clock: Callable[[], float]) -> StepTokens:
+    """Hide the workflow frame while step code runs, and expose its StepInfo and clock."""
+    return current_frame.set(None), current_step.set(info), step_clock.set(clock)
+
+
+def exit_step(tokens: StepTokens) -> None:
     """Undo :func:`enter_step`."""
+    step_clock.reset(tokens[2])
     current_step.reset(tokens[1])
     current_frame.reset(tokens[0])

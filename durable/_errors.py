@@ -185,6 +185,21 @@ class LeaseLost(WorldError):
         return (type(self), (self.run_id,))
 
 
+class CancelRequested(WorldError):
+    """The run's cancellation was requested, so it may no longer end ``completed`` or ``failed``.
+
+    Raised by ``World.append`` for such an outcome; nothing was written. Cancellation is final
+    once requested: the engine records the run as ``cancelled`` instead.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was cancelled before it finished; it ends cancelled")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id,))
+
+
 class StepFailed(DurableError):
     """A step ran out of attempts and its exception could not be re-created.
 

@@ -33,6 +33,7 @@ from durable._decorators import (
 )
 from durable._engine import Diverged, RunContext
 from durable._errors import (
+    CancelRequested,
     ConfigurationError,
     DurableError,
     LeaseLost,
@@ -154,6 +155,7 @@ class Runtime:
         self._entered = 0  # executions ever entered here (time skipping checks none started)
         self._stranded: set[str] = set()
         self._handed_back: set[str] = set()
+        self._reclaimed: set[str] = set()  # claimed again while still executing here
         self.fatal_error: WorldError | None = None
         """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
@@ -309,6 +311,7 @@ class Runtime:
             self._entered += 1
 
     def _leave(self, run_id: str) -> None:
+        reclaimed = False
         with self._progress:
             count = self._executing.pop(run_id, 1) - 1
             if count > 0:
@@ -316,9 +319,14 @@ class Runtime:
             else:
                 self._active.pop(run_id, None)
                 self._handed_back.discard(run_id)
+                if self._reclaimed:
+                    reclaimed = run_id in self._reclaimed
+                    self._reclaimed.discard(run_id)
             self._progress.notify_all()
             free = self.options.max_concurrent_runs - len(self._executing)
             claim_now = free >= self._claim_batch() or not self._executing
+        if reclaimed:
+            self._after_reclaim(run_id)
         if claim_now:
             self._wake.set()  # capacity is free: claim more due runs now, not at the next poll
 
@@ -506,18 +514,16 @@ class Runtime:
             except (Diverged, SerializationError) as error:
                 return self._fail(ctx, error.error if isinstance(error, Diverged) else error)
             update = RunUpdate("completed", output=output, release=True)
-            self._write(ctx, NewEvent("run_completed"), update)
+            try:
+                self._write(ctx, NewEvent("run_completed"), update)
+            except CancelRequested:
+                return self._cancel(ctx)
             self._notify_parent(ctx)
             return Outcome("completed", result)
         if isinstance(exc, Diverged):
             return self._fail(ctx, exc.error)
         if isinstance(exc, Cancelled):
-            self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
-            for event in list(ctx.recorded.values()):
-                if event.kind == "child_started":
-                    cancel_run(self.world, child_ids([event])[0])
-            self._notify_parent(ctx)
-            return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
+            return self._cancel(ctx)
         if isinstance(exc, Suspend):
             waits = [w for w in ctx.waits if w is not None]
             wake_at = min(waits) if waits else None
@@ -535,9 +541,22 @@ class Runtime:
         info = error_to_dict(exc)
         data = json.dumps(info, separators=(",", ":"), default=str).encode()
         update = RunUpdate("failed", error=data, release=True)
-        self._write(ctx, NewEvent("run_failed", data=data), update)
+        try:
+            self._write(ctx, NewEvent("run_failed", data=data), update)
+        except CancelRequested:
+            return self._cancel(ctx)
         self._notify_parent(ctx)
         return Outcome("failed", error=exc)
+
+    def _cancel(self, ctx: RunContext) -> Outcome:
+        # Also when the workflow returned or failed after its cancellation was requested (while
+        # its last step ran): cancellation is final once requested, as the world enforces.
+        self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
+        for event in list(ctx.recorded.values()):
+            if event.kind == "child_started":
+                cancel_run(self.world, child_ids([event])[0])
+        self._notify_parent(ctx)
+        return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
 
     def _notify_parent(self, ctx: RunContext) -> None:
         if ctx.parent_id is None:
@@ -696,8 +715,32 @@ class Runtime:
             self._give_back(run_id)
         claimed = self.world.claim_due(self.owner, self.options.lease_ttl, capacity, names)
         for record in claimed:
-            self.submit(record)
+            if not self._reclaimed_while_executing(record.id):
+                self.submit(record)
         return len(claimed)
+
+    def _reclaimed_while_executing(self, run_id: str) -> bool:
+        # Our own lease lapsed (renewals fell behind, or a test clock jumped) while the run still
+        # executes here, and the claim renewed it: starting it again would run its steps twice.
+        # The execution goes on; if it leaves the run leased to us, it is executed once it ends.
+        with self._lock:
+            if run_id not in self._executing:
+                return False
+            self._reclaimed.add(run_id)
+            return True
+
+    def _after_reclaim(self, run_id: str) -> None:
+        try:
+            record = self.world.get_run(run_id)
+        except DurableError as exc:  # its lease lapses and a worker takes it over
+            log.warning("run %s: %s", run_id, exc)
+            return
+        if record is None or record.status != "running" or record.lease_owner != self.owner:
+            return
+        if self._stopping.is_set() or self._draining:
+            self._give_back(run_id)  # pending for any worker at once
+        else:
+            self.submit(record)
 
     def _report_unknown(self) -> None:
         # Runs of workflows this process does not know stay pending for another worker; say so

@@ -61,6 +61,36 @@ class CompensationFailed(DurableError):
         return f"{count} undo step{'s' if count != 1 else ''} failed{after}: {undone}"
 
 
+CANCEL_NOTICED = "cancel_requested"
+"""Name of the recorded value that marks where a run noticed, between durable points, that it
+was cancelled."""
+
+
+def cancelled_meanwhile() -> Cancelled | None:
+    """``Cancelled`` if the run was cancelled while its code ran since its last durable point.
+
+    Asked where no durable point follows before work is kept for good (a saga block ending, a
+    DAG's last nodes ending): a cancel that came while the last step ran would otherwise end the
+    run ``cancelled`` with nothing undone. Only a yes is recorded (a value at the next operation
+    id), so that a replay takes the same path; a no records nothing and is answered only live
+    (nothing recorded lies past this point), so that a replay never leaves the recorded path.
+    """
+    from durable._api import recorded_value
+
+    frame = current_frame.get()
+    if frame is None or frame.ctx.compensating:
+        return None
+    ctx, branch = frame.ctx, frame.branch
+    upcoming = ctx.recorded.get(f"{branch.path}{branch.counter + 1}")
+    if upcoming is None or (upcoming.kind, upcoming.name) != ("value_recorded", CANCEL_NOTICED):
+        if any(op not in ctx.visited for op in ctx.recorded):
+            return None  # replaying: the recorded execution went on from here
+        if not ctx.ask_cancelled():
+            return None
+    recorded_value(CANCEL_NOTICED, lambda: True)
+    return Cancelled(ctx.run_id)
+
+
 class Saga:
     """Undo steps to run, newest first, when the work they undo must be rolled back.
 
@@ -146,6 +176,11 @@ class Saga:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is None and self._undos:
+            exc = cancelled_meanwhile()
+            if exc is not None:
+                self._compensate(exc)
+                raise exc
         if exc is not None and _compensates(exc):
             self._compensate(exc)
 
@@ -158,6 +193,11 @@ class Saga:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is None and self._undos:
+            exc = cancelled_meanwhile()
+            if exc is not None:
+                await self._compensate_async(exc)
+                raise exc
         if exc is not None and _compensates(exc):
             await self._compensate_async(exc)
 

@@ -42,7 +42,7 @@ def _run_sync(
         if retry_at is not None:
             ctx.wait_until(retry_at)
         info = ctx.step_info(op_id, step, attempt)
-        tokens = enter_step(info)
+        tokens = enter_step(info, ctx.clock)
         try:
             if step.timeout is not None:
                 result = call_with_timeout(step.fn, args, kwargs, step.timeout, step.timed_out)
@@ -89,7 +89,7 @@ async def _run_async(
         try:
             with ctx.awaiting_outside():
                 if step.is_async:
-                    tokens = enter_step(info)
+                    tokens = enter_step(info, ctx.clock)
                     try:
                         coro = step.fn(*args, **kwargs)
                         result = await _within(coro, step)
@@ -97,7 +97,7 @@ async def _run_async(
                         exit_step(tokens)
                 else:
                     context = contextvars.copy_context()
-                    context.run(enter_step, info)
+                    context.run(enter_step, info, ctx.clock)
                     call = functools.partial(context.run, step.fn, *args, **kwargs)
                     if step.timeout is None:
                         result = await loop.run_in_executor(None, call)

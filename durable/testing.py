@@ -74,9 +74,16 @@ class TestWorld:
         return self.clock()
 
     def advance(self, duration: float | str | timedelta) -> None:
-        """Move time forward (seconds, a timedelta or ``"7 days"``) and let due runs wake up."""
-        self.clock.advance(duration)
-        self.runtime.poll_once()
+        """Move time forward (seconds, a timedelta or ``"7 days"``) and let due runs wake up.
+
+        Runs executing meanwhile keep their leases: the jump would make them look abandoned,
+        and the worker would start each again beside itself.
+        """
+        seconds = parse_duration(duration)
+        runtime = self.runtime
+        self.world.renew_leases(runtime.owner, runtime.options.lease_ttl + seconds)
+        self.clock.advance(seconds)
+        runtime.poll_once()
 
 
 @contextmanager

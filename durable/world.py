@@ -34,6 +34,8 @@ RUN_STATUSES: tuple[RunStatus, ...] = (
     "cancelled",
 )
 FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+SUPERSEDED_BY_CANCEL: frozenset[str] = frozenset({"completed", "failed"})
+"""Outcomes a requested cancellation supersedes: ``append`` refuses them (``CancelRequested``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,9 @@ class World(Protocol):
 
         Raises:
             LeaseLost: ``owner`` does not hold the run's lease.
+            CancelRequested: ``update`` ends the run ``completed`` or ``failed`` but its
+                cancellation was requested (checked in the same transaction); nothing was
+                written.
         """
         ...
 

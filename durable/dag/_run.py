@@ -18,7 +18,7 @@ from durable._errors import DurableError
 from durable._graph import run_graph
 from durable._options import RetryPolicy
 from durable._run import Run
-from durable._saga import CompensationFailed, compensating
+from durable._saga import CompensationFailed, cancelled_meanwhile, compensating
 from durable.dag import _handlers
 from durable.dag._schema import check_input, with_defaults
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
@@ -250,6 +250,11 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
     state = _Execution(parsed, with_defaults(parsed.input, input))
     try:
         state.run_all()
+        # No durable point follows the last nodes but the outcome, which a cancel requested
+        # meanwhile would turn into `cancelled` with nothing undone.
+        cancelled = cancelled_meanwhile()
+        if cancelled is not None:
+            raise cancelled
     except Cancelled:
         # Like a saga: the completed nodes' undo actions run before the run ends cancelled (an
         # undo that fails is in the log as a failed step; the run is cancelled all the same).

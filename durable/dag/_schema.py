@@ -8,8 +8,9 @@ other keyword is reported when the spec is validated, rather than silently left 
 
 ``default`` is applied: a property that the run input leaves out and whose schema has a
 ``default`` is filled in with it before any template reads the input (the default must fit the
-property's schema). A template that reads a property the input may lack (neither ``required``
-nor with a ``default``) is reported when the spec is validated.
+property's schema). A template that reads a property the input may lack (one the schema does not
+declare, or declares without making it ``required`` or giving it a ``default``) is reported when
+the spec is validated.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -118,12 +120,29 @@ def with_defaults(schema: dict[str, Any] | None, value: Any) -> Any:
     return value
 
 
-def optional_property(schema: dict[str, Any] | None, path: Sequence[str | int]) -> str | None:
+@dataclass(frozen=True, slots=True)
+class MissableProperty:
+    """A property on a template's path into the run input that a valid input may lack."""
+
+    path: str
+    """Where it is, as ``input.a.b``."""
+    declared: bool
+    """Whether its object's schema lists it in ``properties`` (then it is merely optional)."""
+    siblings: tuple[str, ...] = ()
+    """The properties its object's schema lists, for one it does not: what a typo meant."""
+
+
+def missable_property(
+    schema: dict[str, Any] | None, path: Sequence[str | int]
+) -> MissableProperty | None:
     """The first property on ``path`` (into the run input) that a valid input may lack.
 
-    That is a property its object's schema lists in ``properties`` but neither ``required`` nor
-    with a ``default``; the result reads ``input.a.b``. ``None`` if every property on the path is
-    sure to be there, or the schema does not say (a property it does not list).
+    That is a property its object's schema does not put in ``required`` and either lists in
+    ``properties`` without a ``default``, or does not list at all. A schema with ``properties``
+    lists them all: reading another is almost always a typo, although JSON Schema lets an input
+    carry extra properties (this subset has no ``additionalProperties: true`` for a spec to say it
+    relies on them). ``None`` if every property on the path is sure to be there, or the schema
+    does not say (an object without ``properties``, unless ``additionalProperties`` is false).
     """
     walked = "input"
     for key in path:
@@ -133,16 +152,21 @@ def optional_property(schema: dict[str, Any] | None, path: Sequence[str | int]) 
             schema = schema.get("items")
             walked += f"[{key}]"
             continue
-        props = schema.get("properties")
-        if not isinstance(props, dict) or key not in props:
-            return None
         walked += f".{key}"
         required = schema.get("required")
+        props = schema.get("properties")
+        if props is None and schema.get("additionalProperties") is False:
+            props = {}  # no property at all is allowed
+        if isinstance(required, list) and key in required:
+            schema = props.get(key) if isinstance(props, dict) else None
+            continue
+        if not isinstance(props, dict):
+            return None
+        if key not in props:
+            return MissableProperty(walked, declared=False, siblings=tuple(props))
         sub = props[key]
-        if (not isinstance(required, list) or key not in required) and not (
-            isinstance(sub, dict) and "default" in sub
-        ):
-            return walked
+        if not (isinstance(sub, dict) and "default" in sub):
+            return MissableProperty(walked, declared=True)
         schema = sub
     return None
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from durable._durations import parse_duration
 from durable._options import RetryPolicy
@@ -101,6 +101,13 @@ class NodeSpec(BaseModel):
     _timeout = field_validator("timeout", mode="before")(_check_timeout)
     _foreach = field_validator("foreach", mode="before")(_check_foreach)
 
+    @model_validator(mode="after")
+    def _gather_by_default(self) -> NodeSpec:
+        # An ``output`` node without config gathers its dependencies' outputs, by id.
+        if self.handler == "output" and not self.config:
+            self.config = {dep: f"{{{{ {dep}.output }}}}" for dep in self.dependencies}
+        return self
+
     def timeout_seconds(self) -> float | None:
         """``timeout`` in seconds (``None`` without a limit)."""
         return parse_duration(self.timeout) if self.timeout is not None else None
@@ -137,6 +144,16 @@ class DagSpec(BaseModel):
         data: dict[str, Any] = self.model_dump(mode="json", exclude_defaults=True)
         data["nodes"] = [n.model_dump(mode="json", exclude_defaults=True) for n in self.nodes]
         return data
+
+
+def unnested(raw: Any) -> Any:
+    """The spec with the graph's fields at the top level.
+
+    Specs written for stream-based DAG engines nest the graph: ``{"name", "dag": {"nodes"}}``.
+    """
+    if isinstance(raw, dict) and isinstance(raw.get("dag"), dict) and "nodes" not in raw:
+        return {**{k: v for k, v in raw.items() if k != "dag"}, **raw["dag"]}
+    return raw
 
 
 def _yaml_problem(exc: Exception) -> str:

@@ -12,8 +12,13 @@ from pydantic import ValidationError
 
 from durable._errors import DurableError
 from durable.dag import _handlers
-from durable.dag._schema import default_problems, optional_property, schema_problems
-from durable.dag._spec import DagSpec, Defaults, NodeSpec
+from durable.dag._schema import (
+    MissableProperty,
+    default_problems,
+    missable_property,
+    schema_problems,
+)
+from durable.dag._spec import DagSpec, Defaults, NodeSpec, unnested
 from durable.dag._templates import FOREACH_VARS, Reference, TemplateError, parse, templates
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
@@ -50,8 +55,9 @@ def validate(
         raw: the spec.
         check_handlers: report handlers not registered in this process.
         check_inputs: report templates that read an input property the ``input`` schema lets a
-            run leave out (it is neither ``required`` nor given a ``default``), since a run
-            without it fails at that template, and defaults that do not fit their schema.
+            run leave out (it does not declare it, or it is neither ``required`` nor given a
+            ``default``), since a run without it fails at that template, and defaults that do not
+            fit their schema.
             Default: as ``check_handlers``, whose ``False`` is for the spec a run recorded:
             accepted when the run started, it must go on replaying although these checks came
             later.
@@ -59,8 +65,7 @@ def validate(
     Raises:
         DagValidationError: listing every problem.
     """
-    if isinstance(raw, DagSpec):
-        raw = raw.to_json()
+    raw = raw.to_json() if isinstance(raw, DagSpec) else unnested(raw)
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         raise DagValidationError([Problem(None, f"a spec is an object, got {_kind(raw)}")])
@@ -350,14 +355,9 @@ def _template_problems(
             yield Problem(owner, f"{what}: {exc}")
     for ref in refs:
         if ref.is_input:
-            missing = optional_property(schema, ref.path) if schema is not None else None
+            missing = missable_property(schema, ref.path) if schema is not None else None
             if missing is not None:
-                yield Problem(
-                    owner,
-                    f"{what}: '{{{{ {ref.text} }}}}' reads {missing}, which the input schema "
-                    "does not require: a run without it fails here (add it to 'required' or "
-                    "give it a 'default')",
-                )
+                yield Problem(owner, f"{what}: '{{{{ {ref.text} }}}}' {_missable(missing)}")
             continue
         if ref.is_var or node is None or ancestors is None:
             continue
@@ -371,6 +371,22 @@ def _template_problems(
                 f"{what}: '{{{{ {ref.text} }}}}' references {ref.source!r}, which is not "
                 "an ancestor (add it to dependencies)",
             )
+
+
+def _missable(missing: MissableProperty) -> str:
+    """Why a template's read of the run input may fail, and how to make it safe."""
+    if missing.declared:
+        return (
+            f"reads {missing.path}, which the input schema does not require: a run without it "
+            "fails here (add it to 'required' or give it a 'default')"
+        )
+    parent = missing.path.rpartition(".")[0]
+    there = f"{parent} declares " + (", ".join(missing.siblings) or "no properties")
+    return (
+        f"reads {missing.path}, which the input schema does not declare ({there}): a run "
+        "without it fails here (correct the name if it is a typo, or declare it under "
+        "'properties' with a 'default', or add it to 'required')"
+    )
 
 
 def _topological(nodes: list[NodeSpec]) -> list[str]:

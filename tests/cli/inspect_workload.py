@@ -34,3 +34,16 @@ def waits_for_child() -> str:
 def waits_for_hook(token: str) -> object:
     """Waits (a day at most) on hook ``token``."""
     return durable.create_hook(token=token, timeout="1d").wait()
+
+
+@workflow
+def quick() -> int:
+    """One step, at once."""
+    return inc(0)
+
+
+@workflow
+def child_then_hook(token: str) -> object:
+    """Runs ``quick`` as a child run, then waits on hook ``token``."""
+    quick()
+    return durable.create_hook(token=token).wait()

@@ -113,3 +113,29 @@ def test_resume_where_the_hooks_model_cannot_be_imported_delivers_nothing(cli, t
     resumed = durable_cmd(inside, "resume", "member:1", '{"name": "ada", "age": 36}')
     assert resumed.returncode == 0, resumed.stderr
     assert any(e["kind"] == "hook_received" for e in cli.json("events", "member-1")["events"])
+
+
+def test_resume_imports_the_hooks_model_from_the_current_directory(cli, tmp_path):
+    # As `durable start` and `durable worker` do: no PYTHONPATH needed in the project's directory.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "member_flows.py").write_text(FLOWS)
+    env = {k: v for k, v in cli.env.items() if k != "PYTHONPATH"}
+
+    def durable_cmd(*args):
+        return subprocess.run([cli.script, *args], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    started = durable_cmd("start", "member_flows:member_approval", '["member:2"]',
+                          "--run-id", "member-2", "--wait", "--timeout", "0.5")
+    assert "still" in started.stderr, started.stderr
+    refused = durable_cmd("resume", "member:2", '{"name": "ada", "age": "old"}')
+    assert refused.returncode != 0
+    # Checked against the model, which imports: refused for not fitting, not for the import.
+    assert "payload for hook 'member:2' does not fit member_flows:Member" in refused.stderr
+    resumed = durable_cmd("resume", "member:2", '{"name": "ada", "age": 36}')
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed run member-2 (hook member:2)" in resumed.stdout
+    [received] = [e for e in cli.json("events", "member-2")["events"]
+                  if e["kind"] == "hook_received"]
+    assert received["data"] == {"name": "ada", "age": 36}

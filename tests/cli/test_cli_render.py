@@ -12,7 +12,8 @@ from rich.console import Console
 from cli._grid import Column, Grid, wrap
 from cli._render import events_table, operations_table, run_header, runs_table, timeline_chart
 from cli._timeline import build_timeline
-from durable.world import Event, HookRecord, RunRecord
+from cli._waits import open_waits
+from durable.world import Event, RunRecord
 
 T0 = 1_000_000.0
 RUN_ID = "wrun_01a203ffd5f3ccf49e18daed67482f1c"
@@ -203,16 +204,49 @@ def test_runs_says_what_a_suspended_run_waits_for():
     waiting = record("approval", "suspended", wake_at=now + 3589)
     sleeping = record("sleeper", "suspended", wake_at=now + 60)
     due = record("due", "suspended", wake_at=now - 1.4)
-    hooks = {
-        "parent": [HookRecord("child:parent.2", "parent", "2", T0)],
-        "approval": [HookRecord("approve:42", "approval", "1", T0, timeout_at=now + 3589)],
+    logs = {
+        "parent": log((0.1, "child_started", "1", "c", {"run_id": "parent.1", "workflow": "c"}),
+                      (0.2, "child_started", "2", "c", {"run_id": "parent.2", "workflow": "c"}),
+                      run_id="parent"),
+        "approval": log((0.1, "hook_created", "1", "hook",
+                         {"token": "approve:42", "timeout_at": now + 3589}), run_id="approval"),
+        "sleeper": log((0.1, "sleep_started", "1", "sleep", {"wake_at": now + 60}),
+                       run_id="sleeper"),
+        "due": log((0.1, "hook_created", "1", "hook", {"token": "late:1"}), run_id="due"),
     }
-    out = " ".join(render(runs_table([parent, waiting, sleeping, due], now, hooks), 240).split())
-    assert "waiting for child run parent.2" in out
+    records = [parent, waiting, sleeping, due]
+    waits = {r.id: open_waits(r, logs[r.id]) for r in records}
+    out = " ".join(render(runs_table(records, now, waits), 240).split())
+    assert "waiting for child run parent.2 (and 1 more wait)" in out
     assert "waiting for hook approve:42, times out in 59 m 49 s" in out
     assert "wakes in 1 m 00 s" in out
-    assert "due 1.4 s ago: waiting for a worker" in out
+    assert "due 1.4 s ago: waiting for a worker" in out and "late:1" not in out
     assert "wakes in 54.8 s" not in out
+
+
+def note_of(run: RunRecord, *entries) -> str:
+    waits = {run.id: open_waits(run, log(*entries, run_id=run.id))}
+    row = render(runs_table([run], run.created_at + 10, waits), 240).splitlines()[1]
+    return " ".join(row.partition(" ago ")[2].split())  # what follows "UPDATED 8.0 s ago"
+
+
+def test_a_runs_note_names_the_latest_wait_in_its_log_not_every_live_hook():
+    run = record("parent", "suspended", wake_at=None)
+    child_done = ((0.1, "child_started", "1", "kid", {"run_id": "parent.1", "workflow": "kid"}),
+                  (0.2, "hook_received", "1", "child:parent.1", {"status": "completed"}))
+    hook = (0.3, "hook_created", "2", "hook", {"token": "note-1", "timeout_at": None})
+    # The child's hook stays live after its end: the run now waits on the hook it made since.
+    assert note_of(run, *child_done, hook) == "waiting for hook note-1"
+    # A hook whose payload it took, then another: the new one, and only it.
+    took = ((0.1, "hook_created", "1", "hook", {"token": "first"}),
+            (0.2, "hook_received", "1", "first", {"ok": True}))
+    assert note_of(run, *took, hook) == "waiting for hook note-1"
+    # A hook that had a payload and is still the latest wait: a stream waiting for the next.
+    assert note_of(run, *took) == "waiting for hook first"
+    # A sleep after a hook's payload: the sleep.
+    sleeping = record("parent", "suspended", wake_at=T0 + 3600)
+    nap = (0.3, "sleep_started", "2", "sleep", {"wake_at": T0 + 3600})
+    assert note_of(sleeping, *took, nap) == "wakes in 59 m 50 s"
 
 
 # --- long runs ------------------------------------------------------------------------------

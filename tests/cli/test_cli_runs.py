@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from tests.cli.background import Running, wait_for_status
 from tests.cli.conftest import ROOT
 
 WORKLOAD = "tests.cli.cli_workload"
@@ -159,6 +160,24 @@ def test_cancel_a_pending_and_a_suspended_run(cli):
     again = cli("cancel", suspended).stdout
     assert "already cancelled" in again
     assert cli.json("runs", "--status", "cancelled")["runs"][0]["id"] in (pending, suspended)
+
+
+@pytest.mark.timeout(90)
+def test_cancel_force_of_a_run_a_live_worker_holds_says_that_worker_stops_it(cli):
+    cli.start("crawl", "[6]", "--run-id", "held")  # long enough for two CLI calls
+    with Running(cli, "worker", WORKLOAD, "--poll-interval", "0.05"):
+        wait_for_status(cli, "held", "running")
+        holder = cli.json("inspect", "held")["run"]["lease_owner"]
+        said = " ".join(cli("cancel", "held", "--force").stdout.split())
+        # Its last step is running: cancellation, final once requested, ends it cancelled.
+        wait_for_status(cli, "held", "cancelled")
+    assert said == (
+        f"run held is held by live worker {holder}, so --force cannot cancel it at once: asked "
+        f"it to stop instead; {holder} cancels it at its next durable point (its next step, "
+        "sleep, hook or its outcome), after its undo steps"
+    )
+    forced = " ".join(cli("cancel", "--help").stdout.split())
+    assert "if no live worker holds it" in forced and "at once, without its undo steps" in forced
 
 
 def test_world_info_says_which_world_where_and_how_many_runs(cli, tmp_path):

@@ -26,6 +26,7 @@ from durable import (
     workflow,
 )
 from durable._run import cancel_run
+from tests.cancelling import cancel_while_held
 
 calls: Counter[str] = Counter()
 _calls_lock = threading.Lock()
@@ -782,6 +783,46 @@ def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine
     # The first sleep ends (2 s); the second is the next durable point, where the run stops
     # rather than waiting it out too (4 s).
     assert took < 3.0, f"cancelled {took:.1f}s after the request"
+
+
+last_step_entered = threading.Event()
+last_step_may_end = threading.Event()
+
+
+@step(retry=RetryPolicy(max_attempts=1))
+def slow_last(fail: bool) -> str:
+    hit("slow_last")
+    last_step_entered.set()
+    assert last_step_may_end.wait(10)
+    if fail:
+        raise ValueError("the last step failed")
+    return "done"
+
+
+@workflow
+def ends_with_a_slow_step(fail: bool) -> str:
+    add(1, 1)
+    return slow_last(fail)
+
+
+@pytest.mark.parametrize(
+    ("how", "fail"), [("run.cancel", False), ("elsewhere", False), ("elsewhere", True)]
+)
+def test_a_cancel_during_the_last_step_ends_the_run_cancelled(engine, how, fail):
+    # No durable point follows the last step but the outcome: a cancellation requested before
+    # it is final, whether the workflow then returns or fails (the step's result is kept).
+    last_step_entered.clear()
+    last_step_may_end.clear()
+    run = ends_with_a_slow_step.start(fail)
+    cancel_while_held(run, engine.world, how, last_step_entered, last_step_may_end)
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert run.status == "cancelled"
+    assert calls == {"add:1:1": 1, "slow_last": 1}
+    kinds = [e.kind for e in run.events()]
+    assert kinds[-1] == "run_cancelled"
+    assert "run_completed" not in kinds and "run_failed" not in kinds
+    assert ("step_failed" if fail else "step_completed") in kinds[-3:]
 
 
 class Opaque:

@@ -20,6 +20,7 @@ from durable import (
     step,
     workflow,
 )
+from tests.cancelling import HOW, cancel_while_held
 
 seen: list[str] = []
 _seen_lock = threading.Lock()
@@ -366,6 +367,61 @@ def test_cancellation_compensates_then_the_run_ends_cancelled(engine, request):
     assert seen == ["do a", "gate passed", "undo gate", "undo a"]
     assert [name for _, _, name in _steps(run)] == ["do", "wait_for_gate", "undo", "undo"]
     _assert_recorded_once(run)
+    assert run.events()[-1].kind == "run_cancelled"
+
+
+@workflow(name="saga_cancelled_in_its_last_step")
+def cancelled_in_the_saga_s_last_step() -> str:
+    with Saga() as saga:
+        do("a")
+        saga.add(undo, "a")
+        wait_for_gate()  # the block's last step: no durable point follows inside it
+        saga.add(undo, "gate")
+    do("after the saga")
+    return "not cancelled"
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_cancel_during_the_saga_s_last_step_still_compensates(engine, how):
+    # The block ends with no durable point after its last step: it asks whether the run was
+    # cancelled meanwhile, and undoes its work rather than keep it in a cancelled run.
+    engine.runtime.options.time_skipping = None
+    gate.clear()
+    entered.clear()
+    run = cancelled_in_the_saga_s_last_step.start()
+    cancel_while_held(run, engine.world, how, entered, gate)
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert seen == ["do a", "gate passed", "undo gate", "undo a"]
+    _assert_recorded_once(run)
+    assert run.events()[-1].kind == "run_cancelled"
+
+
+@workflow(name="saga_then_a_long_sleep")
+def saga_then_a_long_sleep() -> str:
+    with Saga() as saga:
+        do("a")
+        saga.add(undo, "a")
+    durable.sleep("30 days")
+    do("b")
+    return "not cancelled"
+
+
+def test_a_cancel_after_the_saga_block_ended_undoes_nothing_on_replay(engine):
+    # The block ended before the cancel came: replaying it (a worker records the cancellation
+    # at the sleep) keeps its work, as leaving a block does.
+    engine.runtime.options.time_skipping = None
+    run = saga_then_a_long_sleep.start()
+    deadline = time.monotonic() + 10
+    while not (run.status == "suspended" and any(
+        e.kind == "sleep_started" for e in run.events()
+    )):
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert seen == ["do a"]
     assert run.events()[-1].kind == "run_cancelled"
 
 

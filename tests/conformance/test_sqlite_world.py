@@ -17,7 +17,7 @@ import pytest
 
 from durable._errors import ConfigurationError, LeaseLost, WorldError
 from durable.world import NewEvent, NewRun, RunUpdate, open_world
-from worlds.sqlite import SqliteWorld, _schema, _sql, _world
+from worlds.sqlite import SqliteWorld, _connection, _schema, _sql, _world
 from worlds.sqlite._world import DEFAULT_URL, parse_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,10 +332,14 @@ def inline_run(world: SqliteWorld, run_id: str, steps: int = 3) -> None:
     )
 
 
-def test_inline_runs_write_few_pages(world: SqliteWorld, db: Path) -> None:
+def test_inline_runs_write_few_pages(
+    world: SqliteWorld, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Each commit appends every page it dirtied to the log; the layout keeps an inline run to
     # about ten (see _schema). A page more per run on average means a new index or a row that
     # moved; fewer is welcome (tighten the bounds).
+    # The log's growth is the measure: no checkpoint may restart it meanwhile.
+    monkeypatch.setattr(_connection, "BACKGROUND_CHECKPOINT_ROWS", 10**9)
     conn = world._conn
     assert conn is not None
     conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -357,6 +361,51 @@ def test_inline_runs_write_few_pages(world: SqliteWorld, db: Path) -> None:
         step += stepped - created
     assert step / frame / 250 < 1.1
     assert create_and_finish / frame / 250 < 9
+
+
+def _runs_in_database_file(db: Path) -> int:
+    # Reads the database file alone, not the log (immutable: no locks, no log).
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:  # caught mid-copy
+        return -1
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("durable-checkpoint:")]
+
+
+def test_the_log_is_copied_back_beside_the_writes(db: Path) -> None:
+    before = set(_checkpoint_threads())
+    world = SqliteWorld(url(db))
+    conn = world._conn
+    assert conn is not None
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer never copies the log itself
+    for i in range(400):  # about 3,600 rows: three times BACKGROUND_CHECKPOINT_ROWS
+        inline_run(world, f"run-{i}")
+    deadline = time.monotonic() + 10
+    copied = _runs_in_database_file(db)
+    while copied <= 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        copied = _runs_in_database_file(db)
+    assert copied > 0
+    assert len(world.list_runs(limit=500)) == 400
+    started = set(_checkpoint_threads()) - before
+    assert len(started) == 1
+    # Worlds of one file share the thread; the last to close stops it.
+    other = SqliteWorld(url(db))
+    for i in range(400):
+        inline_run(other, f"other-{i}")
+    assert set(_checkpoint_threads()) - before == started
+    world.close()
+    world.close()  # closing twice does not stop it for the other world
+    assert all(t.is_alive() for t in started)
+    other.close()
+    assert not any(t.is_alive() for t in started)
 
 
 RUNS_SCANS = {"SCAN r", "SCAN runs", "SCAN TABLE runs AS r", "SCAN TABLE runs"}

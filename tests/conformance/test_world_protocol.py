@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from durable._errors import LeaseLost, WorldError
+from durable._errors import CancelRequested, LeaseLost, WorldError
 from durable.world import (
     FINISHED_STATUSES,
     NewEvent,
@@ -267,6 +267,33 @@ def test_append_returns_the_cancel_flag(world: World) -> None:
     assert [e.seq for e in world.read_events("run-1")] == [1, 2, 3, 4, 5]
     with pytest.raises(LeaseLost):
         world.append("run-1", B, [step(5)])
+
+
+@pytest.mark.parametrize(
+    ("status", "carried"), [("completed", 1), ("failed", 1), ("completed", 150)]
+)
+def test_a_cancel_request_supersedes_an_outcome(world: World, status: str, carried: int) -> None:
+    # Cancellation is final once requested: the run cannot end otherwise, and the refused
+    # write records nothing, however many events it carries (the engine then records the
+    # cancellation).
+    create(world, owner=A)
+    world.append("run-1", A, [step(1)])
+    world.request_cancel("run-1")
+    kind = "run_completed" if status == "completed" else "run_failed"
+    with pytest.raises(CancelRequested):
+        world.append(
+            "run-1",
+            A,
+            [*(step(2 + i) for i in range(carried)), NewEvent(kind)],
+            RunUpdate(status, output=b"out", error=b"err", release=True),  # type: ignore[arg-type]
+        )
+    record = world.get_run("run-1")
+    assert record is not None and record.status == "running" and record.lease_owner == A
+    assert [e.kind for e in world.read_events("run-1")] == ["run_created", "step_completed"]
+    assert world.append("run-1", A, [step(2)]) is True
+    world.append("run-1", A, [NewEvent("run_cancelled")], RunUpdate("cancelled", release=True))
+    record = world.get_run("run-1")
+    assert record is not None and record.status == "cancelled" and record.output is None
 
 
 def test_append_with_update_suspends_and_releases(world: World, clock: FakeClock) -> None:

@@ -12,6 +12,7 @@ import pytest
 import durable.dag as dag
 from durable import WorkflowCancelled, WorkflowFailed
 from durable._serialization import error_from_dict, error_to_dict
+from tests.cancelling import HOW, cancel_while_held
 
 calls: Counter[str] = Counter()
 log: list[str] = []
@@ -358,3 +359,117 @@ def test_cancelling_a_run_waiting_on_a_hook_undoes_its_completed_nodes(engine):
         run.result(timeout=10)
     assert [name for name in log if name.startswith("undo-")] == ["undo-profile", "undo-account"]
     assert calls["activate"] == 0
+
+
+_gate_entered = threading.Event()
+
+
+@dag.handler("feat.gate")
+def gate(name: str):
+    with _lock:
+        calls[name] += 1
+        log.append(name)
+    _gate_entered.set()
+    assert _release.wait(10)
+    return name
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_cancel_while_the_last_node_runs_undoes_the_completed_nodes(engine, how):
+    # No durable point follows the last node but the outcome: the run asks once whether it was
+    # cancelled meanwhile, and undoes its nodes as any cancellation does.
+    _gate_entered.clear()
+    spec = {
+        "nodes": [
+            node("account", config={"name": "account", "value": "{{ input.user }}"},
+                 compensate=undo("account", value="{{ account.output.value }}")),
+            node("ship", handler="feat.gate", deps=["account"], config={"name": "ship"},
+                 compensate=undo("ship")),
+        ],
+    }
+    run = dag.start(spec, {"user": "ada"})
+    cancel_while_held(run, engine.world, how, _gate_entered, _release)
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    assert calls["ship"] == 1
+    assert [name for name in log if name.startswith("undo-")] == ["undo-ship", "undo-account"]
+
+
+def test_inspect_shows_the_nodes_a_cancellation_kept_from_starting_as_skipped(engine):
+    from cli._dag_view import child_records, dag_nodes
+    from cli._timeline import build_timeline
+
+    _gate_entered.clear()
+    spec = {
+        "nodes": [
+            node("first", handler="feat.gate", config={"name": "first"}),
+            node("second", deps=["first"], config={"name": "second"}),
+        ],
+    }
+    run = dag.start(spec, {})
+    cancel_while_held(run, engine.world, "elsewhere", _gate_entered, _release)
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=10)
+    world = engine.world
+    record = world.get_run(run.id)
+    log = world.read_events(run.id)
+    views = dag_nodes(
+        record, log, build_timeline(record, log, world.now()), child_records(world, record, log)
+    )
+    by_id = {v.id: v for v in views}
+    assert by_id["first"].status == "completed"
+    assert (by_id["second"].status, by_id["second"].reason) == (
+        "skipped", "the run was cancelled before it started"
+    )
+    assert calls["second"] == 0
+
+
+def test_an_output_node_without_config_gathers_its_dependencies_outputs(engine):
+    spec = {"nodes": [
+        node("input", handler="input"),
+        node("task-b", deps=["input"], config={"name": "b", "value": "{{ input.n }}"}),
+        node("task_c", deps=["input"], config={"name": "c"}),
+        node("output", handler="output", deps=["task-b", "task_c"]),
+        node("only", handler="output", deps=["task_c"], config={}),
+    ]}
+    assert dag.run(spec, {"n": 7}) == {
+        "output": {"task-b": {"name": "b", "value": 7}, "task_c": {"name": "c", "value": None}},
+        "only": {"task_c": {"name": "c", "value": None}},
+    }
+
+
+def test_a_spec_may_nest_its_graph_under_dag(engine):
+    spec = {"name": "Parallel Processing", "dag": {"nodes": [
+        node("input", handler="input"),
+        node("b", deps=["input"], config={"name": "b"}),
+        node("output", handler="output", deps=["b"]),
+    ]}}
+    assert dag.validate(spec).name == "Parallel Processing"
+    assert dag.run(spec, {}) == {"output": {"b": {"name": "b", "value": None}}}
+
+
+_logged: dict[str, list[str]] = {}
+
+
+@dag.handler("feat.log_so_far")
+def log_so_far(name: str):
+    import durable
+
+    run_id = durable.step_info().run_id
+    events = durable.get_runtime().world.read_events(run_id)
+    _logged[name] = [e.name or "" for e in events if e.kind == "step_completed"]
+    return name
+
+
+def test_a_node_starts_once_its_dependencies_results_are_recorded(engine):
+    # A DAG's nodes are branches of one group that wait on each other's results: a node's step
+    # starts only once what it depends on is durable (a crash must not re-run a dependency
+    # whose output the node already used).
+    if engine.forced_replay:
+        pytest.skip("forced replay writes every result at once")
+    spec = {"nodes": [
+        node("first", config={"name": "first"}),
+        node("second", handler="feat.log_so_far", deps=["first"], config={"name": "second"}),
+    ]}
+    dag.run(spec, {})
+    assert len(_logged["second"]) == 1  # first's step, recorded before second's started

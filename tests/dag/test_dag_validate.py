@@ -215,6 +215,27 @@ MALFORMED = [
       "output": "{{ input.items[0].n }}"},
      ["node 'a': foreach: '{{ input.items }}' reads input.items",
       "output: '{{ input.items[0].n }}' reads input.items"]),
+    ("a template reads an input property the schema does not declare",
+     {"input": {"type": "object", "required": ["xs"], "properties": {"xs": {"type": "array"}}},
+      "nodes": [node("skip", when="{{ input.flag }}", config={"a": "{{ input.xs }}"})],
+      "output": "{{ input.totl }}"},
+     ["node 'skip': when: '{{ input.flag }}' reads input.flag, which the input schema does not "
+      "declare (input declares xs): a run without it fails here (correct the name if it is a "
+      "typo, or declare it under 'properties' with a 'default', or add it to 'required')",
+      "output: '{{ input.totl }}' reads input.totl, which the input schema does not declare "
+      "(input declares xs)"]),
+    ("a template misspells a property of a required object",
+     {"input": {"type": "object", "required": ["user"], "properties": {"user": {
+         "type": "object", "required": ["name"], "properties": {"name": {"type": "string"},
+                                                                "age": {"type": "integer"}}}}},
+      "nodes": [node("a", config={"a": "{{ input.user.nmae }}"})]},
+     ["node 'a': config: '{{ input.user.nmae }}' reads input.user.nmae, which the input schema "
+      "does not declare (input.user declares name, age)"]),
+    ("a template reads a property of an input that allows none",
+     {"input": {"type": "object", "additionalProperties": False},
+      "nodes": [node("a", config={"a": "{{ input.x }}"})]},
+     ["node 'a': config: '{{ input.x }}' reads input.x, which the input schema does not declare "
+      "(input declares no properties)"]),
     ("a default that does not fit its schema",
      {"input": {"type": "object", "properties": {"p": {"type": "object", "default": "none"}}},
       "nodes": GOOD},
@@ -290,6 +311,24 @@ def test_input_reads_the_schema_does_not_describe_are_not_reported():
     spec = {"input": {"type": "object"}, "nodes": [node("a", config={"a": "{{ input.x.y }}"})]}
     dag.validate(spec)
     dag.validate({**spec, "input": None})
+    # A required property is there in every run input, declared under 'properties' or not.
+    required_only = {"type": "object", "required": ["x"], "properties": {"other": {}}}
+    dag.validate({**spec, "input": required_only})
+
+
+@pytest.mark.parametrize("declared", [
+    pytest.param({"type": "boolean", "default": False}, id="with-a-default"),
+    pytest.param({"type": "boolean"}, id="required"),
+])
+def test_an_undeclared_input_read_is_fine_once_declared_as_the_problem_says(declared):
+    schema = {"type": "object", "required": ["xs"], "properties": {"xs": {"type": "array"}}}
+    spec = {"input": schema, "nodes": [node("skip", when="{{ input.flag }}")]}
+    with pytest.raises(dag.DagValidationError, match="does not declare"):
+        dag.validate(spec)
+    fixed = {**schema, "properties": {**schema["properties"], "flag": declared}}
+    if "default" not in declared:
+        fixed["required"] = ["xs", "flag"]
+    dag.validate({**spec, "input": fixed})
 
 
 def test_a_recorded_spec_with_an_optional_input_read_still_validates():

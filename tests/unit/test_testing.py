@@ -31,6 +31,95 @@ def test_fixture_skips_time(durable_world):
     assert durable_world.now() - durable_world.started_at >= 7 * 86400
 
 
+@durable.workflow
+def child_naps(i: int) -> int:
+    durable.sleep("7 days")
+    return i
+
+
+parent_executions = 0
+
+
+@durable.workflow
+def waits_on_napping_children(n: int) -> list[int]:
+    global parent_executions
+    parent_executions += 1
+    return durable.map(lambda i: child_naps(i), range(n))
+
+
+def test_a_parent_waiting_a_week_for_its_children_replays_a_few_times(durable_world):
+    # The parent looks at its children less often the longer it waits; looking every minute,
+    # the skipping clock replayed it some 10,000 times (tens of seconds).
+    global parent_executions
+    parent_executions = 0
+    assert waits_on_napping_children(3) == [0, 1, 2]
+    assert durable_world.now() - durable_world.started_at >= 7 * 86400
+    assert parent_executions < 40
+
+
+@durable.step
+def stamp() -> float:
+    return durable.now().timestamp()
+
+
+@durable.workflow
+def stamps_a_week_apart() -> list[float]:
+    first = stamp()
+    durable.sleep("7 days")
+    return [first, stamp()]
+
+
+def test_now_inside_a_step_reads_the_skipping_clock(durable_world):
+    first, second = stamps_a_week_apart()
+    assert second - first >= 7 * 86400
+    assert second == pytest.approx(durable_world.now(), abs=60)
+    assert abs(durable.now().timestamp() - time.time()) < 60  # outside: the wall clock
+
+
+step_entered = threading.Event()
+step_may_end = threading.Event()
+executions: list[int] = []
+
+
+@durable.step
+def blocking_step(i: int) -> int:
+    executions.append(i)
+    if i == 1:
+        step_entered.set()
+        assert step_may_end.wait(10)
+    return i
+
+
+@durable.workflow
+def two_blocking_steps() -> list[int]:
+    return [blocking_step(1), blocking_step(2)]
+
+
+@pytest.mark.parametrize("how", ["advance", "renewals fell behind"])
+def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
+    # advance() keeps the leases of runs executing; without it (a worker's renewals falling
+    # behind) the worker claims its own run again, and must not start a second execution.
+    executions.clear()
+    step_entered.clear()
+    step_may_end.clear()
+    with world(time_skipping=False) as env:
+        run = two_blocking_steps.start()
+        assert step_entered.wait(10)
+        if how == "advance":
+            env.advance("1 hour")
+        else:
+            env.clock.advance("1 hour")
+            env.runtime.poll_once()  # claims it again (or the embedded worker has, just before)
+            record = env.world.get_run(run.id)
+            assert record is not None and record.lease_expires_at is not None
+            assert record.lease_expires_at > env.now()  # re-leased, to the worker executing it
+        time.sleep(0.3)  # the embedded worker polls meanwhile
+        step_may_end.set()
+        assert run.result(timeout=10) == [1, 2]
+        assert executions == [1, 2]
+        assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
+
+
 def test_manual_clock_control():
     with world(time_skipping=False) as env:
         run = weekly_reminder.start("bob")

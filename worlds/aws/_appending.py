@@ -10,7 +10,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from durable.world import FINISHED_STATUSES, NewEvent, RunUpdate
+from durable._errors import CancelRequested
+from durable.world import FINISHED_STATUSES, SUPERSEDED_BY_CANCEL, NewEvent, RunUpdate
 from worlds.aws._base import DAY, AwsWorldBase, Held
 from worlds.aws._items import Changes, num, text
 from worlds.aws._schema import TTL_ATTRIBUTE, event_sk, hook_key, run_key
@@ -35,6 +36,11 @@ class AppendingWorld(AwsWorldBase):
         items = [self._event_item(run_id, new, now) for new in events]
         batches = _batches(items)
         with self._run_lock(run_id):
+            if len(batches) > 1 and update is not None and update.status in SUPERSEDED_BY_CANCEL:
+                # The outcome's own transaction checks again, but by then the batches before it
+                # are written: refuse before any of them if it is known already.
+                if self._refresh(run_id, owner).cancel:
+                    raise CancelRequested(run_id)
             for batch in batches[:-1]:
                 self._append_items(run_id, owner, batch, None, now)
             return self._append_items(run_id, owner, batches[-1], update, now)
@@ -76,6 +82,8 @@ class AppendingWorld(AwsWorldBase):
             self.payloads.attr(outcome, "out", run_id, update.output)
             self.payloads.attr(outcome, "err", run_id, update.error)
         while True:
+            if held.cancel and update is not None and update.status in SUPERSEDED_BY_CANCEL:
+                raise CancelRequested(run_id)
             first = held.last_seq
             last = first + len(items)
             changes = Changes().set("seq", num(last)).set("updated", num(now)).add("rev", num(1))

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from durable._errors import HookConflict, HookNotFound, LeaseLost
+from durable._errors import CancelRequested, HookConflict, HookNotFound, LeaseLost
 from durable.world import (
     FINISHED_STATUSES,
+    SUPERSEDED_BY_CANCEL,
     Event,
     HookRecord,
     NewEvent,
@@ -122,6 +123,8 @@ class MemoryWorld:
             run = self._runs.get(run_id)
             if run is None or run.lease_owner != owner:
                 raise LeaseLost(run_id)
+            if run.cancel_requested and update and update.status in SUPERSEDED_BY_CANCEL:
+                raise CancelRequested(run_id)
             now = self.now()
             log = self._events[run_id]
             seq = run.last_seq

@@ -6,9 +6,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from durable._errors import LeaseLost, WorldError
+from durable._errors import CancelRequested, LeaseLost, WorldError
 from durable.world import (
     FINISHED_STATUSES,
+    SUPERSEDED_BY_CANCEL,
     NewEvent,
     RunUpdate,
 )
@@ -188,6 +189,8 @@ class Appending(Connections):
             row = conn.execute(_APPEND_CHECK, (run_id, owner)).fetchone()
         if row is None:
             raise LeaseLost(run_id)
+        if row[0] and update is not None and update.status in SUPERSEDED_BY_CANCEL:
+            raise CancelRequested(run_id)
         now = self._clock()
         base = row[1] << _BITS
         seq = seen = row[2] or 0

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote
 
 from durable._errors import ConfigurationError, WorldError
 from worlds.sqlite import _schema
+from worlds.sqlite._checkpointer import BACKGROUND_CHECKPOINT_ROWS, shared_checkpointer
 from worlds.sqlite._errors import _is_busy, translate_error
 from worlds.sqlite._group import AppendQueue
 from worlds.sqlite._sql import _IDENTITY
@@ -80,7 +81,9 @@ class Connections:
         self._readers_lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
+        self._changes_at = 0
         self._conn: sqlite3.Connection | None = self._open()
+        self._checkpointer = shared_checkpointer(path, synchronous)  # once the file is ours
         _open_worlds.add(self)
 
     def __repr__(self) -> str:
@@ -100,6 +103,8 @@ class Connections:
     def close(self) -> None:
         """Close the connection; the world may not be used afterwards. Closing twice is fine."""
         with self._lock:
+            if not self._closed and self._pid == os.getpid():
+                self._checkpointer.release()
             self._closed = True
             conn, self._conn = self._conn, None
             with self._readers_lock:
@@ -200,6 +205,10 @@ class Connections:
         conn = self._conn
         if conn is None or self._pid != os.getpid():
             conn = self._reconnect()
+        changes = conn.total_changes
+        if changes - self._changes_at >= BACKGROUND_CHECKPOINT_ROWS:
+            self._changes_at = changes
+            self._checkpointer.request()
         return conn
 
     def _reconnect(self) -> sqlite3.Connection:
@@ -211,6 +220,7 @@ class Connections:
             _abandoned.append(self._conn)
             self._conn = None
         self._pid = os.getpid()
+        self._changes_at = 0
         self._conn = self._open()
         return self._conn
 
@@ -222,6 +232,11 @@ class Connections:
         self._readers_lock = threading.Lock()
         _abandoned.extend(self._readers)
         self._readers = []
+        parents = self._checkpointer.abandon()
+        if parents is not None:
+            _abandoned.append(parents)
+        self._checkpointer = shared_checkpointer(self.path, self.synchronous)
+        self._changes_at = 0
         if self._conn is not None:
             _abandoned.append(self._conn)
             self._conn = None

@@ -21,8 +21,9 @@ Design notes:
   lease, under the same write lock as every other append, so concurrent resumes (from any
   process) get consecutive sequence numbers and a worker's next append comes after them.
 * New files use small pages (:data:`PAGE_SIZE`) and every connection checkpoints the log less
-  often than SQLite's default (:data:`CHECKPOINT_BYTES`); neither changes what a commit
-  guarantees.
+  often than SQLite's default (:data:`CHECKPOINT_BYTES`); a thread of the world copies most of
+  the log back beside the writes (``_checkpointer``), so the commit that reaches the limit has
+  little left to copy. None of this changes what a commit guarantees.
 * After ``fork`` the child never touches the parent's connection (SQLite forbids it); it opens its
   own on first use.
 
