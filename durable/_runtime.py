@@ -156,6 +156,7 @@ class Runtime:
         self._stranded: set[str] = set()
         self._handed_back: set[str] = set()
         self._reclaimed: set[str] = set()  # claimed again while still executing here
+        self._bodies: set[str] = set()  # runs whose code executes here now (one execution each)
         self.fatal_error: WorldError | None = None
         """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
@@ -378,7 +379,10 @@ class Runtime:
     def execute(self, record: RunRecord) -> Outcome:
         """Execute a run this process has leased until it finishes or suspends."""
         self._enter(record.id)
+        sole = self._begin_body(record.id)
         try:
+            if not sole:
+                return Outcome("pending")  # executed again once the execution here ends
             while True:
                 prepared = self._prepare(record)
                 if prepared is None:
@@ -399,6 +403,7 @@ class Runtime:
             self._give_back(record.id)
             return Outcome("error")
         finally:
+            self._end_body(record.id, sole)
             self._leave(record.id)
 
     def _execute_sync(
@@ -422,7 +427,10 @@ class Runtime:
         """Async :meth:`execute`, on the running event loop."""
         install_task_factory(asyncio.get_running_loop())
         self._enter(record.id)
+        sole = self._begin_body(record.id)
         try:
+            if not sole:
+                return Outcome("pending")  # executed again once the execution here ends
             while True:
                 prepared = self._prepare(record)
                 if prepared is None:
@@ -446,6 +454,7 @@ class Runtime:
             self._give_back(record.id)
             return Outcome("error")
         finally:
+            self._end_body(record.id, sole)
             self._leave(record.id)
 
     async def _execute_async(
@@ -718,6 +727,26 @@ class Runtime:
             if not self._reclaimed_while_executing(record.id):
                 self.submit(record)
         return len(claimed)
+
+    def _begin_body(self, run_id: str) -> bool:
+        """Whether no execution of the run is under way here; if so this one is it.
+
+        A lease admits one process, not one execution: a second one here (its lease renewed by
+        this process's own claim) would replay beside the first and run its new steps again.
+        It is left to run once the first ends (see ``_after_reclaim``).
+        """
+        with self._lock:
+            if run_id not in self._bodies:
+                self._bodies.add(run_id)
+                return True
+            self._reclaimed.add(run_id)
+        log.warning("run %s is already executing in this process; not starting it twice", run_id)
+        return False
+
+    def _end_body(self, run_id: str, sole: bool) -> None:
+        if sole:
+            with self._lock:
+                self._bodies.discard(run_id)
 
     def _reclaimed_while_executing(self, run_id: str) -> bool:
         # Our own lease lapsed (renewals fell behind, or a test clock jumped) while the run still

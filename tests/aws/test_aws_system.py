@@ -270,7 +270,9 @@ def test_twenty_minute_sleep_is_woken_by_a_chain_of_sqs_messages(moto_endpoint: 
     sleep = next(e for e in events if e.kind == "sleep_started")
     assert sleep.data is not None
     wake_at = json.loads(sleep.data)["wake_at"]
-    assert wake_at - sleep.created_at == pytest.approx(SLEEP, abs=1.0)
+    # The wake-up time is computed a moment before the event is stamped: on the fast clock a
+    # busy machine's few milliseconds are world seconds, so allow a tenth of a real second.
+    assert SLEEP - 0.1 * SPEEDUP <= wake_at - sleep.created_at <= SLEEP + 1.0
     # Nothing after the sleep was recorded before its (world) time came.
     assert all(e.created_at >= wake_at for e in events[sleep.seq :]), events
     assert elapsed >= SLEEP / SPEEDUP * 0.9, elapsed

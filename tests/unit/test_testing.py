@@ -120,6 +120,25 @@ def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
         assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
 
 
+def test_a_second_execution_of_a_run_in_one_process_waits_for_the_first(caplog):
+    # However a second execution comes about (the run handed to execute() again while its code
+    # runs), it must not replay beside the first: the run continues once the first ends.
+    executions.clear()
+    step_entered.clear()
+    step_may_end.clear()
+    with world(time_skipping=False) as env:
+        run = two_blocking_steps.start()
+        assert step_entered.wait(10)
+        record = env.world.get_run(run.id)
+        assert record is not None
+        assert env.runtime.execute(record).status == "pending"
+        assert "already executing in this process" in caplog.text
+        step_may_end.set()
+        assert run.result(timeout=10) == [1, 2]
+        assert executions == [1, 2]
+        assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
+
+
 def test_manual_clock_control():
     with world(time_skipping=False) as env:
         run = weekly_reminder.start("bob")
