@@ -375,14 +375,14 @@ def test_run_is_handed_back_before_the_deadline_and_resumed_by_the_next_invocati
 def test_batch_arriving_with_less_time_than_the_margin_does_not_overrun_the_deadline(
     world: Any, client: Runtime, queue: Queue, handlers: Callable[..., Any]
 ) -> None:
-    run = wl.lw_slow.with_options(execute=False).start(8, 0.5)
+    run = wl.lw_slow.with_options(execute=False).start(8, 1.0)
     messages = queue.receive(1)
 
-    # 2.5 s left with a 3 s margin: there is no time to execute anything (the run needs 4 s).
+    # 5 s left with a 6 s margin: there is no time to execute anything (the run needs 8 s).
     started = time.monotonic()
-    result = handlers(margin=3.0)(queue.event(messages), FakeContext(2.5))
+    result = handlers(margin=6.0)(queue.event(messages), FakeContext(5.0))
     took = time.monotonic() - started
-    assert took < 2.5, f"the handler returned after {took:.2f}s, past its time"
+    assert took < 5.0, f"the handler returned after {took:.2f}s, past its time"
     queue.settle(messages, result)
 
     record = world.get_run(run.id)

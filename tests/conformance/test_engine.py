@@ -759,14 +759,14 @@ def test_cancel_stops_at_next_durable_point(engine):
 def naps_twice() -> str:
     add(1, 1)
     durable.sleep(2.0)
-    durable.sleep(2.0)
+    durable.sleep(6.0)
     add(2, 2)
     return "finished"
 
 
 def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine):
     engine.runtime.options.time_skipping = None
-    engine.runtime.options.inline_wait_limit = 5.0  # both sleeps wait in-process
+    engine.runtime.options.inline_wait_limit = 10.0  # both sleeps wait in-process
     run = naps_twice.start()
     deadline = time.monotonic() + 10
     while not any(e.kind == "sleep_started" for e in run.events()):
@@ -781,8 +781,8 @@ def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine
     events = run.events()
     assert events[-1].kind == "run_cancelled" and calls == {"add:1:1": 1}, events
     # The first sleep ends (2 s); the second is the next durable point, where the run stops
-    # rather than waiting it out too (4 s).
-    assert took < 3.0, f"cancelled {took:.1f}s after the request"
+    # rather than waiting it out too (8 s; the slack is for a busy machine).
+    assert took < 6.0, f"cancelled {took:.1f}s after the request"
 
 
 last_step_entered = threading.Event()
