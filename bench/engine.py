@@ -122,7 +122,7 @@ def child_record(path: str, steps: int) -> dict[str, Any]:
 
     durable.configure(_fresh(Path(path)), worker=False, inline_wait_limit=0)
     flow = _define_resumable(steps)
-    run = flow.start(steps)
+    run = flow.with_options(execute=True).start(steps)  # here, though no worker polls
     while run.status not in ("suspended", "failed"):
         time.sleep(0.05)
     return {"run_id": run.id, "status": run.status, "events": len(run.events())}

@@ -169,8 +169,14 @@ def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
         max_concurrency: how many branches run at once (default: all of them in async
             workflows, up to 32 threads in sync workflows).
     """
-    if max_concurrency is not None and max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ValueError(
+            f"max_concurrency must be a whole number >= 1 (or None: no limit), "
+            f"got {max_concurrency!r}"
+        )
     calls = [_bind(fn, item) for item in items]
     return _branches(calls, max_concurrency)
 

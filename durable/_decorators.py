@@ -98,8 +98,9 @@ class StartOptions:
 
     run_id: str | None = None
     """A caller-chosen run id: starting twice with one id returns the existing run."""
-    execute: bool = True
-    """Execute the run in this process (embedded worker); False leaves it to other workers."""
+    execute: bool | None = None
+    """Execute the run in this process; False leaves it to other workers. ``None``: here if
+    this process runs its embedded worker (``durable.configure(worker=False)`` says it does not)."""
 
 
 _registry: dict[str, WorkflowDefinition] = {}
@@ -350,7 +351,8 @@ class Workflow(Generic[P, R]):
 
         Args:
             run_id: the id of the run to start; starting an existing id returns that run.
-            execute: run it in this process (default) or leave it to other workers.
+            execute: run it in this process or leave it to other workers (default: here,
+                unless ``durable.configure(worker=False)`` turned this process's worker off).
         """
         changes: dict[str, Any] = {}
         if run_id is not None:

@@ -226,13 +226,11 @@ class Runtime:
         """
         if current_frame.get() is not None:
             return start_child(self, defn, args, kwargs, options.run_id)
-        with self._creating(defn, args, kwargs, options, owned=options.execute) as (
-            record,
-            created,
-        ):
-            if created and options.execute:
+        execute = self.options.worker if options.execute is None else options.execute
+        with self._creating(defn, args, kwargs, options, owned=execute) as (record, created):
+            if created and execute:
                 self.submit(record)
-        if options.execute:
+        if execute:
             self.ensure_worker()
         return Run(record.id, self, record)
 

@@ -348,7 +348,8 @@ def start(
         input: the run input (``{{ input... }}`` in templates); the properties it leaves out
             that the spec's input schema gives a ``default`` are recorded with it.
         run_id: a caller-chosen run id (starting an existing id returns that run).
-        execute: run it in this process (default) or leave it to workers.
+        execute: run it in this process or leave it to workers (default: here, unless
+            ``durable.configure(worker=False)`` turned this process's worker off).
 
     Raises:
         DagValidationError: the spec or the input is invalid (nothing is recorded).

@@ -82,7 +82,7 @@ def validate(
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, None, "spec"))
         broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
-    nodes, unparsed = _parse_nodes(raw_nodes, problems)
+    nodes, unparsed, duplicates = _parse_nodes(raw_nodes, problems)
     # The input schema and the output are checked even when another field (defaults, say) is
     # broken: every problem is reported at once.
     schema = top.input if top is not None else raw.get("input")
@@ -95,6 +95,10 @@ def validate(
             problems.extend(Problem(None, p) for p in default_problems(schema, "input"))
             reads = schema
     _check_graph(nodes, unparsed, problems, check_handlers, reads)
+    for twin in duplicates:  # left out of the graph, its own handlers are still checked
+        if twin.handler != _UNPARSED:
+            problems.extend(_handler_problems(twin.id, twin.handler, twin.config, check_handlers))
+        problems.extend(_node_field_problems(twin, check_handlers, set()))
     ids = frozenset(n.id for n in nodes)
     output = top.output if top is not None else raw.get("output")
     if output is not None and "output" not in broken:
@@ -151,13 +155,14 @@ def _defaults(raw: Any) -> Defaults | None:
 
 def _parse_nodes(
     raw_nodes: list[Any], problems: list[Problem]
-) -> tuple[list[NodeSpec], dict[str, set[str]]]:
-    """The nodes, and for each node with bad fields the names of those fields.
+) -> tuple[list[NodeSpec], dict[str, set[str]], list[NodeSpec]]:
+    """The nodes, the names of each node's bad fields, and the nodes repeating an earlier id.
 
     A node with bad fields is kept, parsed without them, so that its id, dependencies and
     templates are still checked (and other nodes naming it are not told it does not exist).
     """
     nodes: list[NodeSpec] = []
+    duplicates: list[NodeSpec] = []
     unparsed: dict[str, set[str]] = {}
     seen: set[str] = set()
     kept: set[str] = set()
@@ -187,12 +192,13 @@ def _parse_nodes(
                         "with a digit or '-'")
             )
         if node.id in kept:
-            continue  # a duplicate, reported above
+            duplicates.append(node)  # reported above
+            continue
         kept.add(node.id)
         nodes.append(node)
         if fields:
             unparsed[node.id] = fields
-    return nodes, unparsed
+    return nodes, unparsed, duplicates
 
 
 _UNPARSED = "<unparsed>"

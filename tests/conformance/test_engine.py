@@ -1003,6 +1003,21 @@ def test_parallel_given_results_instead_of_callables_says_to_pass_callables(engi
         parallel_of_results.start().result(timeout=20)
 
 
+@workflow
+def mapped_with(limit: object) -> list[int]:
+    return durable.map(lambda x: add(x, x), [1, 2], max_concurrency=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("limit", [0, "2", 1.5, True])
+def test_map_refuses_a_limit_that_is_not_a_whole_number_of_at_least_one(engine, limit):
+    with pytest.raises(WorkflowFailed) as failed:
+        mapped_with.start(limit).result(timeout=20)
+    assert failed.value.error_message == (
+        f"max_concurrency must be a whole number >= 1 (or None: no limit), got {limit!r}"
+    )
+    assert mapped_with.start(2).result(timeout=20) == [2, 4]
+
+
 def test_events_decode_their_payloads_with_value(engine):
     run = arithmetic.start(1)
     assert run.result(timeout=20) == {"a": 2, "b": 12}

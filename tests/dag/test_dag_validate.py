@@ -152,6 +152,10 @@ MALFORMED = [
      {"nodes": [node("a"), {**node("a"), "timeout": "soon"}]},
      ["node 'a': duplicate id", "node 'a': timeout: invalid duration \"soon\": use seconds "
       "(e.g. 30), a timedelta, or a string like \"30s\", \"5 minutes\", \"1h30m\", \"7 days\""]),
+    ("the unknown handler of a node with a duplicate id",
+     {"nodes": [node("a"), node("a", handler="nope"), node("b", handler="nope2")]},
+     ["node 'a': duplicate id", "node 'b': unknown handler 'nope2'",
+      "node 'a': unknown handler 'nope'"]),
     ("many problems at once",
      {"nodes": [node("a", deps=["ghost"]), node("a"), node("b", handler="nope", deps=["c"]),
                 node("c", deps=["b"])]},

@@ -262,3 +262,20 @@ def test_durable_force_replay_in_the_environment_reaches_the_test_world(monkeypa
         _assert_replayed()
     with world(force_replay=False) as env:
         assert not env.runtime.options.force_replay
+
+
+def test_a_process_without_its_worker_leaves_the_runs_it_starts_to_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    previous = durable._client.current_runtime()
+    try:
+        runtime = durable.configure("memory://", worker=False)
+        left = stamps_a_week_apart.start()
+        time.sleep(0.2)
+        assert left.status == "pending" and left.events()[-1].kind == "run_created"
+        here = two_blocking_steps.with_options(execute=True)
+        step_may_end.set()
+        assert here.start().result(timeout=10) == [1, 2]  # asked for: executed here all the same
+        assert runtime.world.get_run(left.id).status == "pending"
+    finally:
+        durable.get_runtime().stop()
+        durable._client.use_runtime(previous)
