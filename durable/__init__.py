@@ -29,6 +29,7 @@ from durable._errors import (
     UnknownWorkflow,
     WorkflowCancelled,
     WorkflowFailed,
+    WorkflowTimedOut,
     WorldError,
 )
 from durable._hooks import Hook, create_hook, resume_hook
@@ -71,6 +72,7 @@ __all__ = [
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",
+    "WorkflowTimedOut",
     "WorldError",
     "configure",
     "create_hook",

@@ -15,6 +15,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
+from durable._deadlines import with_deadline
 from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, WorkflowCancelled
 from durable._run import Run
@@ -57,6 +58,7 @@ def start_child(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     run_id: str | None,
+    timeout: float | None = None,
 ) -> ChildRun:
     """Start a child run from inside a workflow (idempotent across replays)."""
     frame = current_frame.get()
@@ -77,6 +79,12 @@ def start_child(
         raise ctx.block()
     ctx.check_cancel()
     ctx.record(replay_point=False)  # values its input may hold (uuid4(), now()) first
+    if timeout is not None:
+        data = dumps(
+            with_deadline({"args": list(args), "kwargs": kwargs}, timeout, runtime.world),
+            serializer=defn.serializer,
+            what=f"input of workflow {defn.name!r}",
+        )
     child_id = run_id or f"{ctx.run_id}.{op_id}"
     # The child run exists before the parent's log names it, so every child a log names can be
     # read; a crash in between leaves a child the replay adopts (its id is deterministic).

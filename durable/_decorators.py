@@ -8,11 +8,12 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from durable._context import current_frame
 from durable._durations import parse_duration
-from durable._errors import ConfigurationError
+from durable._errors import ConfigurationError, InvalidDuration
 from durable._options import RetryPolicy
 from durable._steps import call_step
 from durable.world import check_key
@@ -101,6 +102,8 @@ class StartOptions:
     execute: bool | None = None
     """Execute the run in this process; False leaves it to other workers. ``None``: here if
     this process runs its embedded worker (``durable.configure(worker=False)`` says it does not)."""
+    timeout: float | None = None
+    """Seconds from the start after which an unfinished run is cancelled (``WorkflowTimedOut``)."""
 
 
 _registry: dict[str, WorkflowDefinition] = {}
@@ -345,7 +348,11 @@ class Workflow(Generic[P, R]):
         return self.definition.name
 
     def with_options(
-        self, *, run_id: str | None = None, execute: bool | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        execute: bool | None = None,
+        timeout: float | timedelta | str | None = None,
     ) -> Workflow[P, R]:
         """A copy of this workflow that starts runs with these options.
 
@@ -353,8 +360,24 @@ class Workflow(Generic[P, R]):
             run_id: the id of the run to start; starting an existing id returns that run.
             execute: run it in this process or leave it to other workers (default: here,
                 unless ``durable.configure(worker=False)`` turned this process's worker off).
+            timeout: how long the run may take from its start (seconds, a timedelta, or a
+                string like ``"30m"``). A run still unfinished then is cancelled at its next
+                durable point (a sleep or hook wait ends early for it; a step in flight ends
+                first), its saga undos run, and its result raises ``WorkflowTimedOut``. Its
+                child runs are cancelled with it.
+
+        Raises:
+            InvalidDuration: ``timeout`` is not a positive duration.
         """
         changes: dict[str, Any] = {}
+        if timeout is not None:
+            seconds = parse_duration(timeout)
+            if seconds <= 0:
+                raise InvalidDuration(
+                    f"timeout must be positive, got {timeout!r}: how long the run may take "
+                    "from its start, e.g. 30, \"30m\" or timedelta(hours=1)"
+                )
+            changes["timeout"] = seconds
         if run_id is not None:
             check_key(run_id, "run_id")
             changes["run_id"] = run_id

@@ -149,6 +149,9 @@ class RunContext:
     commands: list[StepCommand] = field(default_factory=list)
     new_events: list[NewEvent] = field(default_factory=list)
     cancel_requested: bool = False
+    deadline: float | None = None
+    """When (world clock) the run's timeout cancels it (see ``past_deadline``)."""
+    timed_out: bool = False
     release_requested: bool = False
     compensating: bool = False
     seen_seq: int = 0
@@ -482,11 +485,17 @@ class RunContext:
             return self.unwinding
         return exc
 
+    def past_deadline(self) -> bool:
+        """Whether the run's timeout has passed: from then on it counts as cancelled."""
+        if self.deadline is not None and not self.timed_out and self.clock() >= self.deadline:
+            self.timed_out = self.cancel_requested = True
+        return self.timed_out
+
     def check_cancel(self) -> None:
         """Stop here if the run was cancelled, or hand it back if this worker is stopping."""
         if self.unwinding is not None and self._in_workflow_code():
             raise self.unwinding
-        if self.cancel_requested and not self.compensating:
+        if (self.cancel_requested or self.past_deadline()) and not self.compensating:
             raise Cancelled(self.run_id)
         if self.release_requested:
             raise self.suspend_until(self.clock(), "handed back by a stopping worker")
@@ -501,9 +510,13 @@ class RunContext:
         """Register a wake-up time and return the exception that unwinds the run.
 
         A cancelled run does not go back to sleep: it ends here (after replaying to this point).
+        A run with a timeout wakes at its deadline at the latest.
         """
-        if self.cancel_requested and not self.compensating:
-            return Cancelled(self.run_id)
+        if not self.compensating:  # undo steps wait out their retries, deadline or not
+            if self.cancel_requested or self.past_deadline():
+                return Cancelled(self.run_id)
+            if self.deadline is not None:
+                when = self.deadline if when is None else min(when, self.deadline)
         self.waits.append(when)
         return Blocked(reason) if self.pure else Suspend(reason)
 
@@ -700,7 +713,7 @@ class RunContext:
         if not self.cancel_requested and self.recorder is not None:
             self.cancel_requested = self.recorder.cancel_requested()
             self.written_at = time.monotonic()
-        return self.cancel_requested
+        return self.cancel_requested or self.past_deadline()
 
     def step_info(self, op_id: str, step: StepDefinition, attempt: int) -> StepInfo:
         """The :class:`StepInfo` for one attempt."""

@@ -8,6 +8,7 @@ The hierarchy::
     ├── NonDeterminismError       replay met different code than the log recorded
     ├── WorkflowFailed            a run ended in failure (raised by Run.result)
     ├── WorkflowCancelled         a run was cancelled (raised by Run.result)
+    │   └── WorkflowTimedOut      ... because its timeout ran out
     ├── RunNotFound               no run with that id
     ├── UnknownWorkflow           the log names a workflow this process does not know
     ├── ConfigurationError        a bad world URL, a bad decorator use, a missing extra
@@ -27,6 +28,7 @@ Engine control flow (suspension, cancellation) uses ``BaseException`` subclasses
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -121,6 +123,23 @@ class WorkflowCancelled(DurableError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.run_id,))
+
+
+class WorkflowTimedOut(WorkflowCancelled):
+    """The run was cancelled because it was still unfinished at its deadline (its timeout).
+
+    Attributes:
+        deadline: when (epoch seconds) the timeout ran out.
+    """
+
+    def __init__(self, run_id: str, deadline: float) -> None:
+        super().__init__(run_id)
+        self.deadline = deadline
+        when = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
+        self.args = (f"run {run_id} timed out: it was still unfinished at its deadline, {when}",)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id, self.deadline))
 
 
 class RunNotFound(DurableError):

@@ -25,6 +25,7 @@ from durable._children import child_ids, notify_parent, start_child
 from durable._coerce import coerce_arguments
 from durable._context import Frame, current_frame
 from durable._control import Cancelled, StorageUnavailable, Suspend
+from durable._deadlines import deadline_of, same_arguments, timed_out, with_deadline
 from durable._decorators import (
     StartOptions,
     WorkflowDefinition,
@@ -40,6 +41,7 @@ from durable._errors import (
     SerializationError,
     UnknownWorkflow,
     WorkflowCancelled,
+    WorkflowTimedOut,
     WorldError,
 )
 from durable._flusher import Flusher
@@ -181,7 +183,7 @@ class Runtime:
         process for idle and, with time skipping, move the clock past the new lease.
         """
         data = dumps(
-            {"args": list(args), "kwargs": kwargs},
+            with_deadline({"args": list(args), "kwargs": kwargs}, options.timeout, self.world),
             serializer=defn.serializer,
             what=f"input of workflow {defn.name!r}",
         )
@@ -199,7 +201,7 @@ class Runtime:
                     f"run id {run_id!r} belongs to a run of workflow {record.workflow_name!r}, "
                     f"not {defn.name!r}: choose another id (ids are unique across workflows)"
                 )
-            if not created and record.input and record.input != data:
+            if not created and record.input and not same_arguments(record.input, data):
                 # Idempotent start returns the run already there; new arguments would otherwise
                 # be dropped without a word (business ids such as order-42 get reused).
                 log.warning(
@@ -225,7 +227,7 @@ class Runtime:
         Inside a workflow this starts a child run and returns its :class:`ChildRun`.
         """
         if current_frame.get() is not None:
-            return start_child(self, defn, args, kwargs, options.run_id)
+            return start_child(self, defn, args, kwargs, options.run_id, options.timeout)
         execute = self.options.worker if options.execute is None else options.execute
         with self._creating(defn, args, kwargs, options, owned=execute) as (record, created):
             if created and execute:
@@ -248,7 +250,7 @@ class Runtime:
         """
         frame = current_frame.get()
         if frame is not None:
-            child = start_child(self, defn, args, kwargs, options.run_id)
+            child = start_child(self, defn, args, kwargs, options.run_id, options.timeout)
             return child if frame.ctx.is_async else child.result()
         if defn.is_async:
             return self._call_async(defn, args, kwargs, options)
@@ -359,6 +361,7 @@ class Runtime:
             # Under forced replay every step result is a durable point of its own.
             defer_results=not self.options.force_replay,
             cancel_requested=record.cancel_requested,
+            deadline=deadline_of(record),
         )
         if record.last_seq > 1:  # more than run_created: there is history to replay
             events = record.events
@@ -407,7 +410,7 @@ class Runtime:
     def _execute_sync(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
     ) -> Outcome:
-        if ctx.cancel_requested and record.last_seq <= 1:
+        if (ctx.cancel_requested or ctx.past_deadline()) and record.last_seq <= 1:
             # Nothing ran yet; a run with history replays to its next durable point instead,
             # so that a saga can compensate on the way out.
             return self._finish(ctx, Cancelled(ctx.run_id), None)
@@ -458,7 +461,7 @@ class Runtime:
     async def _execute_async(
         self, defn: WorkflowDefinition, ctx: RunContext, record: RunRecord
     ) -> Outcome:
-        if ctx.cancel_requested and record.last_seq <= 1:
+        if (ctx.cancel_requested or ctx.past_deadline()) and record.last_seq <= 1:
             # Nothing ran yet; a run with history replays to its next durable point instead,
             # so that a saga can compensate on the way out.
             return self._finish(ctx, Cancelled(ctx.run_id), None)
@@ -510,6 +513,8 @@ class Runtime:
             raise exc  # the main thread is stopping: the run is taken over once its lease lapses
         if isinstance(exc, asyncio.CancelledError) and not ctx.cancel_requested:
             raise exc  # the event loop is shutting down: not the workflow's failure
+        if ctx.past_deadline() and not isinstance(exc, (Suspend, Diverged)):
+            return self._cancel(ctx)  # returned or failed after its timeout: as a cancel would
         if exc is None:
             try:
                 ctx.check_fully_replayed()
@@ -558,12 +563,17 @@ class Runtime:
     def _cancel(self, ctx: RunContext) -> Outcome:
         # Also when the workflow returned or failed after its cancellation was requested (while
         # its last step ran): cancellation is final once requested, as the world enforces.
-        self._write(ctx, NewEvent("run_cancelled"), RunUpdate("cancelled", release=True))
+        why = timed_out(ctx.deadline) if ctx.timed_out and ctx.deadline is not None else None
+        cancelled = RunUpdate("cancelled", error=why, release=True)
+        self._write(ctx, NewEvent("run_cancelled", data=why), cancelled)
         for event in list(ctx.recorded.values()):
             if event.kind == "child_started":
                 cancel_run(self.world, child_ids([event])[0])
         self._notify_parent(ctx)
-        return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
+        error = WorkflowCancelled(ctx.run_id)
+        if ctx.timed_out and ctx.deadline is not None:
+            error = WorkflowTimedOut(ctx.run_id, ctx.deadline)
+        return Outcome("cancelled", error=error)
 
     def _notify_parent(self, ctx: RunContext) -> None:
         if ctx.parent_id is None:

@@ -319,8 +319,8 @@ def _as_data(spec: Any) -> Any:
     return spec
 
 
-def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any]:
-    """The spec as data, and the run input with the schema's defaults filled in.
+def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any, float | None]:
+    """The spec as data, the run input with the schema's defaults filled in, and the timeout.
 
     The run records that input: the one its templates read.
     """
@@ -331,7 +331,7 @@ def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any]:
     errors = check_input(schema, run_input)
     if errors:
         raise DagValidationError([Problem(None, e) for e in errors])
-    return parsed.to_json(), with_defaults(schema, run_input)
+    return parsed.to_json(), with_defaults(schema, run_input), parsed.timeout_seconds()
 
 
 def start(
@@ -354,8 +354,9 @@ def start(
     Raises:
         DagValidationError: the spec or the input is invalid (nothing is recorded).
     """
-    data, filled = _prepare(spec, input)
-    return dag_workflow.with_options(run_id=run_id, execute=execute).start(data, filled)
+    data, filled, timeout = _prepare(spec, input)
+    options = dag_workflow.with_options(run_id=run_id, execute=execute, timeout=timeout)
+    return options.start(data, filled)
 
 
 def run(spec: Any, input: Any = None) -> Any:  # noqa: A002
@@ -365,4 +366,5 @@ def run(spec: Any, input: Any = None) -> Any:  # noqa: A002
         DagValidationError: the spec or the input is invalid.
         WorkflowFailed: a node failed.
     """
-    return dag_workflow(*_prepare(spec, input))
+    data, filled, timeout = _prepare(spec, input)
+    return dag_workflow.with_options(timeout=timeout)(data, filled)

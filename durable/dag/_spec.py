@@ -138,6 +138,15 @@ class DagSpec(BaseModel):
     output: Any = None
     """A template string or a mapping/list of templates resolved when every node finished;
     without it the run returns ``{node_id: output}`` of the nodes nothing depends on."""
+    timeout: float | str | None = None
+    """How long a run may take from its start (seconds or a duration string such as ``"30m"``):
+    a run still unfinished then is cancelled, undoing its completed nodes that ``compensate``."""
+
+    _timeout = field_validator("timeout", mode="before")(_check_timeout)
+
+    def timeout_seconds(self) -> float | None:
+        """``timeout`` in seconds (``None`` without a limit)."""
+        return parse_duration(self.timeout) if self.timeout is not None else None
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON data (what the durable workflow receives as input)."""

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 import durable.dag as dag
-from durable import WorkflowCancelled, WorkflowFailed
+from durable import WorkflowCancelled, WorkflowFailed, WorkflowTimedOut
 from durable._serialization import error_from_dict, error_to_dict
 from tests.cancelling import HOW, cancel_while_held
 
@@ -473,3 +473,19 @@ def test_a_node_starts_once_its_dependencies_results_are_recorded(engine):
     ]}
     dag.run(spec, {})
     assert len(_logged["second"]) == 1  # first's step, recorded before second's started
+
+
+def test_a_spec_timeout_cancels_a_run_still_unfinished_and_undoes_its_nodes(engine):
+    spec = {"timeout": "1h", "nodes": [
+        node("book", config={"name": "book"}, compensate=undo("book")),
+        node("nap", handler="sleep", deps=["book"], config={"duration": "1 day"}),
+        node("ship", deps=["nap"], config={"name": "ship"}),
+    ]}
+    run = dag.start(spec, {})
+    with pytest.raises(WorkflowTimedOut) as timed_out:
+        run.result(timeout=20)
+    assert timed_out.value.deadline == pytest.approx(run.record.created_at + 3600, abs=1)
+    assert log == ["book", "undo-book"]
+    assert dag.validate({**spec, "timeout": "30m"}).timeout_seconds() == 1800
+    with pytest.raises(dag.DagValidationError, match="timeout: .*must be more than 0 seconds"):
+        dag.validate({**spec, "timeout": 0})

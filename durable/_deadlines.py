@@ -1,0 +1,70 @@
+"""Workflow timeouts: a run's deadline, recorded with its input, and how it ended by it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from durable._serialization import loads
+from durable.world import RunRecord, World
+
+_KEY = "deadline"
+
+
+def with_deadline(payload: dict[str, Any], timeout: float | None, world: World) -> dict[str, Any]:
+    """The run input ``payload``, with the deadline a ``timeout`` from now if there is one.
+
+    Recorded with the input (not computed again), so that every replay, in any process, sees
+    the same deadline.
+    """
+    if timeout is None:
+        return payload
+    return {**payload, _KEY: world.now() + timeout}
+
+
+def deadline_of(record: RunRecord) -> float | None:
+    """The deadline recorded with a run's input, if any."""
+    if not record.input or _KEY.encode() not in record.input:
+        return None  # no decoding on the way of runs without a timeout
+    payload = loads(record.input, what=f"input of run {record.id}")
+    value = payload.get(_KEY) if isinstance(payload, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def same_arguments(recorded: bytes, new: bytes) -> bool:
+    """Whether two recorded inputs hold the same arguments (their deadlines aside)."""
+    if recorded == new:
+        return True
+    if _KEY.encode() not in recorded and _KEY.encode() not in new:
+        return False
+    try:
+        old, fresh = loads(recorded), loads(new)
+    except Exception:  # noqa: BLE001 - an input that does not decode is not the same
+        return False
+    if not isinstance(old, dict) or not isinstance(fresh, dict):
+        return False
+    old.pop(_KEY, None)
+    fresh.pop(_KEY, None)
+    return old == fresh
+
+
+def timed_out(deadline: float) -> bytes:
+    """What a run cancelled at its deadline records as its error."""
+    when = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
+    message = f"still unfinished at its deadline, {when}: cancelled"
+    return json.dumps({"type": "WorkflowTimedOut", "message": message, _KEY: deadline}).encode()
+
+
+def deadline_passed(error: bytes | None) -> float | None:
+    """The deadline of a run cancelled by its timeout, from its recorded error; else None."""
+    if not error:
+        return None
+    try:
+        info = json.loads(error)
+    except ValueError:
+        return None
+    if not isinstance(info, dict) or info.get("type") != "WorkflowTimedOut":
+        return None
+    value = info.get(_KEY)
+    return float(value) if isinstance(value, int | float) else None
