@@ -134,3 +134,32 @@ def test_a_timeout_that_is_not_a_positive_duration_is_refused(bad):
     with pytest.raises(InvalidDuration) as refused:
         naps_a_day.with_options(timeout=bad)
     assert "duration" in str(refused.value) or "timeout must be positive" in str(refused.value)
+
+
+@workflow
+async def naps_a_day_async() -> str:
+    await mark_async("before")
+    await durable.sleep("1 day")
+    return await mark_async("after")
+
+
+@step
+async def mark_async(text: str) -> str:
+    done.append(text)
+    return text
+
+
+def test_an_async_run_times_out_the_same_way(engine):
+    run = naps_a_day_async.with_options(timeout="1h").start()
+    with pytest.raises(WorkflowTimedOut):
+        run.result(timeout=20)
+    assert done == ["before"]
+
+
+def test_a_run_past_its_deadline_before_it_started_is_cancelled_unstarted(engine):
+    run = naps_a_day.with_options(timeout=60, execute=False).start()
+    engine.clock.advance("2 minutes")  # no worker took it meanwhile (none polls this world yet)
+    with pytest.raises(WorkflowTimedOut):
+        run.result(timeout=20)
+    assert done == []
+    assert [e.kind for e in run.events()] == ["run_created", "run_cancelled"]
