@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 import durable
-from durable.testing import world
+from durable.testing import TestWorld, world
 
 
 @durable.step
@@ -95,16 +97,28 @@ def two_blocking_steps() -> list[int]:
     return [blocking_step(1), blocking_step(2)]
 
 
-@pytest.mark.parametrize("how", ["advance", "renewals fell behind"])
-def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
-    # advance() keeps the leases of runs executing; without it (a worker's renewals falling
-    # behind) the worker claims its own run again, and must not start a second execution.
+@contextlib.contextmanager
+def _inside_its_first_step() -> Iterator[tuple[TestWorld, durable.Run]]:
+    """A run of ``two_blocking_steps`` held in its first step; once released, it must have run
+    each step once."""
     executions.clear()
     step_entered.clear()
     step_may_end.clear()
     with world(time_skipping=False) as env:
         run = two_blocking_steps.start()
         assert step_entered.wait(10)
+        yield env, run
+        step_may_end.set()
+        assert run.result(timeout=10) == [1, 2]
+        assert executions == [1, 2]
+        assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
+
+
+@pytest.mark.parametrize("how", ["advance", "renewals fell behind"])
+def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
+    # advance() keeps the leases of runs executing; without it (a worker's renewals falling
+    # behind) the worker claims its own run again, and must not start a second execution.
+    with _inside_its_first_step() as (env, run):
         if how == "advance":
             env.advance("1 hour")
         else:
@@ -114,29 +128,16 @@ def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
             assert record is not None and record.lease_expires_at is not None
             assert record.lease_expires_at > env.now()  # re-leased, to the worker executing it
         time.sleep(0.3)  # the embedded worker polls meanwhile
-        step_may_end.set()
-        assert run.result(timeout=10) == [1, 2]
-        assert executions == [1, 2]
-        assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
 
 
 def test_a_second_execution_of_a_run_in_one_process_waits_for_the_first(caplog):
     # However a second execution comes about (the run handed to execute() again while its code
     # runs), it must not replay beside the first: the run continues once the first ends.
-    executions.clear()
-    step_entered.clear()
-    step_may_end.clear()
-    with world(time_skipping=False) as env:
-        run = two_blocking_steps.start()
-        assert step_entered.wait(10)
+    with _inside_its_first_step() as (env, run):
         record = env.world.get_run(run.id)
         assert record is not None
         assert env.runtime.execute(record).status == "pending"
         assert "already executing in this process" in caplog.text
-        step_may_end.set()
-        assert run.result(timeout=10) == [1, 2]
-        assert executions == [1, 2]
-        assert [e.op_id for e in run.events() if e.kind == "step_completed"] == ["1", "2"]
 
 
 def test_manual_clock_control():
