@@ -141,6 +141,12 @@ def stdout_to_stderr(enabled: bool) -> Iterator[None]:
     type=float,
     help="Only with --wait: stop waiting after this many seconds and leave the run to a worker.",
 )
+@click.option(
+    "--run-timeout",
+    metavar="DURATION",
+    help='The run\'s own time limit ("30m", "2h", seconds): still unfinished then, it is '
+    "cancelled (undoing its saga) and ends timed out.",
+)
 @json_option
 @click.pass_context
 def start(
@@ -150,6 +156,7 @@ def start(
     run_id: str | None,
     wait: bool,
     timeout: float | None,
+    run_timeout: str | None,
     as_json: bool,
 ) -> None:
     """Start a run of WORKFLOW (defined in MODULE) and print its id.
@@ -174,6 +181,9 @@ def start(
             "(without --wait the command returns once the run is recorded)",
             ctx,
         )
+    limit = _parse_age(run_timeout, "--run-timeout") if run_timeout is not None else None
+    if limit is not None and limit <= 0:
+        raise click.ClickException(f"--run-timeout must be more than 0 seconds, got {run_timeout}")
     positional, keywords = parse_args(args)
     wf = load_workflow(target)
     _check_arguments(wf, positional, keywords)
@@ -182,7 +192,8 @@ def start(
     runtime = durable.configure(starting_world(ctx, wait), worker=False)
     try:
         try:
-            options = wf.with_options(run_id=run_id, execute=False)  # checks the id first
+            # Checks the id first.
+            options = wf.with_options(run_id=run_id, execute=False, timeout=limit)
         except (TypeError, ValueError) as exc:
             raise click.ClickException(f"--run-id: {exc}") from None
         existing = runtime.world.get_run(run_id) if run_id else None

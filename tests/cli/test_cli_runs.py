@@ -132,6 +132,20 @@ def test_failed_run_is_listed_with_its_error(cli):
     assert inspected["run"]["error"]["traceback"]
 
 
+def test_a_run_timeout_cancels_a_run_still_asleep_at_its_deadline(cli):
+    started = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--run-timeout", "1s", "--wait",
+                  ok=False)
+    run_id = started.stdout.strip()
+    assert f"Error: run {run_id} timed out: it was still unfinished at its deadline" in (
+        started.stderr
+    )
+    doc = cli.json("inspect", run_id)
+    assert doc["run"]["status"] == "cancelled"
+    assert doc["run"]["error"]["type"] == "WorkflowTimedOut"
+    refused = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--run-timeout", "soon", ok=False)
+    assert refused.stderr.startswith('Error: --run-timeout: invalid duration "soon"')
+
+
 def test_cancel_a_pending_and_a_suspended_run(cli):
     pending = cli.start("nap", '["1h"]')
     out = cli("cancel", pending).stdout
