@@ -246,7 +246,7 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
     parsed = _validated_here(spec)
     errors = check_input(parsed.input, input)
     if errors:
-        raise DagValidationError([Problem(None, e) for e in errors])
+        raise DagValidationError([Problem(None, e) for e in errors], "run input")
     state = _Execution(parsed, with_defaults(parsed.input, input))
     try:
         state.run_all()
@@ -330,7 +330,7 @@ def _prepare(spec: Any, run_input: Any) -> tuple[dict[str, Any], Any, float | No
         run_input = {}  # no input given: an empty object, which the schema's defaults fill in
     errors = check_input(schema, run_input)
     if errors:
-        raise DagValidationError([Problem(None, e) for e in errors])
+        raise DagValidationError([Problem(None, e) for e in errors], "run input")
     return parsed.to_json(), with_defaults(schema, run_input), parsed.timeout_seconds()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,6 +180,28 @@ def _yaml_problem(exc: Exception) -> str:
     return text
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+def _strict_bools(yaml: Any) -> Any:
+    """A safe YAML loader reading only ``true``/``false`` as booleans (as YAML 1.2 does).
+
+    YAML 1.1 also reads ``on``, ``off``, ``yes``, ``no``, ``y`` and ``n`` so: an input property
+    or a config key named ``on`` would become ``True``.
+    """
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return Loader
+
+
 def load_file(path: str | Path) -> Any:
     """Read a spec file: ``.json``, or ``.yaml``/``.yml`` when PyYAML is installed.
 
@@ -196,7 +219,7 @@ def load_file(path: str | Path) -> Any:
                 "as JSON"
             ) from None
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_strict_bools(yaml))  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
             raise ValueError(f"{path}: invalid YAML: {_yaml_problem(exc)}") from exc
     try:

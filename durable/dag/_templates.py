@@ -86,6 +86,19 @@ def parse(
     raise TemplateError(f"'{{{{ {expr} }}}}' names unknown node {root!r}")
 
 
+def unclosed(value: Any) -> Iterator[str]:
+    """Every string in a (nested) config value with a ``{{`` that no ``}}`` closes."""
+    if isinstance(value, str):
+        if "{{" in _TEMPLATE.sub("", value):
+            yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from unclosed(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from unclosed(item)
+
+
 def templates(value: Any) -> Iterator[str]:
     """Every template expression in a (nested) config value."""
     if isinstance(value, str):

@@ -19,7 +19,14 @@ from durable.dag._schema import (
     schema_problems,
 )
 from durable.dag._spec import DagSpec, Defaults, NodeSpec, unnested
-from durable.dag._templates import FOREACH_VARS, Reference, TemplateError, parse, templates
+from durable.dag._templates import (
+    FOREACH_VARS,
+    Reference,
+    TemplateError,
+    parse,
+    templates,
+    unclosed,
+)
 
 __all__ = ["DagValidationError", "Problem", "validate", "waves"]
 
@@ -40,10 +47,14 @@ class Problem:
 class DagValidationError(DurableError, ValueError):
     """A DAG spec is invalid; ``problems`` lists every problem found, each with its node id."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], of: str = "DAG spec") -> None:
         self.problems = problems
+        self.of = of
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"invalid DAG spec ({len(problems)} problem(s)):\n{lines}")
+        super().__init__(f"invalid {of} ({len(problems)} problem(s)):\n{lines}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems, self.of))
 
 
 def validate(
@@ -91,9 +102,10 @@ def validate(
         schema_errors = list(_check_schema(schema, "input"))
         problems.extend(schema_errors)
         inputs = check_handlers if check_inputs is None else check_inputs
-        if inputs and not schema_errors and isinstance(schema, dict):
-            problems.extend(Problem(None, p) for p in default_problems(schema, "input"))
-            reads = schema
+        if inputs and isinstance(schema, dict):
+            if not schema_errors:
+                problems.extend(Problem(None, p) for p in default_problems(schema, "input"))
+            reads = schema  # its properties are declared even if a keyword is unsupported
     _check_graph(nodes, unparsed, problems, check_handlers, reads)
     for twin in duplicates:  # left out of the graph, its own handlers are still checked
         if twin.handler != _UNPARSED:
@@ -261,7 +273,7 @@ def _check_graph(
         if node.compensate is not None:
             problems.extend(_template_problems(node.compensate.config, frozen, node,
                                                "compensate.config", ancestors, allow_self=True,
-                                               schema=schema))
+                                               schema=schema, undoes_fan_out=fans_out))
 
 
 def _node_field_problems(
@@ -351,14 +363,25 @@ def _template_problems(
     variables: frozenset[str] = frozenset(),
     allow_self: bool = False,
     schema: dict[str, Any] | None = None,
+    undoes_fan_out: bool = False,
 ) -> Iterable[Problem]:
     owner = node.id if node is not None else None
     refs: list[Reference] = []
+    for text in unclosed(value):
+        yield Problem(owner, f"{what}: {text!r} opens a template with '{{{{' and never closes "
+                      "it with '}}'")
     for expr in templates(value):  # each one on its own: every bad template is reported
         try:
             refs.append(parse(expr, ids, variables))
         except TemplateError as exc:
-            yield Problem(owner, f"{what}: {exc}")
+            message = str(exc)
+            if undoes_fan_out and node is not None and _root(expr) in FOREACH_VARS:
+                message = (
+                    f"'{{{{ {expr} }}}}': a foreach node has one undo action for all its "
+                    f"elements, where '{_root(expr)}' is not defined; "
+                    f"'{{{{ {node.id}.output }}}}' is the list of their results"
+                )
+            yield Problem(owner, f"{what}: {message}")
     for ref in refs:
         if ref.is_input:
             missing = missable_property(schema, ref.path) if schema is not None else None
@@ -387,7 +410,7 @@ def _missable(missing: MissableProperty) -> str:
             "fails here (add it to 'required' or give it a 'default')"
         )
     parent = missing.path.rpartition(".")[0]
-    there = f"{parent} declares " + (", ".join(missing.siblings) or "no properties")
+    there = f"{parent} declares " + (", ".join(map(str, missing.siblings)) or "no properties")
     return (
         f"reads {missing.path}, which the input schema does not declare ({there}): a run "
         "without it fails here (correct the name if it is a typo, or declare it under "
@@ -468,3 +491,8 @@ def waves(spec: DagSpec) -> list[list[str]]:
 
 def _check_schema(schema: Any, where: str) -> Iterable[Problem]:
     return (Problem(None, problem) for problem in schema_problems(schema, where))
+
+
+def _root(expr: str) -> str:
+    """The name a template expression starts with (``item`` in ``item.id``)."""
+    return re.split(r"[.\[\s|]", expr.strip(), maxsplit=1)[0]

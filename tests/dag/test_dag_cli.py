@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import durable.dag as dag
+from durable.dag._spec import load_file
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -83,6 +86,21 @@ def test_invalid_yaml_is_one_line_saying_where(dag_cli, tmp_path):
         "invalid YAML: line 5, column 1: expected ',' or ']', but got '<stream end>' "
         "(while parsing a flow sequence at line 4)"
     ) in proc.stderr
+
+
+def test_yaml_reads_only_true_and_false_as_booleans(tmp_path):
+    # YAML 1.1 reads `on`, `yes`, `no` as booleans: a property named `on` became True.
+    spec = tmp_path / "switch.yaml"
+    spec.write_text(
+        "input:\n  type: object\n  required: [on]\n  properties:\n"
+        "    on: {type: boolean, default: true}\n"
+        "nodes:\n  - {id: a, handler: input, when: \"{{ input.on }}\", "
+        "config: {on: yes, off: true}}\n"
+    )
+    data = load_file(spec)
+    assert data["input"]["required"] == ["on"] and "on" in data["input"]["properties"]
+    assert data["nodes"][0]["config"] == {"on": "yes", "off": True}
+    assert dag.validate(data).nodes[0].when == "{{ input.on }}"
 
 
 def test_run_wait_prints_the_id_and_result(dag_cli):

@@ -120,8 +120,9 @@ def test_no_input_is_an_empty_object_when_the_schema_wants_an_object() -> None:
     }
     with world():
         assert dag.run(spec) == {"n": 1}
-        with pytest.raises(DagValidationError, match="expected object"):
+        with pytest.raises(DagValidationError, match="expected object") as caught:
             dag.start(spec, "not an object")
+        assert str(caught.value).startswith("invalid run input (1 problem(s)):")
 
 
 def test_a_recorded_spec_with_an_optional_input_read_still_runs() -> None:

@@ -127,7 +127,20 @@ MALFORMED = [
      ["node 'b': compensate.config: '{{ a.output }}' references 'a', which is not an ancestor"]),
     ("compensate config uses item", {"nodes": [node("a", foreach=[1], compensate={
         "handler": "add", "config": {"a": "{{ item }}"}})]},
-     ["node 'a': compensate.config: '{{ item }}': 'item' is only available in the config"]),
+     ["node 'a': compensate.config: '{{ item }}': a foreach node has one undo action for all "
+      "its elements, where 'item' is not defined; '{{ a.output }}' is the list of their "
+      "results"]),
+    ("a template never closed",
+     {"nodes": [node("a"),
+                node("b", deps=["a"], config={"x": "{{ a.output ", "y": "{{ a.output }}"})]},
+     ["node 'b': config: '{{ a.output ' opens a template with '{{' and never closes it with "
+      "'}}'"]),
+    ("a schema keyword not supported hides no template reading an undeclared property",
+     {"input": {"type": "object", "properties": {"x": {"type": "string", "const": "a"}}},
+      "nodes": [node("a", config={"n": "{{ input.typo }}"})]},
+     ["input.properties.x: keyword 'const' is not supported",
+      "node 'a': config: '{{ input.typo }}' reads input.typo, which the input schema does not "
+      "declare (input declares x)"]),
     ("on_failure compensate with nothing to compensate",
      {"nodes": [node("a", on_failure="compensate")]},
      ["node 'a': on_failure: 'compensate' but no node has a 'compensate' action"]),
