@@ -24,6 +24,7 @@ from cli._values import (
     format_when,
 )
 from cli._waits import Wait, open_waits
+from durable._deadlines import deadline_passed
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
@@ -80,6 +81,8 @@ def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     notes: list[str] = []
     if record.status == "failed":
         notes.append(_error_text(error_info(record.error)))
+    elif record.status == "cancelled" and deadline_passed(record.error) is not None:
+        notes.append("timed out")
     elif record.status == "suspended":
         notes.append(_waiting_note(record, now, waits))
     elif record.status == "pending":

@@ -142,6 +142,8 @@ def test_a_run_timeout_cancels_a_run_still_asleep_at_its_deadline(cli):
     doc = cli.json("inspect", run_id)
     assert doc["run"]["status"] == "cancelled"
     assert doc["run"]["error"]["type"] == "WorkflowTimedOut"
+    [row] = [line for line in cli("runs").stdout.splitlines() if line.startswith(run_id)]
+    assert row.rstrip().endswith(" timed out"), row
     refused = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--run-timeout", "soon", ok=False)
     assert refused.stderr.startswith('Error: --run-timeout: invalid duration "soon"')
 
