@@ -35,7 +35,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
-from durable.world import Event, HookRecord, NewEvent, RunUpdate
+from durable.world import Event, HookRecord, NewEvent, RunUpdate, World
 
 log = logging.getLogger("durable")
 
@@ -83,6 +83,11 @@ class StepCommand:
 
 class Recorder(Protocol):
     """Writes a live run's events; the runtime implements it on top of a world."""
+
+    world: World
+    """The world the run is in (step code writes its streams there)."""
+    owner: str
+    """The worker holding the run's lease."""
 
     def record(self, events: list[NewEvent], update: RunUpdate | None = None) -> bool:
         """Append events (and apply ``update``); returns whether cancellation was requested."""
@@ -940,17 +945,32 @@ def _op_sort_key(op_id: str) -> tuple[int, ...]:
 
 
 StepTokens = tuple[
-    contextvars.Token[Frame | None], contextvars.Token[Any], contextvars.Token[Any]
+    contextvars.Token[Frame | None],
+    contextvars.Token[Any],
+    contextvars.Token[Any],
+    contextvars.Token[Any],
 ]
 
 
-def enter_step(info: StepInfo, clock: Callable[[], float]) -> StepTokens:
-    """Hide the workflow frame while step code runs, and expose its StepInfo and clock."""
-    return current_frame.set(None), current_step.set(info), step_clock.set(clock)
+def enter_step(info: StepInfo, ctx: RunContext) -> StepTokens:
+    """Hide the workflow frame while step code runs; expose its StepInfo, clock and run."""
+    return (
+        current_frame.set(None),
+        current_step.set(info),
+        step_clock.set(ctx.clock),
+        step_recorder.set(ctx.recorder),
+    )
 
 
 def exit_step(tokens: StepTokens) -> None:
     """Undo :func:`enter_step`."""
+    step_recorder.reset(tokens[3])
     step_clock.reset(tokens[2])
     current_step.reset(tokens[1])
     current_frame.reset(tokens[0])
+
+
+step_recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
+    "durable_step_recorder", default=None
+)
+"""The recorder of the run whose step code runs: its streams are written with that lease."""

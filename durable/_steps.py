@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
+from durable._errors import LeaseLost
 from durable._streams import end_step_streams
 from durable._tasks import own_coroutine
 from durable._timeouts import call_with_timeout, in_daemon_thread, run_awaitable
@@ -42,7 +43,7 @@ def _run_sync(
         if retry_at is not None:
             ctx.wait_until(retry_at)
         info = ctx.step_info(op_id, step, attempt)
-        tokens = enter_step(info, ctx.clock)
+        tokens = enter_step(info, ctx)
         try:
             if step.timeout is not None:
                 result = call_with_timeout(step.fn, args, kwargs, step.timeout, step.timed_out)
@@ -89,7 +90,7 @@ async def _run_async(
         try:
             with ctx.awaiting_outside():
                 if step.is_async:
-                    tokens = enter_step(info, ctx.clock)
+                    tokens = enter_step(info, ctx)
                     try:
                         coro = step.fn(*args, **kwargs)
                         result = await _within(coro, step)
@@ -97,7 +98,7 @@ async def _run_async(
                         exit_step(tokens)
                 else:
                     context = contextvars.copy_context()
-                    context.run(enter_step, info, ctx.clock)
+                    context.run(enter_step, info, ctx)
                     call = functools.partial(context.run, step.fn, *args, **kwargs)
                     if step.timeout is None:
                         result = await loop.run_in_executor(None, call)
@@ -123,7 +124,11 @@ def attempt_failed(exc: BaseException, *, in_coroutine: bool = False) -> bool:
     silently, leaving the run leased for ever. In the main thread they stop the process.
     ``asyncio.CancelledError`` is unless this task is being cancelled (libraries leak their own),
     and ``GeneratorExit`` is outside a coroutine (in one, it means the coroutine is closed).
+    ``LeaseLost`` (a stream write found another worker holding the run) is not: nothing more may
+    be recorded here, least of all a failure that a replay would raise again.
     """
+    if isinstance(exc, LeaseLost):
+        return False
     if isinstance(exc, Exception):
         return True
     if isinstance(exc, asyncio.CancelledError):

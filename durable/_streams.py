@@ -221,10 +221,18 @@ def stream(name: str = DEFAULT_STREAM, *, keep_open: bool = False) -> StreamWrit
         writers = entry[1] if entry is not None and entry[0] is info else None
         writer = writers.get(name) if writers is not None else None
     if writer is None:
-        from durable._client import get_runtime
+        from durable._engine import step_recorder
 
-        runtime = get_runtime()
-        created = StreamWriter(runtime.world, runtime.owner, info, name)
+        # The lease of the execution running this step: a Lambda handler's runtime, say, is
+        # not the process's default one.
+        recorder = step_recorder.get()
+        if recorder is not None:
+            created = StreamWriter(recorder.world, recorder.owner, info, name)
+        else:  # a step run outside the engine's step call (not expected)
+            from durable._client import get_runtime
+
+            runtime = get_runtime()
+            created = StreamWriter(runtime.world, runtime.owner, info, name)
         with _registry_lock:
             entry = _open.get(id(info))
             if entry is None or entry[0] is not info:

@@ -69,3 +69,16 @@ def lw_nap(duration: str) -> list[int]:
     before = add(0, 1)
     durable.sleep(duration)
     return [before, add(0, 2)]
+
+
+@durable.step(retry=durable.RetryPolicy(max_attempts=1))
+def tells(n: int) -> int:
+    out = durable.stream("progress")
+    for i in range(n):
+        out.write(f"part {i}")
+    return n
+
+
+@durable.workflow(name="lw_streams")
+def lw_streams(n: int) -> int:
+    return tells(n)

@@ -216,6 +216,20 @@ def test_batch_of_runs_completes_with_each_step_run_once(
     assert queue.receive_now() == []
 
 
+def test_a_step_writes_its_streams_under_the_handlers_lease(
+    world: Any, client: Runtime, queue: Queue, handlers: Callable[..., Any]
+) -> None:
+    # The handler's runtime, not this process's (the client's, another owner), holds the run.
+    run = wl.lw_streams.with_options(execute=False).start(3)
+    messages = queue.receive(1)
+    result = handlers()(queue.event(messages), FakeContext(60))
+    assert no_failures(result), result
+    queue.settle(messages, result)
+    record = world.get_run(run.id)
+    assert record.status == "completed", (record.status, record.error)
+    assert list(run.stream("progress")) == ["part 0", "part 1", "part 2"]
+
+
 def test_async_workflows_complete_in_the_handler(
     world: Any, client: Runtime, queue: Queue, handlers: Callable[..., Any]
 ) -> None:

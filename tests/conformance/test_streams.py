@@ -577,3 +577,43 @@ def test_readers_of_a_cancelled_run_end(engine):
     assert list(chunks) == []
     with pytest.raises(durable.WorkflowCancelled):
         run.result(timeout=10)
+
+
+
+_take_over: list[object] = []  # what the step calls to have another worker take its run
+
+
+@step
+def writes_after_the_run_was_taken() -> str:
+    _take_over[0](durable.step_info().run_id)  # type: ignore[operator]
+    durable.stream("s").write("too late")
+    return "unreachable"
+
+
+@workflow
+def taken_over() -> str:
+    return writes_after_the_run_was_taken()
+
+
+@pytest.mark.parametrize("how", ["taken", "said so while still held"])
+def test_a_step_that_finds_its_run_taken_records_nothing_more(engine, how):
+    # Its stream write raises LeaseLost: not the step's failure (a replay would raise it again
+    # as the engine's own), nothing is recorded, and the run is left to the worker holding it.
+    if engine.forced_replay:
+        pytest.skip("one execution, driven by hand")
+    world, owner = engine.world, engine.runtime.owner
+
+    def take(run_id: str) -> None:
+        if how != "taken":
+            raise LeaseLost(run_id)
+        world.release(run_id, owner)
+        assert world.acquire(run_id, "another-worker", 60.0) is not None
+
+    _take_over[:] = [take]
+    run = taken_over.with_options(execute=False).start()
+    record = world.acquire(run.id, owner, 60.0)  # no embedded worker polls: one execution
+    assert record is not None
+    assert engine.runtime.execute(record).status == "lost"
+    assert [e.kind for e in run.events()] == ["run_created"]
+    holder = "another-worker" if how == "taken" else owner
+    assert world.get_run(run.id).lease_owner == holder
