@@ -40,8 +40,22 @@ class Run:
 
     def __init__(self, run_id: str, runtime: Runtime, record: RunRecord | None = None) -> None:
         self.id = run_id
-        self._runtime = runtime
+        self._bound = runtime
         self._record = record
+
+    @property
+    def _runtime(self) -> Runtime:
+        # durable.configure() replaces the runtime (stopping the old one) and may keep its world:
+        # the handle follows, or waiting on it would never see the run woken or executed.
+        bound = self._bound
+        if bound.stopped:
+            from durable._client import current_runtime
+
+            current = current_runtime()
+            if current is not None and current.world is bound.world:
+                self._bound = current
+                return current
+        return bound
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.workflow_name} {self.status}>"

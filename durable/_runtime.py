@@ -841,6 +841,11 @@ class Runtime:
                     )
                 self._progress.wait(0.5)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called: this runtime executes and wakes nothing more."""
+        return self._stopping.is_set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the worker; wait for runs executing here to finish or suspend."""
         self._stopping.set()

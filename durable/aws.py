@@ -45,9 +45,11 @@ class LambdaContext(Protocol):
 class _Handler:
     """A runtime built once per container and reused by every invocation."""
 
-    def __init__(self, runtime: Runtime, margin: float) -> None:
+    def __init__(self, runtime: Runtime, margin: float, modules: list[str] | None = None) -> None:
         self.runtime = runtime
         self.margin = margin
+        self.modules = list(modules or [])
+        """The modules imported for their workflows (named in warnings)."""
 
     def __call__(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         from worlds.aws._queue import decode
@@ -79,8 +81,9 @@ class _Handler:
                 continue
             if not done:
                 log.warning(
-                    "run %s: no workflow of that name is defined in DURABLE_MODULES=%s",
-                    message.run_id, os.environ.get("DURABLE_MODULES", ""),
+                    "run %s: its workflow is defined in none of the modules this function "
+                    "imports (%s); left for a function or worker that imports it",
+                    message.run_id, ", ".join(self.modules) or "none: set DURABLE_MODULES",
                 )
                 failures.append(message_id)
             elif run is not None:
@@ -148,7 +151,7 @@ def make_handler(
     options = RuntimeOptions(worker=False, lease_ttl=lease_ttl, inline_wait_limit=5.0)
     if margin is None:
         margin = float(os.environ.get("DURABLE_TIME_MARGIN", "30"))
-    return _Handler(Runtime(open_world(url), options), margin)
+    return _Handler(Runtime(open_world(url), options), margin, names)
 
 
 def _split(text: str) -> list[str]:

@@ -267,7 +267,11 @@ def test_runs_of_a_batch_execute_concurrently(
 
 
 def test_unknown_workflow_is_the_only_batch_item_failure(
-    world: Any, client: Runtime, queue: Queue, handlers: Callable[..., Any]
+    world: Any,
+    client: Runtime,
+    queue: Queue,
+    handlers: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     known = [wl.lw_sum.with_options(execute=False).start(n) for n in range(2)]
     stranger, created = world.create_run(
@@ -281,6 +285,8 @@ def test_unknown_workflow_is_the_only_batch_item_failure(
     result = handlers()(queue.event(messages), FakeContext(60))
     assert result == {"batchItemFailures": [{"itemIdentifier": stranger_message["MessageId"]}]}
     queue.settle(messages, result)
+    assert f"run {stranger.id}: its workflow is defined in none of the modules this function " \
+        f"imports ({MODULE})" in caplog.text
 
     for n, run in enumerate(known):
         assert run.result(timeout=5) == [n * 10, n * 10 + 1, n * 10 + 2]

@@ -280,3 +280,9 @@ def test_a_process_without_its_worker_leaves_the_runs_it_starts_to_workers(tmp_p
     finally:
         durable.get_runtime().stop()
         durable._client.use_runtime(previous)
+
+
+def test_a_run_handle_follows_a_configure_that_keeps_the_world(durable_world):
+    run = weekly_reminder.start("cy")
+    durable.configure(force_replay=True)  # a new runtime on the same world; the old one stops
+    assert run.result(timeout=10) == ["reminded cy", "reminded cy"]
