@@ -86,30 +86,28 @@ def parse(
     raise TemplateError(f"'{{{{ {expr} }}}}' names unknown node {root!r}")
 
 
-def unclosed(value: Any) -> Iterator[str]:
-    """Every string in a (nested) config value with a ``{{`` that no ``}}`` closes."""
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a (nested) config value."""
     if isinstance(value, str):
-        if "{{" in _TEMPLATE.sub("", value):
-            yield value
+        yield value
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from unclosed(item)
+            yield from _strings(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from unclosed(item)
+            yield from _strings(item)
+
+
+def unclosed(value: Any) -> Iterator[str]:
+    """Every string in a (nested) config value with a ``{{`` that no ``}}`` closes."""
+    return (text for text in _strings(value) if "{{" in _TEMPLATE.sub("", text))
 
 
 def templates(value: Any) -> Iterator[str]:
     """Every template expression in a (nested) config value."""
-    if isinstance(value, str):
-        for match in _TEMPLATE.finditer(value):
+    for text in _strings(value):
+        for match in _TEMPLATE.finditer(text):
             yield match.group(1)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from templates(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from templates(item)
 
 
 def references(

@@ -18,19 +18,12 @@ from durable import (
     step,
     workflow,
 )
-
-done: list[str] = []
+from tests.conformance.test_children import done, mark
 
 
 @pytest.fixture(autouse=True)
 def _clear():
     done.clear()
-
-
-@step
-def mark(text: str) -> str:
-    done.append(text)
-    return text
 
 
 @workflow
