@@ -24,7 +24,7 @@ from cli._values import (
     format_when,
 )
 from cli._waits import Wait, open_waits
-from durable._deadlines import deadline_passed
+from durable._deadlines import arguments_only, deadline_of, deadline_passed
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
@@ -222,9 +222,11 @@ def _wake_row(record: RunRecord, timeline: Timeline, now: float) -> list[Cell]:
 
 
 def _input_rows(record: RunRecord) -> list[list[Cell]]:
+    deadline = deadline_of(record)
+    limit: list[list[Cell]] = [] if deadline is None else [["deadline", format_local(deadline)]]
     dag = dag_input(record)
     if dag is None:
-        return [["input", _value_line(record.input)]]
+        return [["input", _value_line(arguments_only(record.input))], *limit]
     # A DAG run's arguments are its spec and its input: the spec is the file it was run from.
     spec, run_input = dag
     nodes = spec.get("nodes") if isinstance(spec, dict) else None
@@ -233,6 +235,7 @@ def _input_rows(record: RunRecord) -> list[list[Cell]]:
     return [
         ["spec", f"{name} ({count})" if name else count],
         ["input", compact(json.dumps(run_input, ensure_ascii=False), 200)],
+        *limit,
     ]
 
 
@@ -353,6 +356,14 @@ def operations_table(timeline: Timeline, limit: int | None = OPERATIONS_SHOWN) -
     return Grid(columns, rows)
 
 
+def _timed_out_line(data: bytes | None) -> str:
+    """What a run's end says of its timeout: the reason of a run its timeout cancelled."""
+    if deadline_passed(data) is None:
+        return ""
+    info = json.loads(data or b"{}")
+    return compact(f"timed out: {info.get('message', '')}", 120)
+
+
 def describe_event(event: Event) -> str:
     """One line saying what an event means (its payload summarised)."""
     info: dict[str, Any] = {}
@@ -388,7 +399,7 @@ def describe_event(event: Event) -> str:
     if event.kind == "run_failed":
         return compact(error, 120)
     if event.kind in ("run_completed", "run_cancelled"):
-        return ""
+        return _timed_out_line(event.data)
     if event.kind == "hook_created":
         return _hook_line(event.data)
     return _value_line(_local_times(event.data)) if event.data is not None else ""

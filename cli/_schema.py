@@ -10,6 +10,7 @@ from typing import Any
 
 from cli._timeline import Operation, Timeline
 from cli._values import decode, error_info, iso
+from durable._deadlines import arguments_only, deadline_of
 from durable.world import Event, RunRecord
 
 __all__ = ["event_json", "operation_json", "run_json", "timeline_json"]
@@ -20,8 +21,8 @@ def run_json(record: RunRecord, *, detail: bool = False) -> dict[str, Any]:
 
     Keys: ``id, workflow, status, created_at, updated_at, wake_at, parent_id, cancel_requested,
     lease_owner, lease_expires_at, event_count, error`` (``{type, message}`` or null); with
-    ``detail`` also ``input`` (``{"args": [...], "kwargs": {...}}``), ``result``, and the
-    error's ``traceback``.
+    ``detail`` also ``input`` (``{"args": [...], "kwargs": {...}}``), ``deadline`` (when its
+    timeout cancels it, or null), ``result``, and the error's ``traceback``.
     """
     error = error_info(record.error)
     doc: dict[str, Any] = {
@@ -39,7 +40,8 @@ def run_json(record: RunRecord, *, detail: bool = False) -> dict[str, Any]:
         "error": None if error is None else {"type": error["type"], "message": error["message"]},
     }
     if detail:
-        doc["input"], _ = decode(record.input)
+        doc["input"], _ = decode(arguments_only(record.input))
+        doc["deadline"] = iso(deadline_of(record))
         doc["result"], _ = decode(record.output)
         if doc["error"] is not None and error is not None:
             doc["error"]["traceback"] = error["traceback"]

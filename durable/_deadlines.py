@@ -32,6 +32,20 @@ def deadline_of(record: RunRecord) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def arguments_only(recorded: bytes | None) -> bytes | None:
+    """A recorded JSON input without its deadline (as people and tools read the arguments)."""
+    if not recorded or _KEY.encode() not in recorded or not recorded.startswith(b"{"):
+        return recorded
+    try:
+        payload = json.loads(recorded)
+    except ValueError:
+        return recorded
+    if not isinstance(payload, dict) or _KEY not in payload:
+        return recorded
+    payload.pop(_KEY)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def same_arguments(recorded: bytes, new: bytes) -> bool:
     """Whether two recorded inputs hold the same arguments (their deadlines aside)."""
     if recorded == new:

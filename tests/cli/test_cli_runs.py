@@ -142,6 +142,10 @@ def test_a_run_timeout_cancels_a_run_still_asleep_at_its_deadline(cli):
     doc = cli.json("inspect", run_id)
     assert doc["run"]["status"] == "cancelled"
     assert doc["run"]["error"]["type"] == "WorkflowTimedOut"
+    assert doc["run"]["input"] == {"args": ["1h"], "kwargs": {}} and doc["run"]["deadline"]
+    assert "deadline  " in cli("inspect", run_id).stdout
+    last = cli("events", run_id).stdout.splitlines()[-1]
+    assert "run_cancelled" in last and "timed out: still unfinished at its deadline" in last
     [row] = [line for line in cli("runs").stdout.splitlines() if line.startswith(run_id)]
     assert row.rstrip().endswith(" timed out"), row
     refused = cli("start", f"{WORKLOAD}:nap", '["1h"]', "--run-timeout", "soon", ok=False)
