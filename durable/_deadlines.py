@@ -63,6 +63,14 @@ def same_arguments(recorded: bytes, new: bytes) -> bool:
     return old == fresh
 
 
+def same_timeout(record: RunRecord, timeout: float | None) -> bool:
+    """Whether a run was started with ``timeout`` (within a second: its deadline is recorded)."""
+    deadline = deadline_of(record)
+    if deadline is None or timeout is None:
+        return deadline is None and timeout is None
+    return abs(deadline - record.created_at - timeout) < 1.0
+
+
 def timed_out(deadline: float) -> bytes:
     """What a run cancelled at its deadline records as its error."""
     when = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")

@@ -25,7 +25,13 @@ from durable._children import child_ids, notify_parent, start_child
 from durable._coerce import coerce_arguments
 from durable._context import Frame, current_frame
 from durable._control import Cancelled, StorageUnavailable, Suspend
-from durable._deadlines import deadline_of, same_arguments, timed_out, with_deadline
+from durable._deadlines import (
+    deadline_of,
+    same_arguments,
+    same_timeout,
+    timed_out,
+    with_deadline,
+)
 from durable._decorators import (
     StartOptions,
     WorkflowDefinition,
@@ -207,6 +213,13 @@ class Runtime:
                 log.warning(
                     "run %s already exists (%s) with other arguments: returning it as it is; "
                     "the arguments of this call are not used (start another run id for them)",
+                    run_id,
+                    record.status,
+                )
+            elif not created and not same_timeout(record, options.timeout):
+                log.warning(
+                    "run %s already exists (%s) with another timeout: returning it as it is; "
+                    "the timeout of this call is not used",
                     run_id,
                     record.status,
                 )

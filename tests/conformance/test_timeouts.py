@@ -65,7 +65,10 @@ def test_a_run_that_ends_in_time_is_not_touched_by_its_timeout(engine, caplog):
     with caplog.at_level(logging.WARNING, logger="durable"):
         again = timed.start()  # same id, same arguments: the same run, and no warning
     assert again.result(timeout=5) == "after"
-    assert "other arguments" not in caplog.text
+    assert "other arguments" not in caplog.text and "another timeout" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="durable"):
+        naps_a_day.with_options(timeout="1h", run_id="in-time").start()
+    assert "run in-time already exists (completed) with another timeout" in caplog.text
     assert done == ["before", "after"]
 
 
