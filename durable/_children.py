@@ -68,7 +68,7 @@ def start_child(
     op_id = frame.branch.next_op()
     event = ctx.lookup(op_id, "child", defn.name)
     data = dumps(
-        {"args": list(args), "kwargs": kwargs},
+        with_deadline({"args": list(args), "kwargs": kwargs}, timeout, runtime.world),
         serializer=defn.serializer,
         what=f"input of workflow {defn.name!r}",
     )
@@ -79,12 +79,6 @@ def start_child(
         raise ctx.block()
     ctx.check_cancel()
     ctx.record(replay_point=False)  # values its input may hold (uuid4(), now()) first
-    if timeout is not None:
-        data = dumps(
-            with_deadline({"args": list(args), "kwargs": kwargs}, timeout, runtime.world),
-            serializer=defn.serializer,
-            what=f"input of workflow {defn.name!r}",
-        )
     child_id = run_id or f"{ctx.run_id}.{op_id}"
     # The child run exists before the parent's log names it, so every child a log names can be
     # read; a crash in between leaves a child the replay adopts (its id is deterministic).

@@ -576,17 +576,17 @@ class Runtime:
     def _cancel(self, ctx: RunContext) -> Outcome:
         # Also when the workflow returned or failed after its cancellation was requested (while
         # its last step ran): cancellation is final once requested, as the world enforces.
-        why = timed_out(ctx.deadline) if ctx.timed_out and ctx.deadline is not None else None
+        deadline = ctx.deadline if ctx.timed_out else None
+        why = timed_out(deadline) if deadline is not None else None
         cancelled = RunUpdate("cancelled", error=why, release=True)
         self._write(ctx, NewEvent("run_cancelled", data=why), cancelled)
         for event in list(ctx.recorded.values()):
             if event.kind == "child_started":
                 cancel_run(self.world, child_ids([event])[0])
         self._notify_parent(ctx)
-        error = WorkflowCancelled(ctx.run_id)
-        if ctx.timed_out and ctx.deadline is not None:
-            error = WorkflowTimedOut(ctx.run_id, ctx.deadline)
-        return Outcome("cancelled", error=error)
+        if deadline is not None:
+            return Outcome("cancelled", error=WorkflowTimedOut(ctx.run_id, deadline))
+        return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
 
     def _notify_parent(self, ctx: RunContext) -> None:
         if ctx.parent_id is None:
@@ -787,7 +787,7 @@ class Runtime:
             return
         if record is None or record.status != "running" or record.lease_owner != self.owner:
             return
-        if self._stopping.is_set() or self._draining:
+        if self.stopped or self._draining:
             self._give_back(run_id)  # pending for any worker at once
         else:
             self.submit(record)
