@@ -52,9 +52,9 @@ def _run_sync(
                 if step.is_async:
                     result = run_awaitable(result)
         except BaseException as exc:
+            exit_step(tokens)
             if not attempt_failed(exc):
                 raise
-            exit_step(tokens)
             end_step_streams(info, succeeded=False)  # streams: keep open for the retry
             retry_at = ctx.step_errored(op_id, step, attempt, exc)
             attempt += 1

@@ -116,3 +116,19 @@ def isolated_cwd(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(old)
+
+
+@pytest.fixture(autouse=True)
+def _no_durable_context_left_behind() -> Iterator[None]:
+    """Fail a test that leaves a workflow frame or step context set in the thread that ran it:
+    a later test would read that run's clock or frame as its own."""
+    from durable._context import current_frame, current_step, step_clock
+    from durable._engine import step_recorder
+
+    yield
+    left = {
+        var.name: var.get()
+        for var in (current_frame, current_step, step_clock, step_recorder)
+        if var.get() is not None
+    }
+    assert not left, f"durable context left set after the test: {left}"
