@@ -724,8 +724,13 @@ class RunContext:
         """The :class:`StepInfo` for one attempt."""
         return StepInfo(self.run_id, op_id, step.name, attempt)
 
-    def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> None:
-        """Record a step's result; raises SerializationError (writing nothing) if it can't.
+    def step_succeeded(self, op_id: str, step: StepDefinition, result: Any) -> Any:
+        """Record a step's result and return what the workflow gets: what a replay would read.
+
+        Raises SerializationError (writing nothing) if the result cannot be recorded. The
+        workflow sees the recorded value, not the step's own object, live as on replay: a
+        ``defaultdict``, a ``ZoneInfo`` inside a pydantic model or a shared list would otherwise
+        behave one way live and another after a crash. Immutable scalars are returned as they are.
 
         With ``defer_results``, the result rides along with the run's next write (the next step
         starts only after it, see ``begin_step``), or the flusher writes it once it has waited
@@ -739,8 +744,9 @@ class RunContext:
                 self.buffered.append(event)
                 if self.deferred_at is None:
                     self.deferred_at = time.monotonic()
-            return
-        self.record(event)
+        else:
+            self.record(event)
+        return result if type(result) in _IMMUTABLE_SCALARS else loads(data)
 
     def _write_queued(self, mine: _Write) -> None:
         """Write ``mine`` with whatever other branches queued meanwhile, in one append.
@@ -801,12 +807,10 @@ class RunContext:
         if final:
             info["attempts"] = attempt
             self.record(NewEvent("step_failed", op_id, step.name, _json(info)))
-            replayed = rebuild_error(step.name, info)
-            if type(replayed) is not type(exc):
-                # What a replay will raise (a StepFailed): the workflow's except clauses must
-                # take the same path live and on replay.
-                raise replayed from exc
-            raise exc
+            # What a replay will raise, live too: the workflow's except clauses must take the
+            # same path and read the same attributes (a requests.HTTPError's response is not
+            # recorded). The step's own exception stays the cause, for its traceback.
+            raise rebuild_error(step.name, info) from exc
         delay = step.retry.delay_before(attempt + 1)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             try:
@@ -849,6 +853,8 @@ class RunContext:
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
 
+
+_IMMUTABLE_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 _PRECEDENCE: tuple[type[BaseException], ...] = (
     LeaseLost,

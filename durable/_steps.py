@@ -61,8 +61,7 @@ def _run_sync(
             continue
         exit_step(tokens)
         end_step_streams(info, succeeded=True)  # streams: close the step's streams
-        ctx.step_succeeded(op_id, step, result)
-        return result
+        return ctx.step_succeeded(op_id, step, result)
 
 
 async def _within(awaitable: Any, step: StepDefinition) -> Any:
@@ -112,8 +111,7 @@ async def _run_async(
             attempt += 1
             continue
         end_step_streams(info, succeeded=True)  # streams: close the step's streams
-        ctx.step_succeeded(op_id, step, result)
-        return result
+        return ctx.step_succeeded(op_id, step, result)
 
 
 def attempt_failed(exc: BaseException, *, in_coroutine: bool = False) -> bool:
