@@ -24,7 +24,8 @@ from cli._values import (
     format_when,
 )
 from cli._waits import Wait, open_waits
-from durable._deadlines import arguments_only, deadline_of, deadline_passed
+from durable._cancellation import deadline_passed, undo_failed
+from durable._deadlines import arguments_only, deadline_of
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
@@ -81,8 +82,11 @@ def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     notes: list[str] = []
     if record.status == "failed":
         notes.append(_error_text(error_info(record.error)))
-    elif record.status == "cancelled" and deadline_passed(record.error) is not None:
-        notes.append("timed out")
+    elif record.status == "cancelled":
+        if deadline_passed(record.error) is not None:
+            notes.append("timed out")
+        if undo_failed(record.error):
+            notes.append("undo steps failed")
     elif record.status == "suspended":
         notes.append(_waiting_note(record, now, waits))
     elif record.status == "pending":
@@ -356,12 +360,13 @@ def operations_table(timeline: Timeline, limit: int | None = OPERATIONS_SHOWN) -
     return Grid(columns, rows)
 
 
-def _timed_out_line(data: bytes | None) -> str:
-    """What a run's end says of its timeout: the reason of a run its timeout cancelled."""
-    if deadline_passed(data) is None:
+def _cancelled_line(data: bytes | None) -> str:
+    """What a run's end says of how it was cancelled: by its timeout, with undo steps failing."""
+    if deadline_passed(data) is None and not undo_failed(data):
         return ""
     info = json.loads(data or b"{}")
-    return compact(f"timed out: {info.get('message', '')}", 120)
+    why = "timed out: " if deadline_passed(data) is not None else ""
+    return compact(f"{why}{info.get('message', '')}", 160)
 
 
 def describe_event(event: Event) -> str:
@@ -399,7 +404,7 @@ def describe_event(event: Event) -> str:
     if event.kind == "run_failed":
         return compact(error, 120)
     if event.kind in ("run_completed", "run_cancelled"):
-        return _timed_out_line(event.data)
+        return _cancelled_line(event.data)
     if event.kind == "hook_created":
         return _hook_line(event.data)
     return _value_line(_local_times(event.data)) if event.data is not None else ""

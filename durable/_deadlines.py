@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from durable._serialization import loads
@@ -69,24 +68,3 @@ def same_timeout(record: RunRecord, timeout: float | None) -> bool:
     if deadline is None or timeout is None:
         return deadline is None and timeout is None
     return abs(deadline - record.created_at - timeout) < 1.0
-
-
-def timed_out(deadline: float) -> bytes:
-    """What a run cancelled at its deadline records as its error."""
-    when = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
-    message = f"still unfinished at its deadline, {when}: cancelled"
-    return json.dumps({"type": "WorkflowTimedOut", "message": message, _KEY: deadline}).encode()
-
-
-def deadline_passed(error: bytes | None) -> float | None:
-    """The deadline of a run cancelled by its timeout, from its recorded error; else None."""
-    if not error:
-        return None
-    try:
-        info = json.loads(error)
-    except ValueError:
-        return None
-    if not isinstance(info, dict) or info.get("type") != "WorkflowTimedOut":
-        return None
-    value = info.get(_KEY)
-    return float(value) if isinstance(value, int | float) else None

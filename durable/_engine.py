@@ -159,6 +159,8 @@ class RunContext:
     timed_out: bool = False
     release_requested: bool = False
     compensating: bool = False
+    undo_failures: list[str] = field(default_factory=list)
+    """Undo steps that failed while a cancelled run compensated (recorded with its outcome)."""
     seen_seq: int = 0
     parent_id: str | None = None
     own_appended: int = 0

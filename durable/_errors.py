@@ -28,6 +28,7 @@ Engine control flow (suspension, cancellation) uses ``BaseException`` subclasses
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,14 +116,29 @@ class WorkflowFailed(DurableError):
 
 
 class WorkflowCancelled(DurableError):
-    """The run was cancelled before it finished."""
+    """The run was cancelled before it finished.
 
-    def __init__(self, run_id: str) -> None:
+    Attributes:
+        undo_failures: one line per saga undo step (or DAG ``compensate`` action) that failed
+            while the cancelled run compensated, ``"name: ErrorType: message"``; empty when
+            everything was undone. Something may be left half undone: it needs attention.
+    """
+
+    def __init__(self, run_id: str, undo_failures: Sequence[str] = ()) -> None:
         self.run_id = run_id
-        super().__init__(f"run {run_id} was cancelled")
+        self.undo_failures = list(undo_failures)
+        super().__init__(f"run {run_id} was cancelled{_undo_text(self.undo_failures)}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.run_id,))
+        return (type(self), (self.run_id, self.undo_failures))
+
+
+def _undo_text(failures: list[str]) -> str:
+    if not failures:
+        return ""
+    return "; undo steps failed while it compensated (it may be left half undone): " + "; ".join(
+        failures
+    )
 
 
 class WorkflowTimedOut(WorkflowCancelled):
@@ -132,14 +148,17 @@ class WorkflowTimedOut(WorkflowCancelled):
         deadline: when (epoch seconds) the timeout ran out.
     """
 
-    def __init__(self, run_id: str, deadline: float) -> None:
-        super().__init__(run_id)
+    def __init__(self, run_id: str, deadline: float, undo_failures: Sequence[str] = ()) -> None:
+        super().__init__(run_id, undo_failures)
         self.deadline = deadline
         when = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
-        self.args = (f"run {run_id} timed out: it was still unfinished at its deadline, {when}",)
+        self.args = (
+            f"run {run_id} timed out: it was still unfinished at its deadline, {when}"
+            + _undo_text(self.undo_failures),
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.run_id, self.deadline))
+        return (type(self), (self.run_id, self.deadline, self.undo_failures))
 
 
 class RunNotFound(DurableError):

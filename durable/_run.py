@@ -8,15 +8,13 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from durable._cancellation import recorded_cancellation
 from durable._context import current_frame
-from durable._deadlines import deadline_passed
 from durable._errors import (
     ConfigurationError,
     LeaseLost,
     RunNotFound,
-    WorkflowCancelled,
     WorkflowFailed,
-    WorkflowTimedOut,
 )
 from durable._serialization import error_from_dict, loads
 from durable._streams import DEFAULT_STREAM, decode_chunk
@@ -261,10 +259,7 @@ def outcome_of(record: RunRecord) -> Any:
     if record.status == "completed":
         return loads(record.output) if record.output is not None else None
     if record.status == "cancelled":
-        deadline = deadline_passed(record.error)
-        if deadline is not None:
-            raise WorkflowTimedOut(record.id, deadline)
-        raise WorkflowCancelled(record.id)
+        raise recorded_cancellation(record.id, record.error)
     raise failure_of(record)
 
 

@@ -21,6 +21,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any
 
+from durable._cancellation import cancellation_data, cancellation_error
 from durable._children import child_ids, notify_parent, start_child
 from durable._coerce import coerce_arguments
 from durable._context import Frame, current_frame
@@ -29,7 +30,6 @@ from durable._deadlines import (
     deadline_of,
     same_arguments,
     same_timeout,
-    timed_out,
     with_deadline,
 )
 from durable._decorators import (
@@ -46,8 +46,6 @@ from durable._errors import (
     LeaseLost,
     SerializationError,
     UnknownWorkflow,
-    WorkflowCancelled,
-    WorkflowTimedOut,
     WorldError,
 )
 from durable._flusher import Flusher
@@ -577,16 +575,15 @@ class Runtime:
         # Also when the workflow returned or failed after its cancellation was requested (while
         # its last step ran): cancellation is final once requested, as the world enforces.
         deadline = ctx.deadline if ctx.timed_out else None
-        why = timed_out(deadline) if deadline is not None else None
+        why = cancellation_data(deadline, ctx.undo_failures)
         cancelled = RunUpdate("cancelled", error=why, release=True)
         self._write(ctx, NewEvent("run_cancelled", data=why), cancelled)
         for event in list(ctx.recorded.values()):
             if event.kind == "child_started":
                 cancel_run(self.world, child_ids([event])[0])
         self._notify_parent(ctx)
-        if deadline is not None:
-            return Outcome("cancelled", error=WorkflowTimedOut(ctx.run_id, deadline))
-        return Outcome("cancelled", error=WorkflowCancelled(ctx.run_id))
+        error = cancellation_error(ctx.run_id, deadline, ctx.undo_failures)
+        return Outcome("cancelled", error=error)
 
     def _notify_parent(self, ctx: RunContext) -> None:
         if ctx.parent_id is None:

@@ -282,12 +282,19 @@ def _raise_failures(
         return
     lines = [f"{_step_name(undo)}: {_describe(error)}" for undo, error in failed]
     if isinstance(cause, Cancelled):
-        # The run still ends cancelled; the failed undos are in its log as step_failed events.
-        cause.add_note("durable: undo steps failed while compensating: " + "; ".join(lines))
+        # The run still ends cancelled, its result saying which undos failed.
+        note_undo_failures(lines)
         return
     error = CompensationFailed(lines, _describe(cause) if cause is not None else None)
     error.errors = tuple(e for _, e in failed)
     raise error from cause
+
+
+def note_undo_failures(lines: list[str]) -> None:
+    """Record with the outcome of the run being cancelled that these undos failed."""
+    frame = current_frame.get()
+    if frame is not None:
+        frame.ctx.undo_failures.extend(lines)
 
 
 def _describe(error: BaseException) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -18,7 +17,12 @@ from durable._errors import DurableError
 from durable._graph import run_graph
 from durable._options import RetryPolicy
 from durable._run import Run
-from durable._saga import CompensationFailed, cancelled_meanwhile, compensating
+from durable._saga import (
+    CompensationFailed,
+    cancelled_meanwhile,
+    compensating,
+    note_undo_failures,
+)
 from durable.dag import _handlers
 from durable.dag._schema import check_input, with_defaults
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
@@ -259,8 +263,10 @@ def dag_workflow(spec: dict[str, Any], input: Any = None) -> Any:  # noqa: A002 
         # Like a saga: the completed nodes' undo actions run before the run ends cancelled (an
         # undo that fails is in the log as a failed step; the run is cancelled all the same).
         with compensating():
-            with contextlib.suppress(CompensationFailed):
+            try:
                 state.compensate(None)
+            except CompensationFailed as failed:
+                note_undo_failures(failed.failures)
         raise
     return state.result()
 

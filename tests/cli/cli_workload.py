@@ -59,6 +59,16 @@ def nap(duration: str) -> str:
     return "rested"
 
 
+@workflow
+def charge_then_nap(duration: str) -> str:
+    """A saga whose undo fails, around a sleep: cancelled, it says the undo failed."""
+    with durable.Saga() as saga:
+        make_greeting("charged")
+        saga.add(refuse, "refund api down")
+        durable.sleep(duration)
+    return "kept"
+
+
 class Member(pydantic.BaseModel):
     name: str
     since: datetime.date

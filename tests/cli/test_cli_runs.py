@@ -152,6 +152,18 @@ def test_a_run_timeout_cancels_a_run_still_asleep_at_its_deadline(cli):
     assert refused.stderr.startswith('Error: --run-timeout: invalid duration "soon"')
 
 
+def test_a_cancelled_run_whose_undo_failed_says_so(cli):
+    started = cli("start", f"{WORKLOAD}:charge_then_nap", '["1h"]', "--run-timeout", "1s",
+                  "--wait", ok=False)
+    run_id = started.stdout.strip()
+    assert "undo steps failed while it compensated" in started.stderr
+    assert "refuse: FatalError: refund api down" in started.stderr
+    [row] = [line for line in cli("runs").stdout.splitlines() if line.startswith(run_id)]
+    assert row.rstrip().endswith(" timed out; undo steps failed"), row
+    last = cli("events", run_id).stdout.splitlines()[-1]
+    assert "run_cancelled" in last and "undo steps failed: refuse: FatalError" in last
+
+
 def test_cancel_a_pending_and_a_suspended_run(cli):
     pending = cli.start("nap", '["1h"]')
     out = cli("cancel", pending).stdout

@@ -449,3 +449,55 @@ def test_cancelling_a_run_asleep_on_a_hook_runs_its_undos(engine):
     assert undone == ["do", "undo"]
     with pytest.raises(durable.HookNotFound):
         durable.resume_hook("verify-cancel", "late")
+
+
+@step(name="saga.refund_fails", retry=durable.RetryPolicy(max_attempts=1))
+def refund_fails(what: str) -> str:
+    _note(f"refund {what} attempted")
+    raise RuntimeError("refund api down")
+
+
+@workflow(name="saga_cancel_with_a_failing_undo")
+def cancel_with_a_failing_undo() -> str:
+    with Saga() as saga:
+        do("charge")
+        saga.add(refund_fails, "charge")
+        do("reserve")
+        saga.add(undo, "reserve")
+        durable.create_hook(token="approve-refund").wait()
+    return "approved"
+
+
+def test_a_cancelled_run_whose_undo_failed_says_so(engine):
+    engine.runtime.options.time_skipping = None
+    run = cancel_with_a_failing_undo.start()
+    deadline = time.monotonic() + 10
+    while run.status != "suspended" or not engine.world.list_hooks(run.id):
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled) as raised:
+        run.result(timeout=10)
+    expected = ["saga.refund_fails: RuntimeError: refund api down"]
+    assert raised.value.undo_failures == expected
+    assert "undo steps failed" in str(raised.value) and "refund api down" in str(raised.value)
+    assert seen == ["do charge", "do reserve", "undo reserve", "refund charge attempted"]
+    # Read back from the world, by any process.
+    with pytest.raises(WorkflowCancelled) as again:
+        durable.get_run(run.id).result()
+    assert again.value.undo_failures == expected
+    assert not isinstance(again.value, durable.WorkflowTimedOut)
+
+
+def test_a_cancelled_run_whose_undos_all_ran_lists_no_failures(engine):
+    engine.runtime.options.time_skipping = None
+    run = cancel_while_waiting.start()
+    deadline = time.monotonic() + 10
+    while run.status != "suspended" or not engine.world.list_hooks(run.id):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled) as raised:
+        run.result(timeout=10)
+    assert raised.value.undo_failures == []
+    assert str(raised.value) == f"run {run.id} was cancelled"

@@ -361,6 +361,28 @@ def test_cancelling_a_run_waiting_on_a_hook_undoes_its_completed_nodes(engine):
     assert calls["activate"] == 0
 
 
+def test_a_cancelled_run_whose_undo_failed_says_so(engine):
+    engine.runtime.options.time_skipping = None
+    spec = {
+        "nodes": [
+            node("account", config={"name": "account"},
+                 compensate={**undo("account", fail=True), "retry": {"max_attempts": 1}}),
+            node("verify", handler="hook", deps=["account"], config={"token": "verify-undo"}),
+        ],
+    }
+    run = dag.start(spec, {"user": "ada"})
+    deadline = time.monotonic() + 10
+    while run.status != "suspended" or not engine.world.list_hooks(run.id):
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.01)
+    run.cancel()
+    with pytest.raises(WorkflowCancelled) as raised:
+        run.result(timeout=10)
+    assert raised.value.undo_failures == [
+        "account (feat.echo): ValueError: undo-account failed"
+    ]
+
+
 _gate_entered = threading.Event()
 
 
