@@ -24,6 +24,7 @@ from cli._grid import Cell, Column, Grid
 from cli._render import STATUS_STYLES
 from cli._timeline import Operation, Timeline
 from cli._values import JsonValue, compact, decode, error_info, format_duration, iso
+from durable._engine import CANCEL_NOTICED
 from durable.world import FINISHED_STATUSES, Event, RunRecord, World
 
 if TYPE_CHECKING:  # durable.dag is imported once a run turns out to be a DAG run
@@ -147,8 +148,10 @@ def dag_nodes(
     for event in events:
         if event.op_id is not None:
             by_op[event.op_id].append(event)
+    # A node stopped by the run's cancellation marks where it stopped: that is not its work.
+    worked = [op for op in timeline.operations if (op.kind, op.name) != ("value", CANCEL_NOTICED)]
     ops: dict[str, list[Operation]] = {
-        nid: [op for op in timeline.operations if op.op_id.startswith(prefix)]
+        nid: [op for op in worked if op.op_id.startswith(prefix)]
         for nid, prefix in prefixes.items()
     }
     state = _Run(record, spec, found[1], prefixes, ops, by_op, children, {}, {})

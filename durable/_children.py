@@ -146,6 +146,7 @@ class ChildRun(Run):
         from durable._run import outcome_of
 
         ctx = self._ctx
+        ctx.stopped_here()
         since = time.monotonic()
         while True:
             seen = ctx.seen_now()

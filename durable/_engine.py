@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+CANCEL_NOTICED = "cancel_requested"
+"""Name of the recorded value that marks where a run stopped for its cancellation: a replay
+stops at the same point, though a wait it stopped may have ended otherwise since (a sleep or a
+hook timeout passed, a payload came)."""
+
 _FAMILY = {
     "step_completed": "step",
     "step_failed": "step",
@@ -503,9 +508,41 @@ class RunContext:
         if self.unwinding is not None and self._in_workflow_code():
             raise self.unwinding
         if (self.cancel_requested or self.past_deadline()) and not self.compensating:
-            raise Cancelled(self.run_id)
+            raise self.cancelled_here()
         if self.release_requested:
             raise self.suspend_until(self.clock(), "handed back by a stopping worker")
+
+    def cancelled_here(self) -> Cancelled:
+        """``Cancelled``, recording where the workflow's code stops for it (see ``stopped_here``).
+
+        The mark takes the branch's next operation id, live and on replay alike. A log recorded
+        before marks were taken has the compensation's first undo step there instead: then no
+        mark is taken, and that step keeps its id.
+        """
+        frame = current_frame.get()
+        if frame is not None and frame.ctx is self:
+            branch = frame.branch
+            upcoming = self.recorded.get(f"{branch.path}{branch.counter + 1}")
+            if upcoming is None or _is_cancel_mark(upcoming):
+                self.value(branch.next_op(), CANCEL_NOTICED, lambda: True)
+        return Cancelled(self.run_id)
+
+    def stopped_here(self) -> None:
+        """On replay, raise ``Cancelled`` where the recorded execution stopped for it.
+
+        Called as a wait begins (a sleep, a retry's delay, a hook, a child run): replayed later,
+        the wait may end otherwise (its time passed, a payload came), and the workflow would take
+        another path than the one its recorded undo steps followed.
+        """
+        if self.compensating:
+            return
+        frame = current_frame.get()
+        if frame is None or frame.ctx is not self:
+            return
+        branch = frame.branch
+        upcoming = self.recorded.get(f"{branch.path}{branch.counter + 1}")
+        if upcoming is not None and _is_cancel_mark(upcoming):
+            raise self.cancelled_here()
 
     def block(self, command: StepCommand | None = None) -> Blocked:
         """Note what a pure replay needs and return the exception that suspends it."""
@@ -521,7 +558,7 @@ class RunContext:
         """
         if not self.compensating:  # undo steps wait out their retries, deadline or not
             if self.cancel_requested or self.past_deadline():
-                return Cancelled(self.run_id)
+                return self.cancelled_here()
             if self.deadline is not None:
                 when = self.deadline if when is None else min(when, self.deadline)
         self.waits.append(when)
@@ -533,6 +570,7 @@ class RunContext:
         While other branches of the run still work, a long wait lingers in-process too (see
         :meth:`linger`): the run suspends once all its branches wait.
         """
+        self.stopped_here()
         since = time.monotonic()
         while True:
             remaining = when - self.clock()
@@ -620,6 +658,7 @@ class RunContext:
 
     async def wait_until_async(self, when: float) -> None:
         """Async :meth:`wait_until`."""
+        self.stopped_here()
         remaining = when - self.clock()
         if remaining <= 0:
             return
@@ -811,8 +850,9 @@ class RunContext:
             self.record(NewEvent("step_failed", op_id, step.name, _json(info)))
             # What a replay will raise, live too: the workflow's except clauses must take the
             # same path and read the same attributes (a requests.HTTPError's response is not
-            # recorded). The step's own exception stays the cause, for its traceback.
-            raise rebuild_error(step.name, info) from exc
+            # recorded). It carries the step's traceback, not its exception as a cause, which a
+            # replay would not have.
+            raise rebuild_error(step.name, info).with_traceback(exc.__traceback__) from None
         delay = step.retry.delay_before(attempt + 1)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             try:
@@ -946,6 +986,10 @@ def describe_op(family: str, name: str) -> str:
     if family == "child":
         return f"child workflow {name!r}"
     return f"{family} {name!r}"
+
+
+def _is_cancel_mark(event: Event) -> bool:
+    return event.kind == "value_recorded" and event.name == CANCEL_NOTICED
 
 
 def _op_sort_key(op_id: str) -> tuple[int, ...]:

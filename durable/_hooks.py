@@ -41,6 +41,7 @@ class Hook(Generic[T]):
 
     def _next(self) -> T:
         ctx = self._ctx
+        ctx.stopped_here()
         index = ctx.hook_cursor.get(self._op_id, 0)
         since = time.monotonic()
         while True:

@@ -26,6 +26,7 @@ from typing import Any, ParamSpec
 from durable._context import current_frame
 from durable._control import Cancelled
 from durable._decorators import Step
+from durable._engine import CANCEL_NOTICED
 from durable._errors import ConfigurationError, DurableError, WorldError
 
 P = ParamSpec("P")
@@ -61,11 +62,6 @@ class CompensationFailed(DurableError):
         return f"{count} undo step{'s' if count != 1 else ''} failed{after}: {undone}"
 
 
-CANCEL_NOTICED = "cancel_requested"
-"""Name of the recorded value that marks where a run noticed, between durable points, that it
-was cancelled."""
-
-
 def cancelled_meanwhile() -> Cancelled | None:
     """``Cancelled`` if the run was cancelled while its code ran since its last durable point.
 
@@ -75,8 +71,6 @@ def cancelled_meanwhile() -> Cancelled | None:
     id), so that a replay takes the same path; a no records nothing and is answered only live
     (nothing recorded lies past this point), so that a replay never leaves the recorded path.
     """
-    from durable._api import recorded_value
-
     frame = current_frame.get()
     if frame is None or frame.ctx.compensating:
         return None
@@ -87,8 +81,7 @@ def cancelled_meanwhile() -> Cancelled | None:
             return None  # replaying: the recorded execution went on from here
         if not ctx.ask_cancelled():
             return None
-    recorded_value(CANCEL_NOTICED, lambda: True)
-    return Cancelled(ctx.run_id)
+    return ctx.cancelled_here()
 
 
 class Saga:
