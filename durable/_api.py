@@ -282,6 +282,9 @@ def _collect(outcomes: list[tuple[bool, Any]]) -> list[Any]:
     for kind in (StorageUnavailable, Cancelled, Diverged, Suspend):
         for error in errors:
             if isinstance(error, kind):
+                frame = current_frame.get()
+                if frame is not None and not isinstance(error, Cancelled):
+                    frame.branch.stopped = error  # the branch that waited unwinds with it
                 raise error
     if errors:
         raise errors[0]

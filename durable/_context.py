@@ -18,14 +18,24 @@ class Branch:
     concurrent branches finishes first.
     """
 
-    __slots__ = ("path", "counter")
+    __slots__ = ("path", "counter", "stopped")
 
     def __init__(self, path: str = "") -> None:
         self.path = path
         self.counter = 0
+        self.stopped: BaseException | None = None
+        """The suspension (or worse) this branch unwinds with: it may perform nothing more."""
 
     def next_op(self) -> str:
-        """The id of the next operation in this branch."""
+        """The id of the next operation in this branch.
+
+        Raises:
+            BaseException: the branch is unwinding (see ``stopped``). Code that runs on the way
+                out (a ``finally``, an ``__exit__``, an ``except BaseException``) would otherwise
+                run its steps now, long before the run resumes, or go on as if it had not stopped.
+        """
+        if self.stopped is not None:
+            raise self.stopped
         self.counter += 1
         return f"{self.path}{self.counter}"
 

@@ -420,7 +420,7 @@ class RunContext:
             raise mine.error
         if self.force_replay and replay_point:
             self.waits.append(self.clock())
-            raise Suspend("replaying (forced replay mode)")
+            raise self._unwinding_with(Suspend("replaying (forced replay mode)"))
 
     def settle_before(self, op_id: str) -> None:
         """Make durable what the operation at ``op_id`` may depend on, before it starts.
@@ -480,7 +480,7 @@ class RunContext:
         if isinstance(flow, (Suspend, Diverged, StorageUnavailable)) and (
             self.unwinding is None or _rank(flow) < _rank(self.unwinding)
         ):
-            self.unwinding = flow
+            self.unwinding = self.root.stopped = flow
 
     def ending(self, exc: BaseException) -> BaseException:
         """What ends this execution, given what the workflow's code raised.
@@ -548,7 +548,7 @@ class RunContext:
         """Note what a pure replay needs and return the exception that suspends it."""
         if command is not None:
             self.commands.append(command)
-        return Blocked("waiting for commands")
+        return self._unwinding_with(Blocked("waiting for commands"))
 
     def suspend_until(self, when: float | None, reason: str) -> Suspend | Cancelled:
         """Register a wake-up time and return the exception that unwinds the run.
@@ -562,7 +562,14 @@ class RunContext:
             if self.deadline is not None:
                 when = self.deadline if when is None else min(when, self.deadline)
         self.waits.append(when)
-        return Blocked(reason) if self.pure else Suspend(reason)
+        return self._unwinding_with(Blocked(reason) if self.pure else Suspend(reason))
+
+    def _unwinding_with(self, suspension: Suspend) -> Suspend:
+        """Mark the current branch as unwinding with ``suspension`` (see ``Branch.next_op``)."""
+        frame = current_frame.get()
+        if frame is not None and frame.ctx is self:
+            frame.branch.stopped = suspension
+        return suspension
 
     def wait_until(self, when: float) -> None:
         """Block until ``when``: in-process if it is soon, otherwise by suspending the run.

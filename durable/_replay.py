@@ -73,8 +73,9 @@ def replay(
             result = asyncio.run(_run_async(ctx, target, tuple(args), kwargs or {}))
         else:
             result = target(*args, **(kwargs or {}))
-        if ctx.unwinding is not None:  # a branch suspended (or worse) and the workflow ignored it
-            raise ctx.unwinding
+        stopped = ctx.unwinding or ctx.root.stopped
+        if stopped is not None:  # a branch (or the workflow) suspended and the workflow ignored it
+            raise stopped
         ctx.check_fully_replayed()
     except BaseException as exc:  # noqa: BLE001 - what is not an outcome is raised again
         return _ended(ctx, ctx.ending(exc))

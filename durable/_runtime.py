@@ -433,6 +433,8 @@ class Runtime:
             return self._finish(ctx, ctx.ending(exc), None)
         finally:
             current_frame.reset(token)
+        if ctx.root.stopped is not None:  # the workflow caught its own suspension and returned
+            return self._finish(ctx, ctx.root.stopped, None)
         return self._finish(ctx, None, result)
 
     async def execute_async(self, record: RunRecord) -> Outcome:
@@ -488,9 +490,10 @@ class Runtime:
         finally:
             current_frame.reset(token)
         await wait_for_branches(ctx)
-        if ctx.unwinding is not None:  # a branch suspended (or worse) and the workflow ignored it
+        stopped = ctx.unwinding or ctx.root.stopped
+        if stopped is not None:  # a branch (or the workflow) suspended and the workflow ignored it
             ctx.forgotten()
-            return self._finish(ctx, ctx.unwinding, None)
+            return self._finish(ctx, stopped, None)
         forgotten = ctx.forgotten()
         if forgotten:
             # Deterministic: a replay makes the same calls and forgets the same ones.

@@ -91,9 +91,15 @@ def _note_outcome(ctx: RunContext, inner: Any, task: asyncio.Future[Any]) -> Non
 
 
 def _branch_context(frame: Frame) -> contextvars.Context:
-    op_id = frame.branch.next_op()
+    if frame.branch.stopped is not None:
+        # Created while its branch unwinds (a finally, the event loop's own shutdown): it takes
+        # no id, and may perform nothing durable either.
+        branch = Branch(frame.branch.path)
+        branch.stopped = frame.branch.stopped
+    else:
+        branch = Branch(f"{frame.branch.next_op()}.")
     context = contextvars.copy_context()
-    context.run(current_frame.set, Frame(frame.ctx, Branch(f"{op_id}.")))
+    context.run(current_frame.set, Frame(frame.ctx, branch))
     return context
 
 

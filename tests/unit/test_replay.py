@@ -254,3 +254,15 @@ def test_recorded_retry_delay_suspends_until_retry_time():
     assert (result.status, result.wake_at, result.commands) == ("suspended", 500.0, [])
     # A pure replay never performs a step: it asks for it.
     assert replay(wf, events=log.events, now=600).commands[0].op_id == "1"
+
+
+def test_a_finally_performs_nothing_while_the_replay_blocks():
+    def wf() -> str:
+        try:
+            return send(fetch("ada")["user"])
+        finally:
+            send("audit")
+
+    result = replay(wf, events=Log().events, now=0)
+    assert result.status == "suspended"
+    assert [(c.op_id, c.name) for c in result.commands] == [("1", "fetch")]

@@ -1,0 +1,125 @@
+"""Code that runs while a run suspends (a ``finally``, an ``__exit__``, an ``except
+BaseException``) performs nothing durable then: it runs when the run really goes on or ends.
+Every world, live and under forced replay."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import pytest
+
+import durable
+from durable import step, workflow
+
+marks: list[str] = []
+_lock = threading.Lock()
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    marks.clear()
+
+
+@step(name="unwinding.mark")
+def mark(text: str) -> str:
+    with _lock:
+        marks.append(text)
+    return text
+
+
+@step(name="unwinding.amark")
+async def amark(text: str) -> str:
+    with _lock:
+        marks.append(text)
+    return text
+
+
+@workflow(name="unwinding.cleans_up_in_finally")
+def cleans_up_in_finally() -> str:
+    try:
+        mark("start")
+        durable.sleep("1 day")
+        return mark("after")
+    finally:
+        mark("cleanup")
+
+
+def test_a_finally_around_a_long_sleep_runs_once_the_sleep_is_over(engine):
+    assert cleans_up_in_finally() == "after"
+    assert marks == ["start", "after", "cleanup"]
+
+
+@workflow(name="unwinding.swallows_its_suspension")
+def swallows_its_suspension() -> str:
+    try:
+        durable.sleep("1 day")
+    except BaseException:  # noqa: BLE001 - what a careless workflow does
+        pass
+    return mark("after")
+
+
+def test_a_suspension_caught_by_the_workflow_still_suspends_it(engine):
+    started = engine.clock()
+    assert swallows_its_suspension() == "after"
+    assert engine.clock() - started >= 86400
+    assert marks == ["after"]
+
+
+@workflow(name="unwinding.returns_from_its_suspension")
+def returns_from_its_suspension() -> str:
+    try:
+        durable.sleep("1 day")
+    except BaseException:  # noqa: BLE001
+        return "gave up"
+    return "slept"
+
+
+def test_a_workflow_returning_from_its_caught_suspension_still_sleeps(engine):
+    started = engine.clock()
+    assert returns_from_its_suspension() == "slept"
+    assert engine.clock() - started >= 86400
+
+
+@asynccontextmanager
+async def held(name: str):
+    await amark(f"take {name}")
+    try:
+        yield
+    finally:
+        await amark(f"release {name}")
+
+
+@workflow(name="unwinding.holds_across_a_hook")
+async def holds_across_a_hook(token: str) -> str:
+    async with held("lock"):
+        payload = await durable.create_hook(token=token)
+        await amark(f"got {payload}")
+    return payload
+
+
+def test_an_async_context_manager_around_a_hook_exits_after_the_payload(engine):
+    engine.runtime.options.time_skipping = None
+    run = holds_across_a_hook.start("unwind-hook")
+    deadline = time.monotonic() + 10
+    while run.status != "suspended" or not engine.world.list_hooks(run.id):
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.01)
+    assert marks == ["take lock"]  # not released while the run waits
+    durable.resume_hook("unwind-hook", "yes")
+    assert run.result(timeout=10) == "yes"
+    assert marks == ["take lock", "got yes", "release lock"]
+
+
+@workflow(name="unwinding.parallel_in_try")
+def waits_in_a_branch() -> list[str]:
+    try:
+        return durable.parallel(lambda: mark("a"), lambda: durable.sleep("1 day") or mark("b"))
+    finally:
+        mark("done")
+
+
+def test_a_finally_around_a_branch_that_sleeps_runs_once_the_branches_end(engine):
+    assert waits_in_a_branch() == ["a", "b"]
+    assert marks[-1] == "done" and sorted(marks) == ["a", "b", "done"]
