@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_S = TypeVar("_S", bound=Suspend)
+
 CANCEL_NOTICED = "cancel_requested"
 """Name of the recorded value that marks where a run stopped for its cancellation: a replay
 stops at the same point, though a wait it stopped may have ended otherwise since (a sleep or a
@@ -564,7 +566,7 @@ class RunContext:
         self.waits.append(when)
         return self._unwinding_with(Blocked(reason) if self.pure else Suspend(reason))
 
-    def _unwinding_with(self, suspension: Suspend) -> Suspend:
+    def _unwinding_with(self, suspension: _S) -> _S:
         """Mark the current branch as unwinding with ``suspension`` (see ``Branch.next_op``)."""
         frame = current_frame.get()
         if frame is not None and frame.ctx is self:
