@@ -150,6 +150,7 @@ class Runtime:
         self._loop_thread: threading.Thread | None = None
         self._active: dict[str, RunContext] = {}
         self._futures: set[Future[Any]] = set()
+        self._executions: set[asyncio.Task[Outcome]] = set()  # direct calls' (see _call_async)
         self._executing: dict[str, int] = {}  # executions in flight (or queued) per run id
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -283,7 +284,12 @@ class Runtime:
         with self._creating(defn, args, kwargs, options, owned=True) as (record, created):
             self.ensure_worker()
             if created:
-                outcome = await self.execute_async(record)
+                # Its own task: a caller that stops waiting (a request's timeout, a client gone)
+                # leaves the run going on here rather than cut a step short, to run it again.
+                execution = asyncio.get_running_loop().create_task(self.execute_async(record))
+                self._executions.add(execution)
+                execution.add_done_callback(self._executions.discard)
+                outcome = await asyncio.shield(execution)
                 if outcome.status == "completed":
                     return outcome.value
         return await Run(record.id, self, record).wait()
