@@ -506,6 +506,12 @@ def step(
         is_async = _validate(func, "step")
         step_name = name or func.__qualname__
         _check_serializer(serializer, step_name)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            hint = f"max_attempts={retry}" if type(retry) is int else "max_attempts=..., ..."
+            raise ConfigurationError(
+                f"step {step_name!r}: retry must be a RetryPolicy, got {retry!r}: write "
+                f"retry=RetryPolicy({hint})"
+            )
         limit = parse_duration(timeout) if timeout is not None else None
         definition = StepDefinition(
             func, step_name, retry or RetryPolicy(), limit, serializer, is_async

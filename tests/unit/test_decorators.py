@@ -311,3 +311,12 @@ def test_run_async_outside_a_workflow_is_a_plain_call_and_refuses_misuse():
         durable.WorkflowFailed, match=r"TypeError: .*run_async\(\.\.\.\) is for async workflows"
     ):
         _sync_flow_using_run_async(1)
+
+
+def test_a_retry_that_is_not_a_policy_is_refused_at_decoration():
+    with pytest.raises(ConfigurationError, match=r"retry must be a RetryPolicy, got 3: .*"
+                       r"retry=RetryPolicy\(max_attempts=3\)"):
+        step(retry=3)(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"got \{'max_attempts': 2\}"):
+        @step(retry={"max_attempts": 2})  # type: ignore[arg-type]
+        def charge() -> None: ...
