@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import click
 from rich.table import Table
@@ -18,10 +19,10 @@ from cli._common import (
 from cli._values import format_local, iso
 from durable._children import CHILD_TOKEN_PREFIX
 from durable._hooks import encode_payload
-from durable.world import HookRecord
+from durable.world import HookRecord, World
 
 
-def hook_json(hook: HookRecord) -> dict[str, object]:
+def hook_json(hook: HookRecord, received: int = 0) -> dict[str, object]:
     """A hook as stable JSON."""
     return {
         "token": hook.token,
@@ -30,7 +31,23 @@ def hook_json(hook: HookRecord) -> dict[str, object]:
         "created_at": iso(hook.created_at),
         "timeout_at": iso(hook.timeout_at),
         "schema": hook.schema,
+        "received": received,
     }
+
+
+def payloads_received(world: World, hooks: list[HookRecord]) -> dict[str, int]:
+    """How many payloads each hook has had, by token.
+
+    A hook that has had some is open for more (a run may iterate it), not necessarily what its
+    run waits on.
+    """
+    counts: dict[str, int] = {}
+    for run_id in {h.run_id for h in hooks}:
+        per_op = Counter(e.op_id for e in world.read_events(run_id) if e.kind == "hook_received")
+        for hook in hooks:
+            if hook.run_id == run_id:
+                counts[hook.token] = per_op.get(hook.op_id, 0)
+    return counts
 
 
 @click.command()
@@ -38,20 +55,32 @@ def hook_json(hook: HookRecord) -> dict[str, object]:
 @json_option
 @click.pass_context
 def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
-    """List hooks that runs are waiting on, oldest first."""
+    """List open hooks (those that take a payload), oldest first.
+
+    RECEIVED counts the payloads a hook has had: 0, its run waits for the first; more, it is
+    open for the next (a run may iterate a hook, or have gone on with the one it took).
+    """
     with opened_world(ctx) as world:
         # A parent's wait for a child is a hook of the engine's own, resumed by the child.
         live = [h for h in world.list_hooks(run_id) if not h.token.startswith(CHILD_TOKEN_PREFIX)]
+        received = payloads_received(world, live)
     if as_json:
-        echo_json({"hooks": [hook_json(h) for h in live]})
+        echo_json({"hooks": [hook_json(h, received[h.token]) for h in live]})
         return
     if not live:
-        click.echo("no hooks are waiting" + (f" in run {run_id}" if run_id else ""))
+        click.echo("no hooks are open" + (f" in run {run_id}" if run_id else ""))
         return
-    table = Table("TOKEN", "RUN", "OP", "CREATED", "TIMES OUT", box=None)
+    table = Table("TOKEN", "RUN", "OP", "CREATED", "TIMES OUT", "RECEIVED", box=None)
     for hook in live:
         timeout = "-" if hook.timeout_at is None else format_local(hook.timeout_at)
-        table.add_row(hook.token, hook.run_id, hook.op_id, format_local(hook.created_at), timeout)
+        table.add_row(
+            hook.token,
+            hook.run_id,
+            hook.op_id,
+            format_local(hook.created_at),
+            timeout,
+            str(received[hook.token]),
+        )
     show(table)
 
 

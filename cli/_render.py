@@ -104,11 +104,12 @@ def _waiting_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     # Due, it waits on nothing but a worker: a payload or a child's end came, or a time passed.
     if wake is not None and wake <= now:
         return f"due {format_ago(wake, now)}: waiting for a worker"
-    latest = waits[0] if waits else None
+    # A hook that had its payload yields to a wait still unanswered (gather over two hooks).
+    latest = next((w for w in waits if not w.received), waits[0] if waits else None)
     if latest is None or latest.kind == "timer":
         return "waiting for an event" if wake is None else f"wakes {format_ago(wake, now)}"
     # A hook that had its payload is only counted when it is the latest wait (a stream's next).
-    others = sum(1 for w in waits[1:] if w.kind != "timer" and not w.received)
+    others = sum(1 for w in waits if w is not latest and w.kind != "timer" and not w.received)
     more = f" (and {others} more wait{'s' if others > 1 else ''})" if others else ""
     if latest.kind == "child":
         return f"waiting for child run {latest.name}{more}"

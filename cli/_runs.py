@@ -404,7 +404,12 @@ def _links(world: World, record: RunRecord, log: list[Event]) -> dict[str, Any]:
         "parent_id": record.parent_id,
         "children": children,
         "hooks": [
-            {"token": h.token, "op_id": h.op_id, "timeout_at": iso(h.timeout_at)}
+            {
+                "token": h.token,
+                "op_id": h.op_id,
+                "timeout_at": iso(h.timeout_at),
+                "received": sum(1 for e in log if e.kind == "hook_received" and e.op_id == h.op_id),
+            }
             for h in world.list_hooks(record.id)
         ],
         "streams": [
@@ -425,7 +430,9 @@ def _link_lines(links: dict[str, Any]) -> list[str]:
             if timeout_at
             else ""
         )
-        lines.append(f"hook      {hook['token']} (waiting{until})")
+        had = hook["received"]
+        state = f"open, {had} payload{'s' if had > 1 else ''} received" if had else "waiting"
+        lines.append(f"hook      {hook['token']} ({state}{until})")
     for stream in links["streams"]:
         state = "closed" if stream["closed"] else "open"
         lines.append(f"stream    {stream['name']}: {stream['chunks']} chunks, {state}")

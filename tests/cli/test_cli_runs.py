@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+import durable
 from tests.cli.background import Running, wait_for_status
 from tests.cli.conftest import ROOT
 
@@ -306,6 +307,41 @@ def test_hooks_lists_what_runs_wait_on_from_outside_not_the_engines_child_hooks(
     with SqliteWorld(cli.url) as world:  # nothing was delivered
         kinds = [e.kind for e in world.read_events("parent")]
     assert kinds == ["run_created", "hook_created", "child_started"]
+
+
+def test_a_hook_that_had_its_payload_is_not_named_as_what_its_run_waits_on(cli):
+    from durable._client import use_runtime
+    from durable._runtime import Runtime, RuntimeOptions
+    from durable.world import open_world
+    from tests.cli.cli_workload import two_approvals
+    from tests.system._support import wait_until
+
+    runtime = Runtime(open_world(cli.url), RuntimeOptions(poll_interval=0.05))
+    previous = use_runtime(runtime)
+    try:
+        run = two_approvals.start("x")
+        wait_until(lambda: len(runtime.world.list_hooks(run.id)) == 2, 30, "both hooks")
+        durable.resume_hook("second:x", "yes")
+        wait_until(
+            lambda: runtime.world.get_run(run.id).status == "suspended"
+            and any(e.kind == "hook_received" for e in runtime.world.read_events(run.id))
+            and runtime.world.get_run(run.id).wake_at is None,
+            30,
+            "the run to wait again",
+        )
+        [row] = [line for line in cli("runs").stdout.splitlines() if line.startswith(run.id)]
+        assert "waiting for hook first:x" in row and "more wait" not in row, row
+        listed = {h["token"]: h["received"] for h in cli.json("hooks")["hooks"]}
+        assert listed == {"first:x": 0, "second:x": 1}
+        inspected = cli("inspect", run.id).stdout
+        assert "hook      first:x (waiting)" in inspected
+        assert "hook      second:x (open, 1 payload received)" in inspected
+        durable.resume_hook("first:x", "ok")
+        assert run.result(timeout=30) == ["ok", "yes"]
+    finally:
+        use_runtime(previous)
+        runtime.stop()
+        runtime.world.close()
 
 
 def test_a_reader_that_goes_away_ends_a_command_quietly(cli):
