@@ -15,7 +15,7 @@ from cli._common import import_modules
 from cli._dag import dag
 from cli._dev import dev
 from cli._hooks import hooks, resume
-from cli._runs import cancel, events, gc, inspect, runs, start, world
+from cli._runs import cancel, events, gc, inspect, retry, runs, start, world
 from cli._stopping import (
     exit_at_once,
     runs_in_progress,
@@ -71,7 +71,7 @@ def main(ctx: click.Context, world: str | None) -> None:
     \b
     Run workflows:   worker, dev, start
     Look at runs:    runs, inspect, events, hooks, world info
-    Change runs:     cancel, resume, gc
+    Change runs:     cancel, retry, resume, gc
     DAG specs:       dag validate, dag run, dag schema
     On AWS:          bootstrap, deploy, outputs, logs, dlq, teardown
     """  # noqa: D301 - "\b" keeps click from rewrapping the lines
@@ -129,7 +129,7 @@ def worker(
     log.info("stopped")
 
 
-for _command in (dev, start, runs, inspect, events, cancel, gc, world, hooks, resume, dag):
+for _command in (dev, start, runs, inspect, events, cancel, retry, gc, world, hooks, resume, dag):
     main.add_command(_command)
 
 for _command in (bootstrap, deploy, outputs, logs, dlq, teardown):

@@ -400,15 +400,19 @@ def describe_event(event: Event) -> str:
         if isinstance(wake, (int, float)):
             return f"{format_duration(wake - event.created_at)}, until {format_local(wake)}"
         return "sleeping"
-    if event.kind == "value_recorded":
-        return _value_line(event.data)
     if event.kind == "run_failed":
         return compact(error, 120)
-    if event.kind in ("run_completed", "run_cancelled"):
-        return _cancelled_line(event.data)
-    if event.kind == "hook_created":
-        return _hook_line(event.data)
+    describe = _DESCRIBED_BY_DATA.get(event.kind)
+    if describe is not None:
+        return describe(event.data)
     return _value_line(_local_times(event.data)) if event.data is not None else ""
+
+
+def _retried_line(data: bytes | None) -> str:
+    info = json.loads(data or b"{}")
+    steps = info.get("steps") or []
+    again = f"; step {', '.join(steps)} runs again" if steps else ""
+    return compact(f"after {info.get('error', 'its failure')}{again}", 160)
 
 
 def _hook_line(data: bytes | None) -> str:
@@ -497,3 +501,12 @@ def _format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+_DESCRIBED_BY_DATA: dict[str, Callable[[bytes | None], str]] = {
+    "value_recorded": _value_line,
+    "run_completed": _cancelled_line,
+    "run_cancelled": _cancelled_line,
+    "hook_created": _hook_line,
+    "run_retried": _retried_line,
+}

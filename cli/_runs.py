@@ -47,6 +47,7 @@ from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._durations import parse_duration
 from durable._errors import InvalidDuration, RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._retry import retry_run
 from durable._run import cancel_run, outcome_of
 from durable._runtime import Runtime
 from durable.world import (
@@ -490,6 +491,31 @@ def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
         click.echo(f"run {run_id} already {record.status}; nothing to cancel")
     else:
         click.echo(_requested_message(run_id, holder, force))
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def retry(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Run a failed run again, from where it failed.
+
+    Its finished steps are not run again: the step whose failure failed the run runs again (from
+    its first attempt), then the workflow goes on. A run failed by a NonDeterminismError replays
+    with the code the workers have now. The run becomes pending: a worker that has its workflow
+    executes it.
+    """
+    owner = f"cli-{os.getpid()}"
+    with opened_world(ctx) as world:
+        try:
+            retry_run(world, run_id, owner, lease_ttl=30.0)
+        finally:
+            world.release(run_id, owner)
+        record = _get(world, run_id)
+    if as_json:
+        echo_json(run_json(record))
+        return
+    click.echo(f"retrying run {run_id}: pending for a worker of {record.workflow_name}")
 
 
 def _cancel(world: World, run_id: str, force: bool) -> tuple[str, RunRecord]:

@@ -143,13 +143,18 @@ def build_timeline(
         The run's timeline.
     """
     started = next((e.created_at for e in events if e.kind == "run_created"), record.created_at)
-    finished = next((e.created_at for e in events if e.kind in _RUN_ENDS), None)
+    # The last end: a retried run's log has the failure it was retried after.
+    ends = [e.created_at for e in events if e.kind in _RUN_ENDS]
+    finished = ends[-1] if ends and record.status in FINISHED_STATUSES else None
     if finished is None and record.status in FINISHED_STATUSES:
         finished = record.updated_at
     by_op: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         if event.op_id is not None:
             by_op[event.op_id].append(event)
+        elif event.kind == "run_retried":
+            for op_id in _retried_steps(event):
+                by_op.pop(op_id, None)  # the step runs again: its earlier attempts are history
     graph = branch_dependencies(record) if branches is None else branches
     keys = {op_id: op_key(op_id) for op_id in by_op}
     starts = _start_times(by_op, keys, started, _branch_starts(by_op, graph))
@@ -159,6 +164,14 @@ def build_timeline(
         for op_id in sorted(by_op, key=keys.__getitem__)
     ]
     return Timeline(started, finished, operations)
+
+
+def _retried_steps(event: Event) -> list[str]:
+    try:
+        steps = json.loads(event.data or b"{}").get("steps", [])
+    except (ValueError, AttributeError):
+        return []
+    return [s for s in steps if isinstance(s, str)] if isinstance(steps, list) else []
 
 
 def _end_of(events: list[Event], early: bool = False) -> float | None:

@@ -117,6 +117,33 @@ class Run:
             self._runtime.notify_cancel(self.id)
             self._runtime.ensure_worker()  # a worker replays it to its next durable point
 
+    def retry(self) -> None:
+        """Run a failed run again from where it failed; its finished steps are not run again.
+
+        The step whose failure failed the run runs again (from its first attempt), then the
+        workflow goes on; a run failed by a ``NonDeterminismError`` replays with the code as it
+        is now (roll the change back first). Executed here, or by a worker if this process has
+        none (``configure(worker=False)``).
+
+        Raises:
+            ConfigurationError: the run is not ``failed``, or is a child run.
+        """
+        from durable._retry import retry_run
+
+        if current_frame.get() is not None:
+            raise ConfigurationError(
+                f"retrying run {self.id} from workflow code is not durable: retry it from a step, "
+                "or from code outside workflows"
+            )
+        runtime = self._runtime
+        record = retry_run(runtime.world, self.id, runtime.owner, runtime.options.lease_ttl)
+        if runtime.options.worker:
+            runtime.submit(record)
+            runtime.ensure_worker()
+        else:
+            runtime.world.release(self.id, runtime.owner)  # pending: for any worker
+        self._record = record
+
     def result(self, timeout: float | None = None) -> Any:
         """Block until the run finishes and return its result.
 

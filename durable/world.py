@@ -278,6 +278,14 @@ class World(Protocol):
         """Give a leased run back (status ``pending``) so another worker can take it now."""
         ...
 
+    def reopen(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        """Lease a ``failed`` run to ``owner`` again (``running``), so that it can be retried.
+
+        Its recorded error is cleared; its log stays as it is (``run_failed`` included).
+        Returns the leased record, or ``None`` if there is no such run or it is not ``failed``.
+        """
+        ...
+
     def request_cancel(self, run_id: str) -> RunRecord | None:
         """Ask a run to stop at its next durable point; returns the updated record.
 

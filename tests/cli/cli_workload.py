@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 
@@ -104,14 +103,6 @@ def approval(token: str) -> int:
     """Waits (a day at most) on hook ``token``; returns the length of the payload's text."""
     payload = durable.create_hook(token=token, timeout="1d").wait()
     return len(payload["text"])
-
-
-@workflow
-async def two_approvals(tag: str) -> list[str]:
-    """Waits on two hooks at once."""
-    first = durable.create_hook(token=f"first:{tag}")
-    second = durable.create_hook(token=f"second:{tag}")
-    return list(await asyncio.gather(first, second))
 
 
 @step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -309,11 +310,18 @@ def test_hooks_lists_what_runs_wait_on_from_outside_not_the_engines_child_hooks(
     assert kinds == ["run_created", "hook_created", "child_started"]
 
 
+@durable.workflow(name="cli_runs.two_approvals")
+async def two_approvals(tag: str) -> list[str]:
+    """Waits on two hooks at once (executed in the test's process)."""
+    first = durable.create_hook(token=f"first:{tag}")
+    second = durable.create_hook(token=f"second:{tag}")
+    return list(await asyncio.gather(first, second))
+
+
 def test_a_hook_that_had_its_payload_is_not_named_as_what_its_run_waits_on(cli):
     from durable._client import use_runtime
     from durable._runtime import Runtime, RuntimeOptions
     from durable.world import open_world
-    from tests.cli.cli_workload import two_approvals
     from tests.system._support import wait_until
 
     runtime = Runtime(open_world(cli.url), RuntimeOptions(poll_interval=0.05))
@@ -352,3 +360,20 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(cli):
     )
     assert proc.stdout.startswith("wrun_")
     assert proc.stderr == "", proc.stderr
+
+
+def test_retry_makes_a_failed_run_pending_for_a_worker(cli):
+    proc = cli("start", f"{WORKLOAD}:doomed", '["card declined"]', "--wait", ok=False)
+    run_id = proc.stdout.strip()
+    out = cli("retry", run_id).stdout
+    assert out.strip() == f"retrying run {run_id}: pending for a worker of doomed", out
+    assert cli.json("inspect", run_id)["run"]["status"] == "pending"
+    kinds = [e["kind"] for e in cli.json("events", run_id)["events"]]
+    assert kinds[-2:] == ["run_failed", "run_retried"]
+    last = cli("events", run_id).stdout.splitlines()[-1]
+    assert "run_retried" in last and "FatalError: card declined" in last and "runs again" in last
+    refused = cli("retry", "no-such-run", ok=False)
+    assert "no run with id 'no-such-run'" in refused.stderr and "Traceback" not in refused.stderr
+    greeted = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait").stdout.splitlines()[0]
+    refused = cli("retry", greeted, ok=False)
+    assert "is completed: only a failed run can be retried" in refused.stderr

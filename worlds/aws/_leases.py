@@ -17,7 +17,7 @@ from worlds.aws._base import AwsWorldBase
 from worlds.aws._errors import translate
 from worlds.aws._items import Changes, num, run_from_item, text
 from worlds.aws._queue import Message
-from worlds.aws._schema import BY_DUE, DUE_SHARDS, run_key
+from worlds.aws._schema import BY_DUE, DUE_SHARDS, TTL_ATTRIBUTE, run_key
 
 _LEASE_HORIZON = 3600.0
 """No lease lasts longer than this without renewal (bounds the search for dead owners)."""
@@ -35,11 +35,23 @@ class LeaseWorld(AwsWorldBase):
             return None
         return self._lease(*found, owner, lease_ttl)
 
+    def reopen(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        found = self._read_run(run_id)
+        if found is None or found[1].status != "failed":
+            return None
+        return self._lease(*found, owner, lease_ttl, reopening=True)
+
     def _lease(
-        self, item: dict[str, Any], run: RunRecord, owner: str, lease_ttl: float
+        self,
+        item: dict[str, Any],
+        run: RunRecord,
+        owner: str,
+        lease_ttl: float,
+        *,
+        reopening: bool = False,
     ) -> RunRecord | None:
         now = self.now()
-        if not self._runnable(run, now):
+        if not reopening and not self._runnable(run, now):
             return None
         expires = now + lease_ttl
         changes = (
@@ -51,16 +63,28 @@ class LeaseWorld(AwsWorldBase):
             .add("rev", num(1))
             .schedule(run.id, "running", now, None, expires)
         )
+        if reopening:
+            changes.set(TTL_ATTRIBUTE, None)  # a finished run's: it is not finished any more
         args = changes.update(
             self.table, run_key(run.id), "rev = :rev", values={":rev": item["rev"]}
         )
         if not self._update(args, f"leasing run {run.id}"):
             return None
+        if reopening:
+            self._clear_outcome(run.id)
+            run = dataclasses.replace(run, error=None)
         leased = dataclasses.replace(
             run, status="running", lease_owner=owner, lease_expires_at=expires, updated_at=now
         )
         self._hold(owner, leased, set(item.get("hooks", {}).get("SS", [])))
         return leased
+
+    def _clear_outcome(self, run_id: str) -> None:
+        key = {"pk": text(f"run#{run_id}"), "sk": text("out")}
+        try:
+            self.clients.dynamodb.delete_item(TableName=self.table, Key=key)
+        except Exception as exc:
+            raise translate(exc, f"reopening run {run_id}") from exc
 
     def claim_due(
         self,

@@ -173,6 +173,13 @@ class MemoryWorld:
                 return None
             return self._lease(run, owner, lease_ttl, now)
 
+    def reopen(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.status != "failed":
+                return None
+            return self._lease(dataclasses.replace(run, error=None), owner, lease_ttl, self.now())
+
     def claim_due(
         self,
         owner: str,

@@ -131,6 +131,10 @@ _LEASE = (
     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
     f"updated_seq = {_CURRENT_SEQ} WHERE id = ?"
 )
+_REOPEN = f"{_LEASE} AND status = 'failed'"
+_CLEAR_ERROR = (
+    f"DELETE FROM events WHERE key = ((SELECT run_no FROM runs WHERE id = ?) << {_BITS}) + {_ERROR}"
+)
 _LEASE_MANY = (
     "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, "
     f"updated_at = ?3, updated_seq = {_CURRENT_SEQ} "

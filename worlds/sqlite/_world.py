@@ -59,6 +59,7 @@ from worlds.sqlite._hooks import Hooks
 from worlds.sqlite._sql import (
     _CANCEL,
     _CLAIM,
+    _CLEAR_ERROR,
     _COUNT_RUNS,
     _DELETE_CHUNKS,
     _DELETE_EVENTS,
@@ -81,6 +82,7 @@ from worlds.sqlite._sql import (
     _READ_LOGS,
     _RELEASE,
     _RENEW,
+    _REOPEN,
     _RUN_STATUS,
     _RUN_STREAMS,
     first_due,
@@ -224,6 +226,15 @@ class SqliteWorld(Hooks, Streams):
             if state is None or not is_runnable(state[0], state[1], state[2], state[3], now):
                 return None
             conn.execute(_LEASE, (owner, now + lease_ttl, now, run_id))
+            return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
+
+    def reopen(self, run_id: str, owner: str, lease_ttl: float) -> RunRecord | None:
+        """Lease a failed run to ``owner`` again, to be retried (see ``World.reopen``)."""
+        with self._transaction(f"reopening run {run_id}") as conn:
+            now = self._clock()
+            if conn.execute(_REOPEN, (owner, now + lease_ttl, now, run_id)).rowcount != 1:
+                return None
+            conn.execute(_CLEAR_ERROR, (run_id,))
             return _record(conn.execute(_GET_RUN, (run_id,)).fetchone())
 
     def claim_due(

@@ -1,0 +1,123 @@
+"""Retrying a failed run: it goes on from where it failed, its finished steps not run again.
+Every world, live and under forced replay."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+import durable
+from durable import ConfigurationError, RetryPolicy, RunNotFound, WorkflowFailed, step, workflow
+
+calls: Counter[str] = Counter()
+_lock = threading.Lock()
+outage = {"payments": True, "workflow_bug": True}
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    calls.clear()
+    outage.update(payments=True, workflow_bug=True)
+
+
+def _count(name: str) -> None:
+    with _lock:
+        calls[name] += 1
+
+
+@step(name="retry_run.reserve")
+def reserve(order: str) -> str:
+    _count("reserve")
+    return f"reserved {order}"
+
+
+@step(name="retry_run.charge", retry=RetryPolicy(max_attempts=2, initial_delay=0))
+def charge(order: str) -> str:
+    _count("charge")
+    if outage["payments"]:
+        raise ConnectionError("payments api down")
+    return f"charged {order}"
+
+
+@workflow(name="retry_run.order")
+def order(order_id: str) -> list[str]:
+    return [reserve(order_id), charge(order_id)]
+
+
+def test_a_failed_run_retried_goes_on_from_the_step_that_failed(engine):
+    run = order.start("o-1")
+    with pytest.raises(WorkflowFailed, match="payments api down"):
+        run.result(timeout=10)
+    assert calls == {"reserve": 1, "charge": 2}
+
+    outage["payments"] = False
+    run.retry()
+    assert run.result(timeout=10) == ["reserved o-1", "charged o-1"]
+    assert calls == {"reserve": 1, "charge": 3}  # the finished step was not run again
+    kinds = [e.kind for e in run.events()]
+    assert kinds.index("run_failed") < kinds.index("run_retried") < len(kinds) - 1
+    assert kinds[-1] == "run_completed"
+    assert durable.get_run(run.id).status == "completed"
+
+
+def test_a_retried_run_that_fails_again_can_be_retried_again(engine):
+    run = order.start("o-2")
+    with pytest.raises(WorkflowFailed):
+        run.result(timeout=10)
+    run.retry()
+    with pytest.raises(WorkflowFailed, match="payments api down"):
+        run.result(timeout=10)
+    assert calls == {"reserve": 1, "charge": 4}  # each retry: the step's attempts anew
+    outage["payments"] = False
+    run.retry()
+    assert run.result(timeout=10) == ["reserved o-2", "charged o-2"]
+
+
+@workflow(name="retry_run.buggy")
+def buggy(order_id: str) -> str:
+    reserved = reserve(order_id)
+    if outage["workflow_bug"]:
+        raise ValueError("a bug in the workflow's own code")
+    return reserved
+
+
+def test_a_run_failed_by_its_own_code_replays_with_the_fixed_code(engine):
+    run = buggy.start("o-3")
+    with pytest.raises(WorkflowFailed, match="a bug in the workflow"):
+        run.result(timeout=10)
+    outage["workflow_bug"] = False  # the fix is deployed
+    run.retry()
+    assert run.result(timeout=10) == "reserved o-3"
+    assert calls == {"reserve": 1}
+
+
+@workflow(name="retry_run.gives_up")
+def gives_up(order_id: str) -> str:
+    try:
+        return charge(order_id)
+    except ConnectionError:
+        raise ValueError("gave up on payments") from None
+
+
+def test_a_step_failure_the_workflow_caught_is_kept(engine):
+    # Only a failure that left the workflow runs again: one it caught is part of its history.
+    run = gives_up.start("o-4")
+    with pytest.raises(WorkflowFailed, match="gave up"):
+        run.result(timeout=10)
+    outage["payments"] = False
+    run.retry()
+    with pytest.raises(WorkflowFailed, match="gave up"):
+        run.result(timeout=10)
+    assert calls == {"charge": 2}
+
+
+def test_only_a_failed_run_can_be_retried(engine):
+    outage["payments"] = False
+    run = order.start("o-5")
+    run.result(timeout=10)
+    with pytest.raises(ConfigurationError, match="is completed: only a failed run can be retried"):
+        run.retry()
+    with pytest.raises(RunNotFound):
+        durable.get_run("no-such-run").retry()
