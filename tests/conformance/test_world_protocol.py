@@ -1079,3 +1079,33 @@ def test_delete_runs_keeps_finished_children_of_unfinished_parents(world: World)
     assert {r.id for r in world.list_runs()} == {"parent", "kid"}
     finish(world, "parent", A)
     assert world.delete_runs(START + 1) == 2
+
+
+def test_reopen_leases_a_failed_run_again_without_its_error(world: World) -> None:
+    create(world, owner=A)
+    world.append("run-1", A, [step(1)])
+    world.append(
+        "run-1", A, [NewEvent("run_failed")], RunUpdate("failed", error=b"err", release=True)
+    )
+    assert world.reopen("no-such-run", B, 30.0) is None
+    reopened = world.reopen("run-1", B, 30.0)
+    assert reopened is not None and reopened.status == "running" and reopened.lease_owner == B
+    record = world.get_run("run-1")
+    assert record is not None and record.error is None and record.lease_owner == B
+    assert world.reopen("run-1", A, 30.0) is None  # not failed any more
+    world.append("run-1", B, [NewEvent("run_retried"), step(2)])
+    assert [e.kind for e in world.read_events("run-1")] == [
+        "run_created", "step_completed", "run_failed", "run_retried", "step_completed"
+    ]
+    world.append(
+        "run-1", B, [NewEvent("run_failed")], RunUpdate("failed", error=b"again", release=True)
+    )
+    record = world.get_run("run-1")
+    assert record is not None and record.status == "failed" and record.error == b"again"
+
+
+def test_reopen_leaves_runs_that_did_not_fail_alone(world: World) -> None:
+    create(world)  # pending
+    assert world.reopen("run-1", A, 30.0) is None
+    record = world.get_run("run-1")
+    assert record is not None and record.status == "pending" and record.lease_owner is None
