@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from durable import Run
 from durable._run import cancel_run
@@ -25,3 +26,12 @@ def cancel_while_held(
             assert cancel_run(world, run.id) == "requested"
     finally:
         release.set()
+
+
+def wait_on_hook(run: Run, world: World, timeout: float = 10.0) -> None:
+    """Wait until ``run`` is suspended on a hook (under forced replay it also suspends briefly
+    at every step)."""
+    deadline = time.monotonic() + timeout
+    while run.status != "suspended" or not world.list_hooks(run.id):
+        assert time.monotonic() < deadline, f"run {run.id} is {run.status}, not on a hook"
+        time.sleep(0.01)

@@ -20,7 +20,7 @@ from durable import (
     step,
     workflow,
 )
-from tests.cancelling import HOW, cancel_while_held
+from tests.cancelling import HOW, cancel_while_held, wait_on_hook
 
 seen: list[str] = []
 _seen_lock = threading.Lock()
@@ -437,11 +437,7 @@ def cancel_while_waiting() -> str:
 def test_cancelling_a_run_asleep_on_a_hook_runs_its_undos(engine):
     engine.runtime.options.time_skipping = None
     run = cancel_while_waiting.start()
-    deadline = time.monotonic() + 10
-    # Asleep on the hook (under forced replay a run also suspends briefly at every step).
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     run.cancel()
     with pytest.raises(durable.WorkflowCancelled):
         run.result(timeout=10)
@@ -471,10 +467,7 @@ def cancel_with_a_failing_undo() -> str:
 def test_a_cancelled_run_whose_undo_failed_says_so(engine):
     engine.runtime.options.time_skipping = None
     run = cancel_with_a_failing_undo.start()
-    deadline = time.monotonic() + 10
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline, run.status
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     run.cancel()
     with pytest.raises(WorkflowCancelled) as raised:
         run.result(timeout=10)
@@ -492,10 +485,7 @@ def test_a_cancelled_run_whose_undo_failed_says_so(engine):
 def test_a_cancelled_run_whose_undos_all_ran_lists_no_failures(engine):
     engine.runtime.options.time_skipping = None
     run = cancel_while_waiting.start()
-    deadline = time.monotonic() + 10
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     run.cancel()
     with pytest.raises(WorkflowCancelled) as raised:
         run.result(timeout=10)

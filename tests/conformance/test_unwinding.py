@@ -5,13 +5,13 @@ Every world, live and under forced replay."""
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import asynccontextmanager
 
 import pytest
 
 import durable
 from durable import step, workflow
+from tests.cancelling import wait_on_hook
 
 marks: list[str] = []
 _lock = threading.Lock()
@@ -102,10 +102,7 @@ async def holds_across_a_hook(token: str) -> str:
 def test_an_async_context_manager_around_a_hook_exits_after_the_payload(engine):
     engine.runtime.options.time_skipping = None
     run = holds_across_a_hook.start("unwind-hook")
-    deadline = time.monotonic() + 10
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline, run.status
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     assert marks == ["take lock"]  # not released while the run waits
     durable.resume_hook("unwind-hook", "yes")
     assert run.result(timeout=10) == "yes"

@@ -12,7 +12,7 @@ import pytest
 import durable.dag as dag
 from durable import WorkflowCancelled, WorkflowFailed, WorkflowTimedOut
 from durable._serialization import error_from_dict, error_to_dict
-from tests.cancelling import HOW, cancel_while_held
+from tests.cancelling import HOW, cancel_while_held, wait_on_hook
 
 calls: Counter[str] = Counter()
 log: list[str] = []
@@ -349,11 +349,7 @@ def test_cancelling_a_run_waiting_on_a_hook_undoes_its_completed_nodes(engine):
         ],
     }
     run = dag.start(spec, {"user": "ada"})
-    deadline = time.monotonic() + 10
-    # Asleep on the hook (under forced replay a run also suspends briefly at every step).
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline, run.status
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     run.cancel()
     with pytest.raises(WorkflowCancelled):
         run.result(timeout=10)
@@ -371,10 +367,7 @@ def test_a_cancelled_run_whose_undo_failed_says_so(engine):
         ],
     }
     run = dag.start(spec, {"user": "ada"})
-    deadline = time.monotonic() + 10
-    while run.status != "suspended" or not engine.world.list_hooks(run.id):
-        assert time.monotonic() < deadline, run.status
-        time.sleep(0.01)
+    wait_on_hook(run, engine.world)
     run.cancel()
     with pytest.raises(WorkflowCancelled) as raised:
         run.result(timeout=10)
