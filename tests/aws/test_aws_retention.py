@@ -44,6 +44,23 @@ def test_finished_runs_items_expire_after_the_retention(moto_endpoint: str) -> N
     world.close()
 
 
+def test_a_reopened_run_does_not_expire_while_it_runs_again(moto_endpoint: str) -> None:
+    clock = [1_800_000_000.0]
+    world = open_aws_world(moto_endpoint, clock=lambda: clock[0], retention_days=7)
+    world.create_run(NewRun("r1", "wf", b"in"), owner="A", lease_ttl=30)
+    world.append("r1", "A", [NewEvent("run_failed")],
+                 RunUpdate("failed", error=b"boom", release=True))
+    assert "expires_at" in items_of(world, "r1")["run"]
+    clock[0] += 3 * DAY
+    reopened = world.reopen("r1", "B", 30)
+    assert reopened is not None and reopened.error is None
+    items = items_of(world, "r1")
+    assert "expires_at" not in items["run"] and "out" not in items  # no TTL, no stale error
+    record = world.get_run("r1")
+    assert record is not None and record.status == "running" and record.error is None
+    world.close()
+
+
 def test_a_finished_child_outlives_any_parent(moto_endpoint: str) -> None:
     # The parent's replay reads the child's outcome: it stays while a parent may still run.
     clock = [1_800_000_000.0]
