@@ -167,9 +167,9 @@ class RunContext:
     release_requested: bool = False
     compensating: bool = False
     undo_failures: list[str] = field(default_factory=list)
+    """Undo steps that failed while a cancelled run compensated (recorded with its outcome)."""
     step_failures: dict[int, tuple[BaseException, str]] = field(default_factory=dict)
     """Final step failures raised in the workflow, by ``id()`` (see ``failed_step``)."""
-    """Undo steps that failed while a cancelled run compensated (recorded with its outcome)."""
     seen_seq: int = 0
     parent_id: str | None = None
     own_appended: int = 0
