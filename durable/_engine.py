@@ -209,6 +209,7 @@ class RunContext:
     active: int = 1
     """Threads running this run's code and not lingering (see ``linger``)."""
     _activity: threading.Condition | None = None
+    _cancelled: threading.Event | None = None
 
     def hand_out(self, call: Coroutine[Any, Any, T], what: str) -> Coroutine[Any, Any, T]:
         """Note a durable call of an async workflow: it does nothing until awaited."""
@@ -555,6 +556,17 @@ class RunContext:
                 self.value(branch.next_op(), CANCEL_NOTICED, lambda: True)
         return Cancelled(self.run_id)
 
+    def signal_cancel(self) -> None:
+        """Its cancellation was requested in this process: end an in-process wait now."""
+        self.cancel_requested = True
+        self._cancel_signal().set()
+
+    def _cancel_signal(self) -> threading.Event:
+        with self.lock:
+            if self._cancelled is None:
+                self._cancelled = threading.Event()
+            return self._cancelled
+
     def stopped_here(self) -> None:
         """On replay, raise ``Cancelled`` where the recorded execution stopped for it.
 
@@ -618,7 +630,7 @@ class RunContext:
                 raise self.suspend_until(when, "sleeping")
             # Recording the sleep may have told of a cancel: stop now, not after the wait.
             self.check_cancel()
-            time.sleep(remaining)
+            self._cancel_signal().wait(remaining)  # a cancel sent here ends it early
             self.check_cancel()
             return
 

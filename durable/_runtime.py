@@ -681,7 +681,7 @@ class Runtime:
         with self._lock:
             ctx = self._active.get(run_id)
         if ctx is not None:
-            ctx.cancel_requested = True
+            ctx.signal_cancel()
         self._wake.set()
 
     # -- the embedded worker -----------------------------------------------------------------

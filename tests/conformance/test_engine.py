@@ -785,6 +785,31 @@ def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine
     assert took < 6.0, f"cancelled {took:.1f}s after the request"
 
 
+@workflow
+def naps_a_while() -> str:
+    add(1, 1)
+    durable.sleep(8.0)
+    add(2, 2)
+    return "finished"
+
+
+def test_a_cancel_in_this_process_ends_an_in_process_sleep_at_once(engine):
+    engine.runtime.options.time_skipping = None
+    engine.runtime.options.inline_wait_limit = 10.0  # the sleep waits in-process
+    run = naps_a_while.start()
+    deadline = time.monotonic() + 10
+    while not any(e.kind == "sleep_started" for e in run.events()):
+        assert time.monotonic() < deadline, run.events()
+        time.sleep(0.01)
+    cancelled_at = time.monotonic()
+    run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        run.result(timeout=15)
+    took = time.monotonic() - cancelled_at
+    assert calls == {"add:1:1": 1}
+    assert took < 5.0, f"cancelled {took:.1f}s after the request (the sleep had 8 s to go)"
+
+
 last_step_entered = threading.Event()
 last_step_may_end = threading.Event()
 
