@@ -26,6 +26,7 @@ from cli._values import (
 from cli._waits import Wait, open_waits
 from durable._cancellation import deadline_passed, undo_failed
 from durable._deadlines import arguments_only, deadline_of
+from durable._engine import CANCEL_NOTICED
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
@@ -402,6 +403,8 @@ def describe_event(event: Event) -> str:
         return "sleeping"
     if event.kind == "run_failed":
         return compact(error, 120)
+    if event.kind == "value_recorded" and event.name == CANCEL_NOTICED:
+        return "stops here: its cancellation was requested"
     describe = _DESCRIBED_BY_DATA.get(event.kind)
     if describe is not None:
         return describe(event.data)
