@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from durable._errors import ConfigurationError
 
 if TYPE_CHECKING:
     from durable._engine import RunContext
+
+_collection = threading.local()
+
+
+def _note_collection(phase: str, info: dict[str, Any]) -> None:
+    _collection.running = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
 
 
 class Branch:
@@ -36,6 +49,14 @@ class Branch:
         """
         if self.stopped is not None:
             raise self.stopped
+        if getattr(_collection, "running", False):
+            # Code the garbage collector runs (a generator's finally, a __del__) belongs to no
+            # run: it may be another run's object, finalized wherever the collection happened.
+            raise ConfigurationError(
+                "a durable operation was called while the garbage collector finalized an object "
+                "(a generator or async generator left unfinished, a __del__): close generators "
+                "in the workflow (generator.close(), await agen.aclose()) before they are dropped"
+            )
         self.counter += 1
         return f"{self.path}{self.counter}"
 

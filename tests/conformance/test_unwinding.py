@@ -4,6 +4,8 @@ Every world, live and under forced replay."""
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 from contextlib import asynccontextmanager
 
@@ -120,3 +122,47 @@ def waits_in_a_branch() -> list[str]:
 def test_a_finally_around_a_branch_that_sleeps_runs_once_the_branches_end(engine):
     assert waits_in_a_branch() == ["a", "b"]
     assert marks[-1] == "done" and sorted(marks) == ["a", "b", "done"]
+
+
+def _drop_an_unfinished_generator() -> None:
+    def gen():
+        try:
+            yield 1
+        finally:
+            mark("generator finally")
+
+    started = gen()
+    next(started)
+    holder: dict[str, object] = {"generator": started}
+    holder["self"] = holder  # a cycle: only the garbage collector frees it
+
+
+@workflow(name="unwinding.collects_garbage")
+def collects_garbage() -> str:
+    mark("b0")
+    gc.collect()  # finalizes a generator that is not this run's
+    return mark("b1")
+
+
+def test_a_generator_the_collector_finalizes_records_nothing_in_the_run_it_interrupts(engine):
+    ignored: list[BaseException | None] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: ignored.append(unraisable.exc_value)
+    gc.disable()  # only the workflow's own gc.collect() finalizes the generator
+    try:
+        _drop_an_unfinished_generator()
+        assert collects_garbage() == "b1"
+    finally:
+        gc.enable()
+        sys.unraisablehook = previous_hook
+    # Python reports what the generator's finally raised: the step it tried was refused.
+    assert any("while the garbage collector finalized" in str(e) for e in ignored), ignored
+    assert marks == ["b0", "b1"]
+    run_steps = [e.name for e in durable.get_run(_last_run_id(engine)).events()
+                 if e.kind == "step_completed"]
+    assert run_steps == ["unwinding.mark", "unwinding.mark"]
+
+
+def _last_run_id(engine) -> str:
+    [record] = engine.world.list_runs(limit=1)
+    return record.id
