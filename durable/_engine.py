@@ -168,8 +168,6 @@ class RunContext:
     compensating: bool = False
     undo_failures: list[str] = field(default_factory=list)
     """Undo steps that failed while a cancelled run compensated (recorded with its outcome)."""
-    step_failures: dict[int, tuple[BaseException, str]] = field(default_factory=dict)
-    """Final step failures raised in the workflow, by ``id()`` (see ``failed_step``)."""
     seen_seq: int = 0
     parent_id: str | None = None
     own_appended: int = 0
@@ -250,21 +248,8 @@ class RunContext:
             else:
                 self.recorded[event.op_id] = event
 
-    def _step_failure(self, error: BaseException, op_id: str | None) -> BaseException:
-        """Note that ``error`` is the final failure of the step at ``op_id``."""
-        if op_id is not None:
-            with self.lock:
-                self.step_failures[id(error)] = (error, op_id)
-        return error
-
-    def failed_step(self, error: BaseException) -> str | None:
-        """The step whose final failure ``error`` is, if it is one (a retry runs it again)."""
-        with self.lock:
-            noted = self.step_failures.get(id(error))
-        return noted[1] if noted is not None and noted[0] is error else None
-
     def _forget_failures(self, retried: Event) -> None:
-        """A retried run runs again the step whose failure failed it, from its first attempt."""
+        """A retried run runs again the steps whose failure failed it, from their first attempt."""
         for op_id in json.loads(retried.data or b"{}").get("steps", []):
             event = self.recorded.get(op_id)
             if event is not None and event.kind == "step_failed":
@@ -776,7 +761,7 @@ class RunContext:
         if event.kind == "step_completed":
             return loads(event.data) if event.data is not None else None
         info = json.loads(event.data or b"{}")
-        raise self._step_failure(rebuild_error(event.name or "?", info), event.op_id)
+        raise rebuild_error(event.name or "?", info)
 
     def begin_step(
         self, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -899,7 +884,7 @@ class RunContext:
             # same path and read the same attributes (a requests.HTTPError's response is not
             # recorded). It carries the step's traceback, not its exception as a cause, which a
             # replay would not have.
-            error = self._step_failure(rebuild_error(step.name, info), op_id)
+            error = rebuild_error(step.name, info)
             raise error.with_traceback(exc.__traceback__) from None
         delay = step.retry.delay_before(attempt + 1)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:

@@ -571,9 +571,6 @@ class Runtime:
 
     def _fail(self, ctx: RunContext, exc: BaseException) -> Outcome:
         info = error_to_dict(exc)
-        failed_step = ctx.failed_step(exc)
-        if failed_step is not None:
-            info["step"] = failed_step  # what a retry of the run runs again
         data = json.dumps(info, separators=(",", ":"), default=str).encode()
         update = RunUpdate("failed", error=data, release=True)
         try:

@@ -101,16 +101,75 @@ def gives_up(order_id: str) -> str:
         raise ValueError("gave up on payments") from None
 
 
-def test_a_step_failure_the_workflow_caught_is_kept(engine):
-    # Only a failure that left the workflow runs again: one it caught is part of its history.
+def test_a_step_whose_failure_ended_the_run_runs_again_even_if_caught_and_reraised(engine):
+    # Nothing was recorded after the failure: the step runs again, and the workflow goes on.
     run = gives_up.start("o-4")
     with pytest.raises(WorkflowFailed, match="gave up"):
         run.result(timeout=10)
     outage["payments"] = False
     run.retry()
-    with pytest.raises(WorkflowFailed, match="gave up"):
+    assert run.result(timeout=10) == "charged o-4"
+    assert calls == {"charge": 3}
+
+
+@step(name="retry_run.release")
+def release(order_id: str) -> str:
+    _count("release")
+    return f"released {order_id}"
+
+
+@workflow(name="retry_run.compensates")
+def compensates(order_id: str) -> str:
+    with durable.Saga() as saga:
+        reserve(order_id)
+        saga.add(release, order_id)
+        return charge(order_id)
+
+
+def test_a_run_that_compensated_is_not_retried(engine):
+    run = compensates.start("o-6")
+    with pytest.raises(WorkflowFailed, match="payments api down"):
         run.result(timeout=10)
-    assert calls == {"charge": 2}
+    outage["payments"] = False
+    with pytest.raises(ConfigurationError, match="went on after step 'retry_run.charge' failed"):
+        run.retry()
+    assert durable.get_run(run.id).status == "failed"  # left as it was
+    assert calls == {"reserve": 1, "charge": 2, "release": 1}
+
+
+@workflow(name="retry_run.batch")
+def batch(orders: list[str]) -> list[str]:
+    return durable.map(charge_or_reserve, orders)
+
+
+def charge_or_reserve(order_id: str) -> str:
+    return charge(order_id) if order_id.startswith("pay") else reserve(order_id)
+
+
+def test_every_failed_branch_runs_again_and_the_others_are_kept(engine):
+    run = batch.start(["pay-1", "box-1", "pay-2", "box-2"])
+    with pytest.raises(WorkflowFailed):
+        run.result(timeout=10)
+    outage["payments"] = False
+    run.retry()
+    assert run.result(timeout=10) == ["charged pay-1", "reserved box-1", "charged pay-2",
+                                      "reserved box-2"]
+    assert calls == {"reserve": 2, "charge": 6}  # 2 x 2 failed attempts, then 1 each
+
+
+@workflow(name="retry_run.waits")
+def waits_beside_a_failure(order_id: str) -> str:
+    hook = durable.create_hook(token=f"confirm:{order_id}", timeout="1h")
+    charge(order_id)
+    return hook.wait()
+
+
+def test_a_run_that_failed_with_a_hook_open_is_not_retried(engine):
+    run = waits_beside_a_failure.start("o-7")
+    with pytest.raises(WorkflowFailed):
+        run.result(timeout=10)
+    with pytest.raises(ConfigurationError, match="was waiting on a hook"):
+        run.retry()
 
 
 def test_only_a_failed_run_can_be_retried(engine):
@@ -121,3 +180,13 @@ def test_only_a_failed_run_can_be_retried(engine):
         run.retry()
     with pytest.raises(RunNotFound):
         durable.get_run("no-such-run").retry()
+
+
+def test_a_run_past_its_timeout_is_not_retried(engine):
+    run = order.with_options(timeout="1h").start("o-8")
+    with pytest.raises(WorkflowFailed):
+        run.result(timeout=10)
+    engine.clock.advance("2h")
+    with pytest.raises(ConfigurationError, match="past its timeout"):
+        run.retry()
+    assert durable.get_run(run.id).status == "failed"
