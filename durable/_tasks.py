@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from durable._context import Branch, Frame, current_frame
 from durable._control import Suspend
 from durable._engine import RunContext, control_flow
+from durable._errors import ConfigurationError
 
 T = TypeVar("T")
 
@@ -48,7 +49,11 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
         **kwargs: Any,
     ) -> asyncio.Future[Any]:
         frame = current_frame.get()
-        if (
+        if frame is not None and type(coro).__name__ == "async_generator_athrow":
+            # An async generator the workflow left unfinished, closed by the event loop when
+            # it was dropped: at a moment no replay repeats, so its finally may record nothing.
+            kwargs["context"] = _closing_context(frame)
+        elif (
             frame is not None
             and kwargs.get("context") is None
             and getattr(coro, "cr_code", None) not in _OWN_CODE
@@ -98,6 +103,18 @@ def _branch_context(frame: Frame) -> contextvars.Context:
         branch.stopped = frame.branch.stopped
     else:
         branch = Branch(f"{frame.branch.next_op()}.")
+    context = contextvars.copy_context()
+    context.run(current_frame.set, Frame(frame.ctx, branch))
+    return context
+
+
+def _closing_context(frame: Frame) -> contextvars.Context:
+    branch = Branch(frame.branch.path)
+    branch.stopped = ConfigurationError(
+        "a durable call in the finally of an async generator the workflow left unfinished: it "
+        "runs when the event loop closes the generator, at a moment a replay cannot repeat; "
+        "close it in the workflow (await agen.aclose())"
+    )
     context = contextvars.copy_context()
     context.run(current_frame.set, Frame(frame.ctx, branch))
     return context

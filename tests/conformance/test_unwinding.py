@@ -166,3 +166,26 @@ def test_a_generator_the_collector_finalizes_records_nothing_in_the_run_it_inter
 def _last_run_id(engine) -> str:
     [record] = engine.world.list_runs(limit=1)
     return record.id
+
+
+async def _fetches():
+    try:
+        yield await amark("g0")
+        yield await amark("g1")
+    finally:
+        await amark("generator closed")
+
+
+@workflow(name="unwinding.abandons_an_async_generator")
+async def abandons_an_async_generator() -> list[str]:
+    async for first in _fetches():  # noqa: B007 - kept after the loop
+        break  # the loop closes the generator later, when it is dropped
+    await durable.sleep("1 day")
+    return [first, await amark("after")]
+
+
+def test_an_abandoned_async_generator_records_nothing_when_the_loop_closes_it(engine):
+    run = abandons_an_async_generator.start()
+    assert run.result(timeout=10) == ["g0", "after"]
+    steps = [e for e in run.events() if e.kind == "step_completed"]
+    assert len(steps) == 2 and "generator closed" not in marks
