@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 import durable
+import durable.dag as dag
 from durable import ConfigurationError, RetryPolicy, RunNotFound, WorkflowFailed, step, workflow
 
 calls: Counter[str] = Counter()
@@ -190,3 +191,29 @@ def test_a_run_past_its_timeout_is_not_retried(engine):
     with pytest.raises(ConfigurationError, match="past its timeout"):
         run.retry()
     assert durable.get_run(run.id).status == "failed"
+
+
+@dag.handler("retry_run.pay")
+def pay(order: str) -> str:
+    _count("pay")
+    if outage["payments"]:
+        raise ConnectionError("payments api down")
+    return f"paid {order}"
+
+
+def test_a_dag_run_whose_node_failed_retries_that_node(engine):
+    spec = {
+        "nodes": [
+            {"id": "pay", "handler": "retry_run.pay", "config": {"order": "{{ input }}"},
+             "retry": {"max_attempts": 1}},
+            {"id": "ship", "handler": "retry_run.pay", "dependencies": ["pay"],
+             "config": {"order": "{{ pay.output }}"}},
+        ]
+    }
+    run = dag.start(spec, "o-9")
+    with pytest.raises(WorkflowFailed, match="payments api down"):
+        run.result(timeout=10)
+    outage["payments"] = False
+    run.retry()
+    assert run.result(timeout=10) == {"ship": "paid paid o-9"}
+    assert calls == {"pay": 3}  # the failed attempt, then pay and ship
