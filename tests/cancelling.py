@@ -35,3 +35,11 @@ def wait_on_hook(run: Run, world: World, timeout: float = 10.0) -> None:
     while run.status != "suspended" or not world.list_hooks(run.id):
         assert time.monotonic() < deadline, f"run {run.id} is {run.status}, not on a hook"
         time.sleep(0.01)
+
+
+def wait_for_event(run: Run, kind: str, timeout: float = 10.0) -> None:
+    """Wait until ``run`` has recorded an event of ``kind`` (``sleep_started``, ...)."""
+    deadline = time.monotonic() + timeout
+    while not any(e.kind == kind for e in run.events()):
+        assert time.monotonic() < deadline, run.events()
+        time.sleep(0.01)

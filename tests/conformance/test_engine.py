@@ -26,7 +26,7 @@ from durable import (
     workflow,
 )
 from durable._run import cancel_run
-from tests.cancelling import cancel_while_held
+from tests.cancelling import cancel_while_held, wait_for_event
 
 calls: Counter[str] = Counter()
 _calls_lock = threading.Lock()
@@ -768,10 +768,7 @@ def test_cancel_from_elsewhere_during_a_short_sleep_stops_at_the_next_one(engine
     engine.runtime.options.time_skipping = None
     engine.runtime.options.inline_wait_limit = 10.0  # both sleeps wait in-process
     run = naps_twice.start()
-    deadline = time.monotonic() + 10
-    while not any(e.kind == "sleep_started" for e in run.events()):
-        assert time.monotonic() < deadline, run.events()
-        time.sleep(0.01)
+    wait_for_event(run, "sleep_started")
     # As another process would: the world learns of it, the executing worker is not told.
     cancelled_at = time.monotonic()
     assert cancel_run(engine.world, run.id) == "requested"
@@ -797,10 +794,7 @@ def test_a_cancel_in_this_process_ends_an_in_process_sleep_at_once(engine):
     engine.runtime.options.time_skipping = None
     engine.runtime.options.inline_wait_limit = 10.0  # the sleep waits in-process
     run = naps_a_while.start()
-    deadline = time.monotonic() + 10
-    while not any(e.kind == "sleep_started" for e in run.events()):
-        assert time.monotonic() < deadline, run.events()
-        time.sleep(0.01)
+    wait_for_event(run, "sleep_started")
     cancelled_at = time.monotonic()
     run.cancel()
     with pytest.raises(WorkflowCancelled):
