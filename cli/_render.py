@@ -27,6 +27,7 @@ from cli._waits import Wait, open_waits
 from durable._cancellation import deadline_passed, undo_failed
 from durable._deadlines import arguments_only, deadline_of
 from durable._engine import CANCEL_NOTICED
+from durable._serialization import json_object
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
 __all__ = [
@@ -375,11 +376,7 @@ def describe_event(event: Event) -> str:
     """One line saying what an event means (its payload summarised)."""
     info: dict[str, Any] = {}
     if event.kind in ("step_failed", "step_retrying", "sleep_started", "run_failed"):
-        try:
-            loaded = json.loads(event.data or b"{}")
-        except ValueError:
-            loaded = {}
-        info = loaded if isinstance(loaded, dict) else {}
+        info = json_object(event.data)
     error = f"{info.get('type', 'Exception')}: {info.get('message', '')}"
     if event.kind == "run_created":
         return f"run of {event.name} created" if event.name else "run created"

@@ -23,6 +23,7 @@ from typing import Any
 
 from cli._dag_spec import branch_dependencies
 from cli._values import JsonValue, decode
+from durable._serialization import json_object
 from durable.world import FINISHED_STATUSES, Event, RunRecord
 
 __all__ = ["Attempt", "Operation", "Timeline", "build_timeline", "op_key"]
@@ -167,10 +168,7 @@ def build_timeline(
 
 
 def _retried_steps(event: Event) -> list[str]:
-    try:
-        steps = json.loads(event.data or b"{}").get("steps", [])
-    except (ValueError, AttributeError):
-        return []
+    steps = json_object(event.data).get("steps", [])
     return [s for s in steps if isinstance(s, str)] if isinstance(steps, list) else []
 
 

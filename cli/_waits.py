@@ -7,11 +7,11 @@ while it waits on something else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from durable._serialization import json_object
 from durable.world import Event, RunRecord
 
 __all__ = ["Wait", "open_waits"]
@@ -79,11 +79,7 @@ def _wakes(at: float | None, wake_at: float | None) -> bool:
 
 
 def event_data(event: Event) -> dict[str, Any]:
-    try:
-        value = json.loads(event.data or b"{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return json_object(event.data)
 
 
 def as_number(value: object) -> float | None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from durable._errors import WorkflowCancelled, WorkflowTimedOut
+from durable._serialization import json_object
 
 _DEADLINE = "deadline"
 _UNDO_FAILURES = "undo_failures"
@@ -40,7 +41,7 @@ def cancellation_error(
 
 def recorded_cancellation(run_id: str, data: bytes | None) -> WorkflowCancelled:
     """What the result of a cancelled run raises, from the error it recorded."""
-    info = _info(data)
+    info = json_object(data)
     failures = info.get(_UNDO_FAILURES)
     undo_failures = [str(f) for f in failures] if isinstance(failures, list) else []
     return cancellation_error(run_id, deadline_passed(data), undo_failures)
@@ -48,7 +49,7 @@ def recorded_cancellation(run_id: str, data: bytes | None) -> WorkflowCancelled:
 
 def deadline_passed(data: bytes | None) -> float | None:
     """The deadline of a run cancelled by its timeout, from its recorded error; else None."""
-    info = _info(data)
+    info = json_object(data)
     if info.get("type") != "WorkflowTimedOut":
         return None
     value = info.get(_DEADLINE)
@@ -57,14 +58,4 @@ def deadline_passed(data: bytes | None) -> float | None:
 
 def undo_failed(data: bytes | None) -> bool:
     """Whether a cancelled run's recorded error lists undo steps that failed."""
-    return bool(_info(data).get(_UNDO_FAILURES))
-
-
-def _info(data: bytes | None) -> dict[str, Any]:
-    if not data:
-        return {}
-    try:
-        info = json.loads(data)
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+    return bool(json_object(data).get(_UNDO_FAILURES))

@@ -536,10 +536,22 @@ class RunContext:
         frame = current_frame.get()
         if frame is not None and frame.ctx is self:
             branch = frame.branch
-            upcoming = self.recorded.get(f"{branch.path}{branch.counter + 1}")
-            if upcoming is None or _is_cancel_mark(upcoming):
+            if self.upcoming(branch) is None or self.cancel_marked_next(branch):
                 self.value(branch.next_op(), CANCEL_NOTICED, lambda: True)
         return Cancelled(self.run_id)
+
+    def upcoming(self, branch: Branch) -> Event | None:
+        """What the log recorded at the branch's next operation id, if anything."""
+        return self.recorded.get(f"{branch.path}{branch.counter + 1}")
+
+    def cancel_marked_next(self, branch: Branch) -> bool:
+        """Whether the recorded execution stopped for its cancellation at the branch's next id."""
+        upcoming = self.upcoming(branch)
+        return (
+            upcoming is not None
+            and upcoming.kind == "value_recorded"
+            and upcoming.name == CANCEL_NOTICED
+        )
 
     def signal_cancel(self) -> None:
         """Its cancellation was requested in this process: end an in-process wait now."""
@@ -562,11 +574,7 @@ class RunContext:
         if self.compensating:
             return
         frame = current_frame.get()
-        if frame is None or frame.ctx is not self:
-            return
-        branch = frame.branch
-        upcoming = self.recorded.get(f"{branch.path}{branch.counter + 1}")
-        if upcoming is not None and _is_cancel_mark(upcoming):
+        if frame is not None and frame.ctx is self and self.cancel_marked_next(frame.branch):
             raise self.cancelled_here()
 
     def block(self, command: StepCommand | None = None) -> Blocked:
@@ -1019,10 +1027,6 @@ def describe_op(family: str, name: str) -> str:
     if family == "child":
         return f"child workflow {name!r}"
     return f"{family} {name!r}"
-
-
-def _is_cancel_mark(event: Event) -> bool:
-    return event.kind == "value_recorded" and event.name == CANCEL_NOTICED
 
 
 def _op_sort_key(op_id: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from durable._deadlines import deadline_of
 from durable._errors import ConfigurationError, RunNotFound
+from durable._serialization import json_object
 from durable.world import Event, NewEvent, RunRecord, World
 
 
@@ -40,7 +41,7 @@ def retry_run(world: World, run_id: str, owner: str, lease_ttl: float) -> RunRec
     if reopened is None:  # it changed meanwhile
         _check_retriable(world.get_run(run_id) or record)
         raise ConfigurationError(f"run {run_id} could not be reopened; try again")
-    failure = _failure(record)
+    failure = json_object(record.error)
     retried = {
         "steps": steps,
         "error": f"{failure.get('type', 'Exception')}: {failure.get('message', '')}",
@@ -111,11 +112,3 @@ def _check_retriable(record: RunRecord) -> None:
             f"run {record.id} is a child of run {record.parent_id}, which has already taken its "
             "failure: retry the parent (if it failed with it) or start the workflow anew"
         )
-
-
-def _failure(record: RunRecord) -> dict[str, object]:
-    try:
-        info = json.loads(record.error or b"{}")
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}

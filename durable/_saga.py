@@ -26,7 +26,6 @@ from typing import Any, ParamSpec
 from durable._context import current_frame
 from durable._control import Cancelled
 from durable._decorators import Step
-from durable._engine import CANCEL_NOTICED
 from durable._errors import ConfigurationError, DurableError, WorldError
 
 P = ParamSpec("P")
@@ -74,9 +73,8 @@ def cancelled_meanwhile() -> Cancelled | None:
     frame = current_frame.get()
     if frame is None or frame.ctx.compensating:
         return None
-    ctx, branch = frame.ctx, frame.branch
-    upcoming = ctx.recorded.get(f"{branch.path}{branch.counter + 1}")
-    if upcoming is None or (upcoming.kind, upcoming.name) != ("value_recorded", CANCEL_NOTICED):
+    ctx = frame.ctx
+    if not ctx.cancel_marked_next(frame.branch):
         if any(op not in ctx.visited for op in ctx.recorded):
             return None  # replaying: the recorded execution went on from here
         if not ctx.ask_cancelled():

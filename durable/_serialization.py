@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 from durable._errors import SerializationError
 
-__all__ = ["dumps", "error_from_dict", "error_to_dict", "loads"]
+__all__ = ["dumps", "error_from_dict", "error_to_dict", "json_object", "loads"]
 
 _TAG = "__durable__"
 _TAG_BYTES = _TAG.encode()
@@ -476,6 +476,17 @@ def _type_name(cls: type) -> str:
 
 # --------------------------------------------------------------------------------------------
 # loads
+
+
+def json_object(data: bytes | None) -> dict[str, Any]:
+    """The JSON object an event or record holds (an error, a wait's details), else ``{}``."""
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def loads(data: bytes, *, what: str = "value") -> object:
