@@ -26,7 +26,7 @@ from cli._values import (
 from cli._waits import Wait, open_waits
 from durable._cancellation import deadline_passed, undo_failed
 from durable._deadlines import arguments_only, deadline_of
-from durable._engine import CANCEL_NOTICED
+from durable._engine import CANCEL_NOTICED, PATCH_MARKER
 from durable._serialization import json_object
 from durable.world import RUN_STATUSES, Event, RunRecord, World
 
@@ -402,6 +402,8 @@ def describe_event(event: Event) -> str:
         return compact(error, 120)
     if event.kind == "value_recorded" and event.name == CANCEL_NOTICED:
         return "stops here: its cancellation was requested"
+    if event.kind == "value_recorded" and (event.name or "").startswith(PATCH_MARKER):
+        return "takes the patched code path here"
     describe = _DESCRIBED_BY_DATA.get(event.kind)
     if describe is not None:
         return describe(event.data)

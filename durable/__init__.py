@@ -34,6 +34,7 @@ from durable._errors import (
 )
 from durable._hooks import Hook, create_hook, resume_hook
 from durable._options import RetryPolicy
+from durable._patches import deprecate_patch, patched
 from durable._replay import ReplayResult, replay
 from durable._run import Run
 from durable._saga import CompensationFailed, Saga
@@ -76,11 +77,13 @@ __all__ = [
     "WorldError",
     "configure",
     "create_hook",
+    "deprecate_patch",
     "get_run",
     "get_runtime",
     "map",
     "now",
     "parallel",
+    "patched",
     "random",
     "replay",
     "resume_hook",

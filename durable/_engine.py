@@ -51,6 +51,7 @@ T = TypeVar("T")
 _S = TypeVar("_S", bound=Suspend)
 
 CANCEL_NOTICED = "cancel_requested"
+PATCH_MARKER = "patched:"
 """Name of the recorded value that marks where a run stopped for its cancellation: a replay
 stops at the same point, though a wait it stopped may have ended otherwise since (a sleep or a
 hook timeout passed, a payload came)."""
@@ -1020,6 +1021,8 @@ def _describe(event: Event) -> str:
 
 def describe_op(family: str, name: str) -> str:
     """An operation as the workflow's code wrote it: ``step 'charge'``, ``durable.sleep()``."""
+    if family == "value" and name.startswith(PATCH_MARKER):
+        return f"durable.patched({name.removeprefix(PATCH_MARKER)!r})"
     if family in ("sleep", "value"):
         return f"durable.{name}()"
     if family == "hook":

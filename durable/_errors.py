@@ -71,8 +71,9 @@ class NonDeterminismError(DurableError):
         super().__init__(
             f"workflow code no longer matches its recorded history at position {position}: "
             f"the log recorded {recorded}, the code now calls {new}. Either the code changed "
-            "(changing the order or names of steps breaks runs already in flight: start new runs "
-            "for the new code, or keep the old step sequence for runs that recorded it), or the "
+            "(changing the order or names of steps breaks runs already in flight: keep the old "
+            "path for them behind `if durable.patched(\"change-id\"):`, and where a patched() "
+            "call was removed leave durable.deprecate_patch(\"change-id\")), or the "
             "workflow decides what to call from something that differs between executions "
             "(time.time(), random, os.environ, a database read): use durable.now(), "
             "durable.random() or durable.uuid4(), or read it in a step."

@@ -121,3 +121,10 @@ def crawl(seconds: float) -> float:
 def family(name: str) -> dict[str, str]:
     """Runs ``greet`` as a child run and returns its result."""
     return greet(name)
+
+
+@workflow
+def greet_patched(name: str) -> str:
+    if durable.patched("shout"):
+        return make_greeting(name.upper())
+    return make_greeting(name)

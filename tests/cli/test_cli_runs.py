@@ -167,6 +167,15 @@ def test_a_cancelled_run_whose_undo_failed_says_so(cli):
     assert any("stops here: its cancellation was requested" in line for line in lines), lines
 
 
+def test_events_show_where_a_run_took_a_patched_path(cli):
+    started = cli("start", f"{WORKLOAD}:greet_patched", '["ada"]', "--wait")
+    run_id, output = started.stdout.split("\n", 1)
+    assert output.strip() == '"hello ADA"'
+    lines = cli("events", run_id).stdout.splitlines()
+    [marker] = [line for line in lines if "value_recorded" in line]
+    assert "patched:shout" in marker and "takes the patched code path here" in marker
+
+
 def test_cancel_a_pending_and_a_suspended_run(cli):
     pending = cli.start("nap", '["1h"]')
     out = cli("cancel", pending).stdout

@@ -266,3 +266,28 @@ def test_a_finally_performs_nothing_while_the_replay_blocks():
     result = replay(wf, events=Log().events, now=0)
     assert result.status == "suspended"
     assert [(c.op_id, c.name) for c in result.commands] == [("1", "fetch")]
+
+
+def changed_signup(user: str) -> str:
+    profile = fetch(user)
+    if durable.patched("sms"):
+        return send(f"sms:{profile['user']}")
+    durable.sleep("7 days")
+    return send(profile["user"])
+
+
+def test_a_patch_is_false_where_the_log_holds_the_old_code_and_true_where_it_holds_nothing():
+    old = Log().step("1", "fetch", {"user": "ada"}).sleep("2", 1000.0)
+    result = replay(changed_signup, ["ada"], events=old.events, now=2000)
+    assert [(c.op_id, c.name, c.args) for c in result.commands] == [("3", "send", ("ada",))]
+    assert result.new_events == []
+
+    fresh = Log().step("1", "fetch", {"user": "ada"})
+    result = replay(changed_signup, ["ada"], events=fresh.events, now=0)
+    assert [(c.op_id, c.args) for c in result.commands] == [("3", ("sms:ada",))]
+    [marker] = result.new_events
+    assert (marker.kind, marker.op_id, marker.name) == ("value_recorded", "2", "patched:sms")
+
+    patched = fresh.value("2", "patched:sms", True).step("3", "send", "sent to sms:ada")
+    result = replay(changed_signup, ["ada"], events=patched.events, now=0)
+    assert (result.status, result.result, executed) == ("completed", "sent to sms:ada", [])
