@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +81,8 @@ def _replace_runtime(world: str | World | None, overrides: dict[str, Any]) -> Ru
         opened = current.world
     else:
         target = world if world is not None else os.environ.get("DURABLE_WORLD", DEFAULT_WORLD)
+        if world is None and target == DEFAULT_WORLD:
+            _warn_if_testing()
         opened = open_world(target) if isinstance(target, str) else target
     runtime = Runtime(opened, options)
     with _lock:
@@ -89,6 +92,19 @@ def _replace_runtime(world: str | World | None, overrides: dict[str, Any]) -> Ru
         if previous.world is not opened:
             previous.world.close()
     return runtime
+
+
+def _warn_if_testing() -> None:
+    # A test that forgot the durable_world fixture would sleep for real and leave its runs in
+    # the working directory's database, where a later worker resumes them (real side effects).
+    if "PYTEST_CURRENT_TEST" in os.environ and "pytest" in sys.modules:
+        warnings.warn(
+            f"a test is using the default world ({DEFAULT_WORLD}): its runs persist in the "
+            "working directory and its sleeps take real time. Use the durable_world fixture or "
+            "durable.testing.world(), or choose a world with durable.configure(world=...) or "
+            "DURABLE_WORLD",
+            stacklevel=4,
+        )
 
 
 def _drain_at_exit() -> None:

@@ -125,6 +125,21 @@ def lookup_workflow(name: str) -> WorkflowDefinition | None:
     return _registry.get(name)
 
 
+def swap_code(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Execute the workflow ``name``'s runs with ``fn`` from now on; returns the code it had.
+
+    For ``durable.testing.deploy``: the runs recorded so far then replay under the new code.
+    """
+    with _registry_lock:
+        current = _registry.get(name)
+        if current is None:
+            raise ConfigurationError(f"no workflow named {name!r} is registered")
+        _registry[name] = replace(
+            current, fn=fn, is_async=inspect.iscoroutinefunction(fn), signature=_signature(fn)
+        )
+        return current.fn
+
+
 def _register(defn: WorkflowDefinition) -> None:
     with _registry_lock:
         existing = _registry.get(defn.name)

@@ -52,13 +52,19 @@ def replay(
         args: its positional arguments.
         kwargs: its keyword arguments.
         events: the recorded log (as ``World.read_events`` returns it).
-        now: the clock, for deciding whether recorded sleeps are over (default: real time).
+        now: the clock, for deciding whether recorded sleeps are over (default: real time,
+            or the time of the log's last event if that is later).
         run_id: the run id exposed to the code.
     """
     target = getattr(getattr(fn, "definition", None), "fn", fn)
     is_async = asyncio.iscoroutinefunction(target)
     fixed = now
-    clock: Callable[[], float] = time.time if fixed is None else (lambda: fixed)
+    # Events recorded after a sleep prove it ended, on whatever clock recorded them (a test
+    # world's skips ahead of the wall clock).
+    latest = max((event.created_at for event in events), default=0.0)
+    clock: Callable[[], float] = (
+        (lambda: max(time.time(), latest)) if fixed is None else (lambda: fixed)
+    )
     ctx = RunContext(
         run_id=run_id,
         workflow_name=getattr(target, "__qualname__", "workflow"),

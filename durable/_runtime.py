@@ -69,6 +69,7 @@ log = logging.getLogger("durable")
 _BUSY_WAIT = 0.02
 """Seconds a busy worker waits for a batch of free slots before claiming for the ones it has."""
 _WAKE_BATCH = 0.01
+_STALL_WARNING = 2.0  # real seconds a time-skipping test may wait on nothing due before a hint
 """Seconds an idle worker waits at least before claiming again: runs falling due one after
 another (2,000 a second) are claimed some at a time, not in a claim each, at the cost of
 waking up to this much later."""
@@ -167,6 +168,8 @@ class Runtime:
         self.fatal_error: WorldError | None = None
         """Set when the embedded worker stopped on an error that retrying cannot fix."""
         self._last_unknown_check = 0.0
+        self._stalled_since: float | None = None
+        self._stall_told = False
         self._draining = False
         self._reported_unknown: set[str] = set()
         self._flusher = Flusher(self._active_contexts)
@@ -649,6 +652,14 @@ class Runtime:
         with self._progress:
             self._progress.wait(timeout)
 
+    def idle(self) -> bool:
+        """Whether no run executes here and none of the workflows this process runs is due."""
+        if self.executing_runs():
+            return False
+        names = self._names()
+        due = self.world.next_due_at(names) if names else None
+        return due is None or due > self.world.now()
+
     def executing_runs(self) -> list[str]:
         """The ids of the runs executing in this process now."""
         with self._lock:
@@ -831,6 +842,7 @@ class Runtime:
             entered = self._entered
         if idle:
             due = self.world.next_due_at(self._names())
+            self._note_stall(due is None)
             if due is not None and due > self.world.now():
                 with self._lock:
                     # Only if nothing started here meanwhile: a run created since holds a lease
@@ -839,6 +851,24 @@ class Runtime:
                         skip(due)
                 return 0.0
         return min(wait, 0.01)
+
+    def _note_stall(self, stalled: bool) -> None:
+        # A test waits for a result, nothing executes and nothing will ever be due: only outside
+        # input (a hook's payload) can move the runs on, and the test thread is the one waiting.
+        if not stalled:
+            self._stalled_since = None
+            return
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since > _STALL_WARNING and not self._stall_told:
+            self._stall_told = True
+            log.warning(
+                "the runs a test waits for wait for outside input (a hook without a timeout?) "
+                "and nothing is due, so the test clock cannot skip ahead: resume the hook from "
+                "another thread (or start the run, then resume it, then wait), or give the hook "
+                "a timeout"
+            )
 
     def drain(self) -> None:
         """Claim nothing more and wait until no run executes here (it finished or suspended).
@@ -877,9 +907,17 @@ class Runtime:
                 ctx.release_requested = True
         # Runs in flight stop at their next durable point and are handed back (due at once for
         # another worker); a step already executing finishes and is recorded first.
-        wait_futures(in_flight, timeout=timeout)
+        _, unfinished = wait_futures(in_flight, timeout=timeout)
+        if unfinished:
+            # A step that does not return (it waits on something that never comes) must not
+            # hold the caller: a test's teardown, a worker's shutdown. Its thread is left behind.
+            log.warning(
+                "stopped with %d run(s) still executing a step after %.1f s: %s; their steps "
+                "go on in the background, and a worker takes the runs over once their leases "
+                "lapse", len(unfinished), timeout, ", ".join(self.executing_runs()[:10]),
+            )
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=not unfinished, cancel_futures=True)
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(timeout)

@@ -14,18 +14,23 @@ The pytest plugin shipped with durable provides the same as the ``durable_world`
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from durable._client import current_runtime, use_runtime
+from durable._decorators import Workflow, swap_code
 from durable._durations import parse_duration
 from durable._runtime import Runtime, RuntimeOptions
 from worlds.memory import MemoryWorld
+
+log = logging.getLogger("durable")
 
 
 class Clock:
@@ -73,21 +78,52 @@ class TestWorld:
         """The controlled clock's time in epoch seconds."""
         return self.clock()
 
-    def advance(self, duration: float | str | timedelta) -> None:
-        """Move time forward (seconds, a timedelta or ``"7 days"``) and let due runs wake up.
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every run has finished or waits (a sleep, a hook, a retry's delay).
 
-        Runs executing meanwhile keep their leases: the jump would make them look abandoned,
-        and the worker would start each again beside itself.
+        That is: no run executes in this process, and none is due at the clock's time. Returns
+        False if ``timeout`` (real seconds) passed first, say while a step waits on the test.
+        """
+        runtime = self.runtime
+        deadline = time.monotonic() + timeout
+        while True:
+            runtime.poll_once()  # claims runs due now (woken by the clock, or resumed hooks)
+            if runtime.idle():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            runtime.wait_for_progress(min(left, 0.01))
+
+    def advance(self, duration: float | str | timedelta, *, wait: float = 10.0) -> None:
+        """Move time forward (seconds, a timedelta or ``"7 days"``) and run what comes due.
+
+        First waits until the runs already going have finished or wait (so a run just started
+        reaches its sleep before the clock jumps past it), then jumps, then waits until the
+        runs the jump woke have finished or wait again: what the test asserts next has
+        happened. Each wait gives up after ``wait`` real seconds (a step that waits on the
+        test itself); runs still executing at the jump keep their leases, or the jump would
+        make them look abandoned and the worker would start each again beside itself.
         """
         seconds = parse_duration(duration)
+        if not self.wait_until_idle(wait):
+            log.warning(
+                "advance(): runs still executing after %.1f s (%s); moving the clock anyway",
+                wait, ", ".join(self.runtime.executing_runs()[:5]),
+            )
         runtime = self.runtime
         self.world.renew_leases(runtime.owner, runtime.options.lease_ttl + seconds)
         self.clock.advance(seconds)
-        runtime.poll_once()
+        self.wait_until_idle(wait)
 
 
 @contextmanager
-def world(*, time_skipping: bool = True, force_replay: bool | None = None) -> Iterator[TestWorld]:
+def world(
+    *,
+    time_skipping: bool = True,
+    force_replay: bool | None = None,
+    start: float | datetime | None = None,
+) -> Iterator[TestWorld]:
     """An isolated in-memory world for tests, installed as this process's world.
 
     Args:
@@ -95,10 +131,12 @@ def world(*, time_skipping: bool = True, force_replay: bool | None = None) -> It
             clock to the next due sleep or retry, so long sleeps take no real time.
         force_replay: suspend and replay at every durable point, to prove a workflow replays
             (default: on when the environment has ``DURABLE_FORCE_REPLAY=1``).
+        start: the clock's time at first (a timezone-aware ``datetime`` or epoch seconds;
+            default: now), for tests around month ends, leap days or daylight saving changes.
     """
     if force_replay is None:
         force_replay = os.environ.get("DURABLE_FORCE_REPLAY") == "1"
-    clock = Clock()
+    clock = Clock(_epoch(start))
     memory = MemoryWorld("memory://test", clock=clock)
     options = RuntimeOptions(
         inline_wait_limit=0.0,  # the clock is not real: every wait goes through it
@@ -115,3 +153,36 @@ def world(*, time_skipping: bool = True, force_replay: bool | None = None) -> It
         runtime.stop()
         if last is not None and last is not runtime and last is not previous:
             last.stop()  # made by durable.configure(...) on this world during the test
+
+
+def _epoch(start: float | datetime | None) -> float | None:
+    if not isinstance(start, datetime):
+        return start
+    if start.tzinfo is None:
+        raise ValueError(
+            f"start={start!r} has no timezone: give one, e.g. datetime(2024, 2, 29, "
+            "tzinfo=timezone.utc), so the clock means the same instant everywhere"
+        )
+    return start.timestamp()
+
+
+@contextmanager
+def deploy(workflow: Workflow[..., Any], code: Callable[..., Any]) -> Iterator[None]:
+    """Run ``workflow``'s runs with ``code`` meanwhile, as a deployment of changed code would.
+
+    Runs recorded under the old code replay under the new one when they next execute, so a test
+    can check that a change keeps them going (see ``durable.patched``)::
+
+        with durable.testing.world() as env:
+            run = signup.start("ada")            # sleeps for a week under the old code
+            env.wait_until_idle()
+            with durable.testing.deploy(signup, signup_v2):
+                env.advance("7 days")
+                assert run.result() == ...
+    """
+    name = workflow.name
+    previous = swap_code(name, code)
+    try:
+        yield
+    finally:
+        swap_code(name, previous)

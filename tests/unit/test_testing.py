@@ -6,10 +6,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 import durable
+import durable.testing
 from durable.testing import TestWorld, world
 
 
@@ -120,7 +122,7 @@ def test_a_run_whose_lease_lapsed_while_it_executes_here_runs_once(how):
     # behind) the worker claims its own run again, and must not start a second execution.
     with _inside_its_first_step() as (env, run):
         if how == "advance":
-            env.advance("1 hour")
+            env.advance("1 hour", wait=0)  # the step waits on this test: jump at once
         else:
             env.clock.advance("1 hour")
             env.runtime.poll_once()  # claims it again (or the embedded worker has, just before)
@@ -286,3 +288,134 @@ def test_a_run_handle_follows_a_configure_that_keeps_the_world(durable_world):
     run = weekly_reminder.start("cy")
     durable.configure(force_replay=True)  # a new runtime on the same world; the old one stops
     assert run.result(timeout=10) == ["reminded cy", "reminded cy"]
+
+
+@durable.workflow(name="testing.reminder_then_approval")
+def reminder_then_approval(who: str) -> list[str]:
+    out = [remind(who)]
+    durable.sleep("7 days")
+    out.append(remind(who))
+    hook = durable.create_hook(token=f"approve:{who}")
+    out.append(str(hook.wait()))
+    return out
+
+
+def test_advance_right_after_start_runs_what_comes_due_before_it_returns():
+    # Without waiting for the run to reach its sleep first, the clock could jump before the
+    # sleep was recorded (which would then start after the jump and never end in the test).
+    with world(time_skipping=False) as env:
+        runs = [reminder_then_approval.start(f"user{i}") for i in range(5)]
+        env.advance("7 days")
+        for run in runs:  # no waiting: advance() returned once each run waited on its hook
+            assert run.status == "suspended"
+            assert [e.kind for e in run.events()].count("step_completed") == 2
+        for i in range(len(runs)):
+            durable.resume_hook(f"approve:user{i}", "yes")
+        assert env.wait_until_idle()
+        assert [run.status for run in runs] == ["completed"] * 5
+        assert runs[0].result(timeout=0) == ["reminded user0", "reminded user0", "yes"]
+
+
+def test_wait_until_idle_gives_up_while_a_step_waits_on_the_test():
+    with _inside_its_first_step() as (env, _run):
+        started = time.monotonic()
+        assert env.wait_until_idle(timeout=0.2) is False
+        assert time.monotonic() - started < 2
+
+
+def test_the_clock_can_start_at_a_chosen_time():
+    leap_day = datetime(2024, 2, 29, 23, 0, tzinfo=UTC)
+    with world(start=leap_day) as env:
+        first, second = stamps_a_week_apart()
+        assert first == leap_day.timestamp() and env.started_at == leap_day.timestamp()
+        assert datetime.fromtimestamp(second, tz=UTC).date().isoformat() == "2024-03-07"
+    with pytest.raises(ValueError, match="has no timezone"), world(start=datetime(2024, 2, 29)):
+        pass
+
+
+def test_replay_of_a_finished_test_run_is_complete_without_a_clock(durable_world):
+    run = weekly_reminder.start("ada")
+    assert run.result(timeout=5) == ["reminded ada", "reminded ada"]
+    replayed = durable.replay(weekly_reminder, ["ada"], events=run.events())
+    assert (replayed.status, replayed.result) == ("completed", ["reminded ada", "reminded ada"])
+
+
+def weekly_reminder_v2(who: str) -> list[str]:
+    out = [remind(who)]
+    durable.sleep("7 days")
+    if durable.patched("twice"):
+        out.append(remind(who.upper()))
+    out.append(remind(who))
+    return out
+
+
+def test_deploy_runs_recorded_runs_under_changed_code():
+    with world(time_skipping=False) as env:
+        old = weekly_reminder.start("ada")
+        assert env.wait_until_idle() and old.status == "suspended"
+        with durable.testing.deploy(weekly_reminder, weekly_reminder_v2):
+            env.advance("7 days")
+            assert old.result(timeout=0) == ["reminded ada", "reminded ADA", "reminded ada"]
+        new = weekly_reminder.start("bob")
+        env.advance("7 days")
+        assert new.result(timeout=0) == ["reminded bob", "reminded bob"]  # the old code again
+
+
+_never_released = threading.Event()
+
+
+@durable.step
+def waits_for_the_test() -> int:
+    step_entered.set()
+    _never_released.wait(30)
+    return 1
+
+
+@durable.workflow(name="testing.stuck")
+def stuck() -> int:
+    return waits_for_the_test()
+
+
+def test_stop_does_not_wait_forever_for_a_step_that_never_returns(caplog):
+    step_entered.clear()
+    try:
+        with world() as env:
+            stuck.start()
+            assert step_entered.wait(10)
+            started = time.monotonic()
+            env.runtime.stop(timeout=0.3)
+            assert time.monotonic() - started < 3
+            assert "still executing a step after 0.3 s" in caplog.text
+            _never_released.set()  # or leaving the world waits 10 s more for it
+    finally:
+        _never_released.set()
+
+
+def test_a_test_on_the_default_world_is_warned(isolated_cwd, monkeypatch):
+    from durable._client import use_runtime
+
+    monkeypatch.delenv("DURABLE_WORLD", raising=False)
+    previous = use_runtime(None)
+    try:
+        with pytest.warns(UserWarning, match=r"a test is using the default world .*durable_world"):
+            runtime = durable.configure()
+        runtime.stop()
+        runtime.world.close()
+    finally:
+        use_runtime(previous)
+
+
+@durable.workflow(name="testing.awaits_forever")
+def awaits_forever() -> object:
+    return durable.create_hook(token="never").wait()
+
+
+def test_waiting_on_a_hook_nobody_resumes_says_why_nothing_moves(durable_world, caplog,
+                                                                  monkeypatch):
+    monkeypatch.setattr("durable._runtime._STALL_WARNING", 0.05)
+    run = awaits_forever.start()
+    with pytest.raises(TimeoutError):
+        run.result(timeout=0.5)
+    assert "wait for outside input (a hook without a timeout?)" in caplog.text
+    durable.resume_hook("never", 1)
+    assert run.result(timeout=5) == 1
