@@ -109,6 +109,10 @@ class Recorder(Protocol):
         """Whether cancellation of the run has been requested (a read)."""
         ...
 
+    def lease_state(self) -> tuple[bool, bool]:
+        """Whether the run's lease is still held here, and whether a cancel was asked (a read)."""
+        ...
+
     def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
         """Register a live hook with its ``hook_created`` event."""
         ...
@@ -202,6 +206,14 @@ class RunContext:
     """Operation ids of ``durable.parallel``/``map`` groups, whose branches cannot depend on
     each other (see ``settle_before``)."""
     queued: list[_Write] = field(default_factory=list)
+    lease_ttl: float | None = None
+    """How long this worker's lease on the run lasts unrenewed (see ``begin_step``)."""
+    lease_seen_at: float = 0.0
+    """When (the world's clock) a write last showed the lease held."""
+    failed_writes: int = 0
+    """How many writes of this execution the world refused (see ``settle_before``)."""
+    write_failure: BaseException | None = None
+    """The last of them: a lost lease ends the execution (no step may start after it)."""
     waiting_writers: int = 0
     """Threads waiting for a write in flight to finish (see ``_write_queued``)."""
     _written: threading.Condition | None = None
@@ -449,8 +461,21 @@ class RunContext:
         """
         with self.lock:
             if not any(self._precedes(e, op_id) for e in self.buffered):
+                failed = self.failed_writes
                 self._await_writes(lambda event: self._precedes(event, op_id))
-                return
+                if self.failed_writes == failed:
+                    return
+                error = self.write_failure
+            else:
+                error = None
+        if error is not None:
+            # A write that carried what this operation depends on was refused while it
+            # waited: what it depends on is not durable, and may never be (a lost lease).
+            if isinstance(error, LeaseLost):
+                raise error
+            if isinstance(error, WorldError):
+                raise StorageUnavailable(error) from error
+            raise error
         self.record(replay_point=False)
 
     def _precedes(self, event: NewEvent, op_id: str) -> bool:
@@ -492,7 +517,7 @@ class RunContext:
     def note_unwinding(self, error: BaseException | None) -> None:
         """A branch ended in ``error``: if it is engine control flow, nothing more may run."""
         flow = control_flow(error)
-        if isinstance(flow, (Suspend, Diverged, StorageUnavailable)) and (
+        if isinstance(flow, (LeaseLost, Suspend, Diverged, StorageUnavailable)) and (
             self.unwinding is None or _rank(flow) < _rank(self.unwinding)
         ):
             self.unwinding = self.root.stopped = flow
@@ -788,12 +813,35 @@ class RunContext:
         # What the step may depend on is durable before it has any effect: results of earlier
         # steps still deferred, and values (uuid4(), now()) it may take as arguments.
         self.settle_before(op_id)
+        self.check_lease()
         if time.monotonic() - self.written_at > _QUIET:
             # Writes bring back cancellation requests; after a quiet spell (slow workflow code,
             # its results written by the flusher) ask, so a cancelled run starts no more steps.
             self.ask_cancelled()
         self.check_cancel()
         return attempt, retry_at
+
+    def check_lease(self) -> None:
+        """Raise ``LeaseLost`` rather than start a step once another worker may own the run.
+
+        A worker paused longer than its lease (a stopped process, a VM migration, a long
+        garbage collection) learns it lost the run at its next write; steps of other branches,
+        or the next step after a long one, would start before that write. So when no write
+        has shown the lease held for half its time, ask the world first.
+        """
+        if isinstance(self.write_failure, LeaseLost):
+            raise self.write_failure  # another worker executes the run now
+        if self.lease_ttl is None or self.recorder is None:
+            return
+        now = self.clock()
+        if now - self.lease_seen_at <= self.lease_ttl / 2:
+            return
+        held, cancelled = self.recorder.lease_state()
+        if not held:
+            self.write_failure = LeaseLost(self.run_id)
+            raise self.write_failure
+        self.lease_seen_at = now
+        self.cancel_requested = self.cancel_requested or cancelled
 
     def ask_cancelled(self) -> bool:
         """Whether the run's cancellation was requested, asking the world unless known here."""
@@ -859,10 +907,14 @@ class RunContext:
             error = exc
         with self.lock:
             if error is None:
+                self.lease_seen_at = self.clock()
                 self.own_appended += len(events)
                 self.cancel_requested = self.cancel_requested or cancel
                 self.written_at = time.monotonic()
             else:
+                self.failed_writes += 1
+                if not isinstance(self.write_failure, LeaseLost):
+                    self.write_failure = error
                 # The world recorded nothing. Keep the values for a retry, and what the flusher
                 # was writing for the run's next write (which meets the failure and reports it).
                 transient = isinstance(error, WorldError) and not isinstance(error, LeaseLost)

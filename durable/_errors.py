@@ -289,15 +289,23 @@ class RetryableError(Exception):
 class HookNotFound(DurableError):
     """No live hook has this token: it never existed, timed out, was disposed, or its run ended."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, timed_out_at: float | None = None) -> None:
         self.token = token
+        self.timed_out_at = timed_out_at
+        if timed_out_at is not None:
+            when = datetime.fromtimestamp(timed_out_at, tz=UTC).isoformat(timespec="seconds")
+            super().__init__(
+                f"hook {token!r} timed out at {when}: its run takes its timeout path "
+                "(HookTimeout), so a payload now would come too late; nothing was delivered"
+            )
+            return
         super().__init__(
             f"no hook is waiting for token {token!r}: it was never created, it timed out, it "
             "was disposed, or its run has finished (`durable hooks` lists live hooks)"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.token,))
+        return (type(self), (self.token, self.timed_out_at))
 
 
 class HookConflict(DurableError):

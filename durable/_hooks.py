@@ -214,6 +214,8 @@ def encode_payload(world: World, token: str, payload: Any) -> bytes:
     hook = world.get_hook(token)
     if hook is None:
         raise HookNotFound(token)
+    if hook.timed_out(world.now()):
+        raise HookNotFound(token, hook.timeout_at)
     if hook.schema is not None:
         model = _import_model(hook.schema, token)
         try:

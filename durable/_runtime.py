@@ -127,6 +127,14 @@ class _Recorder:
         record = self.world.get_run(self.run_id)
         return record is not None and record.cancel_requested
 
+    def lease_state(self) -> tuple[bool, bool]:
+        """Whether this worker still holds the run's lease, and whether a cancel was asked."""
+        record = self.world.get_run(self.run_id)
+        if record is None:
+            return False, False
+        held = record.status == "running" and record.lease_owner == self.owner
+        return held, record.cancel_requested
+
     def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
         self.world.create_hook(self.owner, hook, event)
 
@@ -382,7 +390,9 @@ class Runtime:
             defer_results=not self.options.force_replay,
             cancel_requested=record.cancel_requested,
             deadline=deadline_of(record),
+            lease_ttl=self.options.lease_ttl,
         )
+        ctx.lease_seen_at = ctx.clock()
         if record.last_seq > 1:  # more than run_created: there is history to replay
             events = record.events
             ctx.load(events if events is not None else self.world.read_events(record.id))

@@ -164,6 +164,13 @@ class HookRecord:
     schema: str | None = None
     """``module:QualName`` of a pydantic model payloads must validate against."""
 
+    def timed_out(self, now: float) -> bool:
+        """Whether its timeout has passed, so that a payload would come after the wait ended.
+
+        A run whose wait timed out while no worker ran it must still take its timeout path.
+        """
+        return self.timeout_at is not None and now >= self.timeout_at
+
 
 @dataclass(frozen=True, slots=True)
 class StreamRecord:

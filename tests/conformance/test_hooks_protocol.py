@@ -251,6 +251,20 @@ def test_resume_of_a_disposed_hook(world: World) -> None:
     assert kinds(world) == ["run_created", "hook_created", "hook_disposed"]
 
 
+def test_resume_after_the_hooks_timeout_is_refused(world: World, clock: FakeClock) -> None:
+    # A run whose wait timed out while no worker ran it takes its timeout path when it is
+    # taken over; a payload accepted meanwhile would turn it onto the other one.
+    create(world)
+    add_hook(world, timeout_at=START + 60)
+    clock.advance(59)
+    world.resume_hook("tok", b"in time")
+    clock.advance(1)
+    with pytest.raises(HookNotFound, match="hook 'tok' timed out at 2023-11-14T22:14:20") as late:
+        world.resume_hook("tok", b"too late")
+    assert late.value.timed_out_at == START + 60
+    assert kinds(world) == ["run_created", "hook_created", "hook_received"]
+
+
 @pytest.mark.parametrize("status", sorted(FINISHED_STATUSES))
 def test_finishing_a_run_drops_its_hooks(world: World, status: RunStatus) -> None:
     create(world, "run-1")

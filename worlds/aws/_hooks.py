@@ -84,6 +84,8 @@ class HookWorld(AppendingWorld):
                 raise HookNotFound(token)
             run = run_from_item(item, self.payloads)
             now = self.now()
+            if hook.timed_out(now):
+                raise HookNotFound(token, hook.timeout_at)
             seq = run.last_seq + 1
             event["at"] = num(now)
             changes = Changes().set("seq", num(seq)).set("updated", num(now)).add("rev", num(1))

@@ -288,6 +288,8 @@ class MemoryWorld:
             hook = self._hooks.get(token)
             if hook is None:
                 raise HookNotFound(token)
+            if hook.timed_out(self.now()):
+                raise HookNotFound(token, hook.timeout_at)
             self._append_unleased(
                 hook.run_id, NewEvent("hook_received", hook.op_id, token, payload)
             )

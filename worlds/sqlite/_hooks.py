@@ -71,8 +71,10 @@ class Hooks(Appending):
                 raise HookNotFound(token)
             hook = HookRecord(*row[:6])
             status, run_no, seq = row[6], row[7], row[8] or 0
-            self._check_room(hook.run_id, seq, 1)
             now = self._clock()
+            if hook.timed_out(now):
+                raise HookNotFound(token, hook.timeout_at)
+            self._check_room(hook.run_id, seq, 1)
             seq += 1
             conn.execute(
                 _INSERT_EVENT,
