@@ -21,7 +21,7 @@ concurrently with the other ready nodes.
   and the run fails with the node's error (or ``CompensationFailed`` if undos failed).
 """
 
-from durable.dag._handlers import HttpStatusError, handler, registered
+from durable.dag._handlers import HandlerConfigError, HttpStatusError, handler, registered
 from durable.dag._run import DagNodeFailed, dag_workflow, node_prefixes, run, start
 from durable.dag._spec import CompensateSpec, DagSpec, NodeSpec, load_file
 from durable.dag._templates import TemplateError
@@ -32,6 +32,7 @@ __all__ = [
     "DagNodeFailed",
     "DagSpec",
     "DagValidationError",
+    "HandlerConfigError",
     "HttpStatusError",
     "NodeSpec",
     "Problem",

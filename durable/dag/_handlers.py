@@ -16,7 +16,37 @@ from durable._api import sleep as durable_sleep
 from durable._errors import ConfigurationError, FatalError, RetryableError
 from durable._timeouts import call_with_timeout, run_awaitable
 
-__all__ = ["REQUIRED_CONFIG", "Handler", "HttpStatusError", "handler", "lookup", "registered"]
+__all__ = [
+    "REQUIRED_CONFIG",
+    "Handler",
+    "HandlerConfigError",
+    "HttpStatusError",
+    "config_problem",
+    "handler",
+    "lookup",
+    "registered",
+]
+
+
+class HandlerConfigError(FatalError):
+    """A node's config does not fit its handler's parameters: a spec error, never retried."""
+
+
+def config_problem(found: Handler, keys: list[str]) -> str | None:
+    """Why a config with ``keys`` cannot be passed to the handler, if it cannot."""
+    try:
+        signature = inspect.signature(found.fn)
+    except (TypeError, ValueError):  # a builtin or C function: nothing to check
+        return None
+    try:
+        signature.bind(**dict.fromkeys(keys))
+    except TypeError as exc:
+        accepted = ", ".join(
+            p.name for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        return f"config does not fit handler {found.name!r}: {exc} (it takes: {accepted or '-'})"
+    return None
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,6 +114,9 @@ def call(name: str, config: dict[str, Any], timeout: float | None = None) -> Any
     found = lookup(name)
     if found is None:
         raise ConfigurationError(f"unknown DAG handler {name!r}")
+    problem = config_problem(found, list(config))
+    if problem is not None:
+        raise HandlerConfigError(problem)
     if timeout is None:
         result = found.fn(**config)
         if inspect.isawaitable(result):

@@ -13,7 +13,7 @@ from durable._api import recorded_value
 from durable._context import current_frame
 from durable._control import Cancelled
 from durable._decorators import Step, step, workflow
-from durable._errors import DurableError
+from durable._errors import DurableError, InvalidDuration
 from durable._graph import run_graph
 from durable._options import RetryPolicy
 from durable._run import Run
@@ -24,6 +24,7 @@ from durable._saga import (
     note_undo_failures,
 )
 from durable.dag import _handlers
+from durable.dag._handlers import HandlerConfigError
 from durable.dag._schema import check_input, with_defaults
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
 from durable.dag._templates import TemplateError, render
@@ -146,11 +147,15 @@ class _Execution:
                 )
             else:
                 output = self._fan_out(node, where)
-        except TemplateError as exc:
-            # The spec does not fit the data: the run fails whatever on_failure says, but a
-            # node that compensates still undoes what completed before it.
+        except (TemplateError, InvalidDuration, HandlerConfigError) as exc:
+            # The spec does not fit the data (a template, a duration the input gave, a config
+            # the handler does not take): the run fails whatever on_failure says, for a typo
+            # must not pass for the business outcome a failure leads to (a timeout, say); but
+            # a node that compensates still undoes what completed before it.
             if self._on_failure(node) != "compensate":
-                raise
+                if isinstance(exc, TemplateError):
+                    raise
+                raise _failed(f"{where} (handler {node.handler!r}): {exc}", exc) from exc
             self.errors[node.id] = _failed(f"{where}: {exc}", exc)
             return "failed", None
         except Exception as exc:

@@ -10,7 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable._errors import DurableError
+from durable._decorators import lookup_workflow, registered_workflows
+from durable._durations import parse_duration
+from durable._errors import DurableError, InvalidDuration
 from durable.dag import _handlers
 from durable.dag._schema import (
     MissableProperty,
@@ -135,10 +137,36 @@ def _handler_problems(
                           "import the module that defines it (CLI: -m MODULE)")
         return
     if found.fn.__module__ != _handlers.__name__:
-        return  # a user handler registered under a built-in's name
+        # A user handler (or one registered under a built-in's name): its parameters must take
+        # the config's keys, or every attempt of the node would fail the same way.
+        problem = _handlers.config_problem(found, list(config))
+        if problem is not None:
+            yield Problem(node_id, f"{what}{problem}")
+        return
     for key in _handlers.REQUIRED_CONFIG.get(name, ()):
         if config.get(key) in (None, ""):
             yield Problem(node_id, f"{what}handler {name!r} needs config {key!r}")
+    for key in _DURATIONS.get(name, ()):
+        value = config.get(key)
+        if value is None or (isinstance(value, str) and _is_template(value)):
+            continue
+        try:
+            parse_duration(value)
+        except (InvalidDuration, TypeError) as exc:
+            yield Problem(node_id, f"{what}config {key!r}: {exc}")
+    workflow = config.get("name")
+    if (
+        check and name == "workflow" and isinstance(workflow, str) and workflow
+        and not _is_template(workflow) and lookup_workflow(workflow) is None
+    ):
+        known = ", ".join(sorted(registered_workflows())) or "none"
+        yield Problem(node_id, f"{what}config 'name': no workflow named {workflow!r} is "
+                      f"registered (registered: {known}); import the module that defines it "
+                      "(CLI: -m MODULE)")
+
+
+_DURATIONS = {"sleep": ("duration",), "hook": ("timeout",)}
+"""Config keys of built-in handlers that hold durations, checked when they are not templates."""
 
 
 def _kind(value: Any) -> str:

@@ -47,10 +47,10 @@ def test_validate_a_valid_file(dag_cli):
 def test_validate_an_invalid_file_prints_one_line_per_problem(dag_cli, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"nodes": [
-        {"id": "a", "handler": "add", "dependencies": ["b"]},
-        {"id": "b", "handler": "add", "dependencies": ["a"]},
+        {"id": "a", "handler": "add", "dependencies": ["b"], "config": {"a": 1, "b": 2}},
+        {"id": "b", "handler": "add", "dependencies": ["a"], "config": {"a": 1, "b": 2}},
         {"id": "c", "handler": "nope", "dependencies": ["ghost"]},
-        {"id": "c", "handler": "add"},
+        {"id": "c", "handler": "add", "config": {"a": 1, "b": 2}},
     ]}))
     proc = dag_cli("validate", str(bad), "-m", "examples.dag_handlers")
     assert proc.returncode == 1
@@ -61,6 +61,19 @@ def test_validate_an_invalid_file_prints_one_line_per_problem(dag_cli, tmp_path)
         "node 'c': unknown dependency 'ghost'",
         "node 'a': cycle: a -> b -> a",
     ]
+    # A config the handler cannot take, a literal duration or workflow name that cannot work.
+    bad.write_text(json.dumps({"nodes": [
+        {"id": "a", "handler": "add", "config": {"a": 1, "c": 2}},
+        {"id": "h", "handler": "hook", "config": {"token": "t", "timeout": "5 fortnights"}},
+        {"id": "w", "handler": "workflow", "config": {"name": "purchase_aproval"}},
+    ]}))
+    proc = dag_cli("validate", str(bad), "-m", "examples.dag_handlers")
+    assert proc.returncode == 1
+    assert "node 'a': config does not fit handler 'add': missing a required argument: 'b' " \
+        "(it takes: a, b)" in proc.stderr
+    assert "node 'h': config 'timeout': invalid duration \"5 fortnights\"" in proc.stderr
+    assert "node 'w': config 'name': no workflow named 'purchase_aproval' is registered" \
+        in proc.stderr
     # Without the handler module every math handler is unknown.
     proc = dag_cli("validate", "examples/dag_math.json")
     assert proc.returncode == 1

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+import durable
 import durable.dag as dag
 from durable import WorkflowCancelled, WorkflowFailed, WorkflowTimedOut
 from durable._serialization import error_from_dict, error_to_dict
@@ -157,6 +158,27 @@ def test_foreach_that_is_not_a_list_fails_the_run_naming_the_node(engine):
         str(error)
     )
     assert calls["gather"] == 0
+
+
+def test_a_bad_duration_fails_the_run_even_where_failures_continue(engine):
+    # A typo in the input must not pass for the timeout the spec continues after.
+    spec = {"nodes": [
+        {"id": "approve", "handler": "hook", "on_failure": "continue",
+         "config": {"token": "approve:1", "timeout": "{{ input.wait }}"}},
+        {"id": "after", "handler": "output", "dependencies": ["approve"], "trigger": "all_done",
+         "config": {"value": "{{ approve.output }}"}},
+    ]}
+    error = failure(dag.start(spec, {"wait": "5 fortnights"}))
+    assert error.error_type == "durable.dag.DagNodeFailed"
+    assert "node 'approve' (handler 'hook'): invalid duration \"5 fortnights\"" in str(error)
+
+
+def test_a_config_the_handler_does_not_take_fails_at_once():
+    with pytest.raises(dag.HandlerConfigError, match=r"config does not fit handler 'feat.echo': "
+                       r"missing a required argument: 'name' \(it takes: name, value, fail, "
+                       r"pause\)"):
+        dag._handlers.call("feat.echo", {"nmae": "x"})
+    assert issubclass(dag.HandlerConfigError, durable.FatalError)  # never retried
 
 
 def test_a_failing_element_fails_the_node_after_its_retries(engine):

@@ -197,6 +197,9 @@ def test_workflow_handler_runs_a_registered_workflow_as_a_child(engine):
     assert run.result(timeout=20) == {"out": 50}
     assert not any(e.kind == "step_completed" for e in run.events())
     spec["nodes"][1]["config"]["name"] = "tests.dag.no_such_workflow"
+    with pytest.raises(dag.DagValidationError, match="no workflow named 'tests.dag.no_such_wo"):
+        dag.start(spec, {"a": 1})
+    spec["nodes"][1]["config"]["name"] = "{{ input.flow }}"  # known only once the run reads it
     with pytest.raises(WorkflowFailed, match=r"node 'child' \(handler 'workflow'\) failed: "
                        r"UnknownWorkflow"):
-        dag.start(spec, {"a": 1}).result(timeout=20)
+        dag.start(spec, {"a": 1, "flow": "tests.dag.no_such_workflow"}).result(timeout=20)

@@ -85,9 +85,10 @@ def test_failed_continue_and_skipped_nodes(cli, tmp_path):
         {"id": "D", "handler": "task", "dependencies": ["B", "S"], "trigger": "all_done",
          "config": {"name": "D"}},
         {"id": "W", "handler": "workflow", "on_failure": "continue",
-         "config": {"name": "no_such_workflow"}},
+         "config": {"name": "{{ input.flow }}"}},
     ]})
-    run_id = run_dag(cli, spec, "--input", '{"flag": false, "items": ["x", "y", "z"]}')
+    run_id = run_dag(cli, spec, "--input",
+                     '{"flag": false, "items": ["x", "y", "z"], "flow": "no_such_workflow"}')
     doc = cli.json("inspect", run_id)
     assert doc["run"]["status"] == "completed"
     assert [n["id"] for n in doc["nodes"]] == ["A", "W", "B", "F", "O", "S", "C", "D"]

@@ -16,7 +16,12 @@ MATH = EXAMPLES / "dag_math.json"
 FANOUT = EXAMPLES / "dag_fanout.yaml"
 
 
-def node(id, handler="add", deps=(), **extra):
+@dag.handler("free")
+def free(**config: object) -> dict[str, object]:
+    return config
+
+
+def node(id, handler="free", deps=(), **extra):
     return {"id": id, "handler": handler, "dependencies": list(deps), **extra}
 
 
@@ -108,25 +113,26 @@ MALFORMED = [
     ("timeout on an inline handler", {"nodes": [node("a", handler="sleep", timeout="1s")]},
      ["node 'a': timeout: does not apply to handler 'sleep', which runs in the workflow"]),
     ("retry on an inline handler",
-     {"nodes": [node("a", handler="workflow", config={"name": "x"}, retry={"max_attempts": 3})]},
+     {"nodes": [node("a", handler="workflow", config={"name": "{{ input.flow }}"},
+                     retry={"max_attempts": 3})]},
      ["node 'a': retry: does not apply to handler 'workflow', which runs in the workflow"]),
     # compensate
     ("compensate not an object", {"nodes": [node("a", compensate="undo")]},
      ["node 'a': compensate: Input should be a valid dictionary or instance of CompensateSpec"]),
     ("compensate without handler", {"nodes": [node("a", compensate={"config": {}})]},
      ["node 'a': compensate.handler: Field required"]),
-    ("compensate unknown field", {"nodes": [node("a", compensate={"handler": "add", "x": 1})]},
+    ("compensate unknown field", {"nodes": [node("a", compensate={"handler": "free", "x": 1})]},
      ["node 'a': unknown field 'compensate.x'"]),
     ("compensate unknown handler", {"nodes": [node("a", compensate={"handler": "nope"})]},
      ["node 'a': compensate: unknown handler 'nope'"]),
     ("compensate built-in missing config", {"nodes": [node("a", compensate={"handler": "hook"})]},
      ["node 'a': compensate: handler 'hook' needs config 'token'"]),
     ("compensate config non-ancestor",
-     {"nodes": [node("a"), node("b", compensate={"handler": "add",
+     {"nodes": [node("a"), node("b", compensate={"handler": "free",
                                                  "config": {"a": "{{ a.output }}"}})]},
      ["node 'b': compensate.config: '{{ a.output }}' references 'a', which is not an ancestor"]),
     ("compensate config uses item", {"nodes": [node("a", foreach=[1], compensate={
-        "handler": "add", "config": {"a": "{{ item }}"}})]},
+        "handler": "free", "config": {"a": "{{ item }}"}})]},
      ["node 'a': compensate.config: '{{ item }}': a foreach node has one undo action for all "
       "its elements, where 'item' is not defined; '{{ a.output }}' is the list of their "
       "results"]),
@@ -222,7 +228,7 @@ MALFORMED = [
      {"input": {"type": "object", "required": ["p"], "properties": {"p": {
          "type": "object", "properties": {"name": {"type": "string"}}}}},
       "nodes": [node("a", when="{{ input.p.name }}",
-                     compensate={"handler": "add", "config": {"a": "{{ input.p.name }}"}})]},
+                     compensate={"handler": "free", "config": {"a": "{{ input.p.name }}"}})]},
      ["node 'a': when: '{{ input.p.name }}' reads input.p.name",
       "node 'a': compensate.config: '{{ input.p.name }}' reads input.p.name"]),
     ("the output and a foreach read optional input properties",
