@@ -107,15 +107,21 @@ class Run:
         self._fetch()
         return self._runtime.world.read_events(self.id)
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
         """Stop the run at its next durable point (at once if it has not started).
 
         Undo steps registered with a :class:`~durable.Saga` run first; then the run becomes
         ``cancelled``. A finished run is left as it is.
+
+        Returns:
+            True if the run is cancelled or will be; False if it had already finished
+            (``status`` tells how).
         """
-        if cancel_run(self._runtime.world, self.id) == "requested":
+        outcome = cancel_run(self._runtime.world, self.id)
+        if outcome == "requested":
             self._runtime.notify_cancel(self.id)
             self._runtime.ensure_worker()  # a worker replays it to its next durable point
+        return outcome != "already_finished"
 
     def retry(self) -> None:
         """Run a failed run again from where it failed; its finished steps are not run again.

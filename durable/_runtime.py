@@ -829,14 +829,19 @@ class Runtime:
         known = set(self._names())
         try:
             pending = self.world.list_runs(status="pending", limit=200)
+            # A suspended run whose wake-up came while no worker had its workflow (the code
+            # that deployed dropped or renamed it) waits the same way.
+            asleep = self.world.list_runs(status="suspended", limit=200)
         except DurableError:
             return
-        for record in pending:
+        world_now = self.world.now()
+        due = [r for r in asleep if r.wake_at is not None and r.wake_at <= world_now]
+        for record in [*pending, *due]:
             name = record.workflow_name
             if name not in known and name not in self._reported_unknown:
                 self._reported_unknown.add(name)
                 log.warning(
-                    "run %s stays pending: %s", record.id, UnknownWorkflow(name)
+                    "run %s stays %s: %s", record.id, record.status, UnknownWorkflow(name)
                 )
 
     def _idle_wait(self) -> float:

@@ -747,11 +747,13 @@ def test_cancel_stops_at_next_durable_point(engine):
             break
         threading.Event().wait(0.01)
     assert run.status == "suspended"
-    run.cancel()
+    assert run.cancel() is True
     with pytest.raises(WorkflowCancelled):
         run.result(timeout=10)
     assert run.status == "cancelled"
     assert calls == {"add:1:1": 1}
+    assert run.events()[-1].kind == "run_cancelled"
+    assert run.cancel() is False  # already finished: nothing to cancel
     assert run.events()[-1].kind == "run_cancelled"
 
 
@@ -952,6 +954,36 @@ def test_unknown_workflow_is_left_pending(engine):
     engine.runtime.poll_once()
     record = engine.world.get_run("wrun_ghost")
     assert record is not None and record.status == "pending"
+
+
+@workflow(name="dropped_by_a_deploy")
+def dropped_by_a_deploy() -> str:
+    durable.sleep("1h")
+    return "woke"
+
+
+def test_a_due_run_of_a_workflow_no_longer_deployed_is_reported(engine, caplog):
+    engine.runtime.options.time_skipping = None
+    run = dropped_by_a_deploy.start()
+    for _ in range(500):
+        record = engine.world.get_run(run.id)
+        if record.status == "suspended" and (record.wake_at or 0) > engine.world.now() + 600:
+            break
+        threading.Event().wait(0.01)
+    import durable._decorators as decorators
+
+    definition = decorators._registry.pop("dropped_by_a_deploy")
+    try:
+        engine.clock.advance("2h")
+        engine.runtime._last_unknown_check = 0.0
+        engine.runtime._report_unknown()
+        assert f"run {run.id} stays suspended: " in caplog.text
+        assert "dropped_by_a_deploy" in caplog.text
+        assert engine.world.get_run(run.id).status == "suspended"
+    finally:
+        decorators._registry["dropped_by_a_deploy"] = definition
+    engine.runtime.wake()
+    assert run.result(timeout=10) == "woke"
 
 
 @step(retry=RetryPolicy(max_attempts=2, initial_delay=0))
