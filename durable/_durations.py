@@ -17,7 +17,10 @@ from durable._errors import InvalidDuration
 
 __all__ = ["parse_duration", "to_timestamp"]
 
-_HINT = 'use seconds (e.g. 30), a timedelta, or a string like "30s", "5 minutes", "1h30m", "7 days"'
+_HINT = (
+    'use seconds (e.g. 30), a timedelta, or a string like "30s", "5 minutes", "1h30m", '
+    '"7 days" (units: ms, s, m, h, d, w)'
+)
 
 _UNITS: dict[str, float] = {}
 for _names, _seconds in (

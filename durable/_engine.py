@@ -210,6 +210,10 @@ class RunContext:
     """How long this worker's lease on the run lasts unrenewed (see ``begin_step``)."""
     lease_seen_at: float = 0.0
     """When (the world's clock) a write last showed the lease held."""
+    unwritten: dict[str, NewEvent] = field(default_factory=dict)
+    """Results of this run's steps that the world refused to record (a full disk, an outage),
+    by operation id, kept by the runtime across executions here: the step is not run again
+    when the run retries, its result is written again (see ``result_kept``)."""
     failed_writes: int = 0
     """How many writes of this execution the world refused (see ``settle_before``)."""
     write_failure: BaseException | None = None
@@ -868,7 +872,20 @@ class RunContext:
         for long, so a crash runs again at most the step that finished just before it.
         """
         data = dumps(result, serializer=step.serializer, what=f"result of step {step.name!r}")
-        event = NewEvent("step_completed", op_id, step.name, data)
+        return self._completed(NewEvent("step_completed", op_id, step.name, data), result)
+
+    def result_kept(self, op_id: str, step: StepDefinition) -> NewEvent | None:
+        """The step's result from an earlier execution here whose write the world refused."""
+        event = self.unwritten.get(op_id)
+        return event if event is not None and event.name == step.name else None
+
+    def step_succeeded_before(self, event: NewEvent) -> Any:
+        """Record again a result kept by ``result_kept``, instead of running the step again."""
+        result = loads(event.data) if event.data is not None else None
+        return self._completed(event, result)
+
+    def _completed(self, event: NewEvent, result: Any) -> Any:
+        data = event.data
         if self.defer_results and self.recorder is not None:
             with self.lock:
                 self.buffered.append(event)
@@ -876,7 +893,9 @@ class RunContext:
                     self.deferred_at = time.monotonic()
         else:
             self.record(event)
-        return result if type(result) in _IMMUTABLE_SCALARS else loads(data)
+        if type(result) in _IMMUTABLE_SCALARS or data is None:
+            return result
+        return loads(data)
 
     def _write_queued(self, mine: _Write) -> None:
         """Write ``mine`` with whatever other branches queued meanwhile, in one append.
@@ -918,6 +937,11 @@ class RunContext:
                 # The world recorded nothing. Keep the values for a retry, and what the flusher
                 # was writing for the run's next write (which meets the failure and reports it).
                 transient = isinstance(error, WorldError) and not isinstance(error, LeaseLost)
+                if transient:
+                    for write in group:
+                        for event in write.events:
+                            if event.kind == "step_completed" and event.op_id is not None:
+                                self.unwritten[event.op_id] = event
                 self.buffered[:0] = [
                     e
                     for write in group

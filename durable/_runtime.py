@@ -69,6 +69,7 @@ log = logging.getLogger("durable")
 _BUSY_WAIT = 0.02
 """Seconds a busy worker waits for a batch of free slots before claiming for the ones it has."""
 _WAKE_BATCH = 0.01
+_UNWRITTEN_RUNS = 1000  # runs whose refused step results this process keeps
 _STALL_WARNING = 2.0  # real seconds a time-skipping test may wait on nothing due before a hint
 """Seconds an idle worker waits at least before claiming again: runs falling due one after
 another (2,000 a second) are claimed some at a time, not in a claim each, at the cost of
@@ -158,6 +159,8 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._active: dict[str, RunContext] = {}
+        # Step results the world refused to record, by run (see RunContext.unwritten).
+        self._unwritten: dict[str, dict[str, NewEvent]] = {}
         self._futures: set[Future[Any]] = set()
         self._executions: set[asyncio.Task[Outcome]] = set()  # direct calls' (see _call_async)
         self._executing: dict[str, int] = {}  # executions in flight (or queued) per run id
@@ -393,6 +396,10 @@ class Runtime:
             lease_ttl=self.options.lease_ttl,
         )
         ctx.lease_seen_at = ctx.clock()
+        with self._lock:
+            if record.id not in self._unwritten and len(self._unwritten) >= _UNWRITTEN_RUNS:
+                del self._unwritten[next(iter(self._unwritten))]  # taken over elsewhere, likely
+            ctx.unwritten = self._unwritten.setdefault(record.id, {})
         if record.last_seq > 1:  # more than run_created: there is history to replay
             events = record.events
             ctx.load(events if events is not None else self.world.read_events(record.id))
@@ -617,6 +624,8 @@ class Runtime:
 
     def _write(self, ctx: RunContext, event: NewEvent | None, update: RunUpdate) -> None:
         ctx.record_last(event, update)
+        with self._lock:  # what an earlier execution could not write is recorded by now
+            self._unwritten.pop(ctx.run_id, None)
 
     def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
         if exc.transient:

@@ -39,6 +39,9 @@ def _run_sync(
     ctx: RunContext, op_id: str, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
+    kept = ctx.result_kept(op_id, step)
+    if kept is not None:
+        return ctx.step_succeeded_before(kept)
     while True:
         if retry_at is not None:
             ctx.wait_until(retry_at)
@@ -81,6 +84,9 @@ async def _run_async(
     if event is not None:
         return ctx.step_outcome(event)
     attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
+    kept = ctx.result_kept(op_id, step)
+    if kept is not None:
+        return ctx.step_succeeded_before(kept)
     loop = asyncio.get_running_loop()
     while True:
         if retry_at is not None:

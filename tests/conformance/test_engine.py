@@ -977,9 +977,13 @@ def test_a_due_run_of_a_workflow_no_longer_deployed_is_reported(engine, caplog):
         engine.clock.advance("2h")
         engine.runtime._last_unknown_check = 0.0
         engine.runtime._report_unknown()
-        assert f"run {run.id} stays suspended: " in caplog.text
-        assert "dropped_by_a_deploy" in caplog.text
-        assert engine.world.get_run(run.id).status == "suspended"
+        # Said as the worker looks for runs it cannot execute, or (on AWS, whose wake-up
+        # messages name no workflow) as it takes the run up and leaves it pending.
+        said = [r.message for r in caplog.records if run.id in r.message]
+        assert said and all(
+            "no workflow named 'dropped_by_a_deploy' is registered" in line for line in said
+        ), said
+        assert engine.world.get_run(run.id).status in ("suspended", "pending", "running")
     finally:
         decorators._registry["dropped_by_a_deploy"] = definition
     engine.runtime.wake()

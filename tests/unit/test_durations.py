@@ -105,7 +105,7 @@ def test_invalid_duration_message() -> None:
         parse_duration("5 parsecs")
     assert str(info.value) == (
         'invalid duration "5 parsecs": use seconds (e.g. 30), a timedelta, or a string like '
-        '"30s", "5 minutes", "1h30m", "7 days"'
+        '"30s", "5 minutes", "1h30m", "7 days" (units: ms, s, m, h, d, w)'
     )
 
 
