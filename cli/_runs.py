@@ -45,6 +45,7 @@ from cli._values import compact, format_local, iso, shorten
 from cli._wait import RunDriver
 from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
+from durable._decorators import unexpected_keywords
 from durable._durations import parse_duration
 from durable._errors import InvalidDuration, RunNotFound, WorkflowCancelled, WorkflowFailed
 from durable._retry import retry_run
@@ -103,7 +104,8 @@ def _check_arguments(
     except TypeError as exc:
         params = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
         shown = signature.replace(parameters=params, return_annotation=signature.empty)
-        raise click.ClickException(f"ARGS do not match {wf.name}{shown}: {exc}") from exc
+        why = unexpected_keywords(signature, kwargs) or exc
+        raise click.ClickException(f"ARGS do not match {wf.name}{shown}: {why}") from exc
     try:  # the worker does the same; refused here, before the run is recorded
         check_plain_arguments(wf.definition.fn, f"ARGS of {wf.name}", tuple(args), kwargs)
         coerce_arguments(wf.definition.fn, f"ARGS of {wf.name}", tuple(args), kwargs)

@@ -65,10 +65,27 @@ class WorkflowDefinition:
             hint = ""
             if _first_parameter(self.signature) in ("self", "cls"):
                 hint = f". {_NOT_A_METHOD}"
+            why = unexpected_keywords(self.signature, kwargs) or exc
             raise TypeError(
                 f"workflow {self.name!r} called with arguments that do not match "
-                f"{self.fn.__name__}{self.signature}: {exc}{hint}"
+                f"{self.fn.__name__}{self.signature}: {why}{hint}"
             ) from None
+
+
+def unexpected_keywords(signature: inspect.Signature, kwargs: dict[str, Any]) -> str | None:
+    """The keyword arguments no parameter takes, if any, said as the reason a call cannot bind.
+
+    ``bind`` names only the parameter they leave missing: a misspelt ``request=`` for ``req``
+    reads "missing a required argument: 'req'".
+    """
+    params = signature.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    unknown = [k for k in kwargs if k not in params or params[k].kind is params[k].POSITIONAL_ONLY]
+    if not unknown:
+        return None
+    names = ", ".join(repr(k) for k in unknown)
+    return f"no parameter takes the keyword argument{'s' if len(unknown) > 1 else ''} {names}"
 
 
 _NOT_A_METHOD = (

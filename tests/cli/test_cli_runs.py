@@ -252,6 +252,11 @@ def test_start_gives_json_arguments_the_annotated_types(cli):
     assert "ARGS of welcome: argument 'member' does not fit its annotation" in bad.stderr
     assert "since" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
     assert cli.json("runs")["runs"][0]["status"] == "completed"  # the refused one never recorded
+    misspelt = cli("start", f"{WORKLOAD}:welcome", '{"membr": {"name": "ada"}}', ok=False)
+    assert misspelt.stderr.strip() == (
+        "Error: ARGS do not match welcome(member): no parameter takes the keyword argument "
+        "'membr'"
+    )
     plain = cli("start", f"{WORKLOAD}:greet", "[42]", ok=False)
     assert plain.stderr.strip().endswith("ARGS of greet: argument 'name' must be str, got int 42")
     assert len(cli.json("runs")["runs"]) == 1

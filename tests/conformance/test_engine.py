@@ -881,6 +881,10 @@ def test_unserializable_input_fails_at_start(engine):
 def test_arguments_that_do_not_match_fail_at_the_call_and_record_nothing(engine):
     with pytest.raises(TypeError, match=r"workflow 'arithmetic' called with arguments"):
         arithmetic.start(1, zz=2)
+    # A misspelt keyword is named, not the parameter it left missing.
+    with pytest.raises(TypeError, match=r"arithmetic\(x: 'int'\) .*: no parameter takes "
+                       r"the keyword argument 'xx'$"):
+        arithmetic.start(xx=1)
     with pytest.raises(TypeError, match="missing a required argument"):
         arithmetic()
     with pytest.raises(TypeError, match="too many positional arguments"):
