@@ -15,7 +15,7 @@ from durable.world import RunRecord
 if TYPE_CHECKING:
     from durable.dag import DagSpec
 
-__all__ = ["DAG_WORKFLOW", "branch_dependencies", "dag_input", "spec_of"]
+__all__ = ["DAG_WORKFLOW", "branch_dependencies", "dag_input", "dag_name", "spec_of"]
 
 DAG_WORKFLOW = "durable.dag"
 """The workflow name DAG runs are recorded under."""
@@ -26,6 +26,14 @@ def dag_input(record: RunRecord) -> tuple[Any, Any] | None:
     if record.workflow_name != DAG_WORKFLOW:
         return None
     return _split(record.input)
+
+
+def dag_name(record: RunRecord) -> str | None:
+    """The ``name`` of the spec a DAG run recorded, if it has one; ``None`` for other runs."""
+    found = dag_input(record)
+    spec = found[0] if found is not None else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _split(data: bytes) -> tuple[Any, Any] | None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli._chart import OPERATIONS_SHOWN, timeline_chart
-from cli._dag_spec import dag_input
+from cli._dag_spec import dag_input, dag_name
 from cli._grid import Cell, Column, Grid, Note, Row
 from cli._timeline import Operation, Timeline
 from cli._values import (
@@ -155,7 +155,7 @@ def runs_table(
     rows: list[Sequence[Cell]] = [
         [
             r.id,
-            r.workflow_name,
+            _workflow_cell(r),
             _status(r.status),
             format_local(r.created_at),
             format_ago(r.updated_at, now),
@@ -165,6 +165,12 @@ def runs_table(
         for r in records
     ]
     return Grid(columns, rows)
+
+
+def _workflow_cell(record: RunRecord) -> str:
+    # DAG runs are all runs of one workflow: the spec's name tells them apart.
+    name = dag_name(record)
+    return f"{record.workflow_name}: {name}" if name else record.workflow_name
 
 
 def _value_line(data: bytes | None) -> str:

@@ -27,6 +27,7 @@ from cli._common import (
     show,
     starting_world,
 )
+from cli._dag_spec import DAG_WORKFLOW, dag_name
 from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
 from cli._render import (
     OPERATIONS_SHOWN,
@@ -292,7 +293,10 @@ def _failure_line(exc: WorkflowFailed) -> str:
 
 @click.command()
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
-@click.option("--workflow", help="Only runs of this workflow (its registered name).")
+@click.option(
+    "--workflow",
+    help="Only runs of this workflow (its registered name), or of the DAG spec of this name.",
+)
 @click.option(
     "--limit",
     default=20,
@@ -313,6 +317,8 @@ def runs(
     with opened_world(ctx) as world:
         # One more than asked for: whether any run was left out, without counting them all.
         records = world.list_runs(status=status, workflow_name=workflow, limit=limit + 1)
+        if workflow is not None and workflow != DAG_WORKFLOW:
+            records = _with_dag_runs(world, records, status, workflow, limit + 1)
         truncated = len(records) > limit
         records = records[:limit]
         total = _matching(world, status, workflow, len(records), truncated)
@@ -327,6 +333,20 @@ def runs(
         click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
         return
     show(runs_table(records, now, waits), *_more_runs(len(records), total, truncated))
+
+
+def _with_dag_runs(
+    world: World, records: list[RunRecord], status: str | None, name: str, limit: int
+) -> list[RunRecord]:
+    """``records`` and the newest DAG runs whose spec is called ``name``, newest first."""
+    scanned = world.list_runs(status=status, workflow_name=DAG_WORKFLOW, limit=_DAG_RUNS_SCANNED)
+    named = [r for r in scanned if dag_name(r) == name]
+    if not named:
+        return records
+    return sorted([*records, *named], key=lambda r: r.created_at, reverse=True)[:limit]
+
+
+_DAG_RUNS_SCANNED = 2000  # the newest DAG runs --workflow looks among for a spec name
 
 
 def _matching(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cli._dag_spec import dag_name
 from cli._timeline import Operation, Timeline
 from cli._values import decode, error_info, iso
 from durable._deadlines import arguments_only, deadline_of
@@ -19,8 +20,9 @@ __all__ = ["event_json", "operation_json", "run_json", "timeline_json"]
 def run_json(record: RunRecord, *, detail: bool = False) -> dict[str, Any]:
     """A run as a JSON object.
 
-    Keys: ``id, workflow, status, created_at, updated_at, wake_at, parent_id, cancel_requested,
-    lease_owner, lease_expires_at, event_count, error`` (``{type, message}`` or null); with
+    Keys: ``id, workflow, dag`` (a DAG run's spec name, else null), ``status, created_at,
+    updated_at, wake_at, parent_id, cancel_requested, lease_owner, lease_expires_at,
+    event_count, error`` (``{type, message}`` or null); with
     ``detail`` also ``input`` (``{"args": [...], "kwargs": {...}}``), ``deadline`` (when its
     timeout cancels it, or null), ``result``, and the error's ``traceback``.
     """
@@ -28,6 +30,7 @@ def run_json(record: RunRecord, *, detail: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": record.id,
         "workflow": record.workflow_name,
+        "dag": dag_name(record),
         "status": record.status,
         "created_at": iso(record.created_at),
         "updated_at": iso(record.updated_at),

@@ -130,6 +130,30 @@ def test_run_wait_prints_the_id_and_result(dag_cli):
     assert doc["result"]["task"] == "C"
 
 
+def test_runs_lists_dag_runs_by_their_spec_name(dag_cli):
+    math = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers", "--wait")
+    math_id = math.stdout.split()[0]
+    fan = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers", "--wait",
+                  "--input", '"go"')
+    fan_id = fan.stdout.split()[0]
+    script = shutil.which("durable") or str(Path(sys.executable).parent / "durable")
+    env = {**os.environ, "DURABLE_WORLD": dag_cli.world}
+
+    def runs(*args: str) -> str:
+        proc = subprocess.run([script, "runs", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        return proc.stdout
+
+    [row] = [line for line in runs().splitlines() if line.startswith(math_id)]
+    assert "durable.dag: math" in row
+    doc = json.loads(runs("--workflow", "math", "--json"))
+    assert [(r["id"], r["workflow"], r["dag"]) for r in doc["runs"]] == [
+        (math_id, "durable.dag", "math")
+    ]
+    both = {r["id"] for r in json.loads(runs("--workflow", "durable.dag", "--json"))["runs"]}
+    assert both == {math_id, fan_id}
+
+
 def test_run_wait_executes_only_its_own_run(dag_cli):
     # Another DAG run is waiting in the world for a worker: --wait must not become that worker.
     queued = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers")
