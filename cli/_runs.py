@@ -48,7 +48,13 @@ from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._decorators import unexpected_keywords
 from durable._durations import parse_duration
-from durable._errors import InvalidDuration, RunNotFound, WorkflowCancelled, WorkflowFailed
+from durable._errors import (
+    DurableError,
+    InvalidDuration,
+    RunNotFound,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
 from durable._retry import retry_run
 from durable._run import cancel_run, outcome_of
 from durable._runtime import Runtime
@@ -516,28 +522,83 @@ def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run_id")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@click.option(
+    "--failed",
+    "all_failed",
+    is_flag=True,
+    help="Every failed run (with --workflow, of that workflow), newest first, up to --limit.",
+)
+@click.option("--workflow", help="With --failed: only runs of this workflow.")
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(min=1),
+    help="With --failed: retry at most this many runs.",
+)
 @json_option
 @click.pass_context
-def retry(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Run a failed run again, from where it failed.
+def retry(
+    ctx: click.Context,
+    run_ids: tuple[str, ...],
+    all_failed: bool,
+    workflow: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Run failed runs again, from where they failed.
 
-    Its finished steps are not run again: the step whose failure failed the run runs again (from
+    Their finished steps are not run again: the step whose failure failed a run runs again (from
     its first attempt), then the workflow goes on. A run failed by a NonDeterminismError replays
-    with the code the workers have now. The run becomes pending: a worker that has its workflow
-    executes it.
+    with the code the workers have now. Each run becomes pending: a worker that has its workflow
+    executes it. With several runs (or --failed), one refused (it compensated, say) is reported
+    and the others are retried; the exit status is then 1.
     """
+    if not run_ids and not all_failed:
+        raise click.UsageError("name the runs to retry, or give --failed")
+    if workflow is not None and not all_failed:
+        raise click.UsageError("--workflow selects runs with --failed; give --failed too")
     owner = f"cli-{os.getpid()}"
     with opened_world(ctx) as world:
-        try:
-            retry_run(world, run_id, owner, lease_ttl=30.0)
-        finally:
-            world.release(run_id, owner)
-        record = _get(world, run_id)
+        ids = list(run_ids)
+        if all_failed:
+            failed = world.list_runs(status="failed", workflow_name=workflow, limit=limit)
+            ids += [r.id for r in failed if r.parent_id is None and r.id not in ids]
+        if len(ids) == 1 and run_ids:
+            record = _retry_one(world, ids[0], owner)
+            if as_json:
+                echo_json(run_json(record))
+            else:
+                click.echo(f"retrying run {record.id}: pending for a worker of "
+                           f"{record.workflow_name}")
+            return
+        retried: list[RunRecord] = []
+        refused: list[tuple[str, str]] = []
+        for run_id in ids:
+            try:
+                retried.append(_retry_one(world, run_id, owner))
+            except DurableError as exc:
+                refused.append((run_id, str(exc)))
     if as_json:
-        echo_json(run_json(record))
-        return
-    click.echo(f"retrying run {run_id}: pending for a worker of {record.workflow_name}")
+        echo_json({
+            "retried": [r.id for r in retried],
+            "refused": [{"id": run_id, "reason": why} for run_id, why in refused],
+        })
+    else:
+        for record in retried:
+            click.echo(f"retrying run {record.id}: pending for a worker of {record.workflow_name}")
+        if not ids:
+            click.echo(f"no failed runs{f' of {workflow}' if workflow else ''} to retry")
+        for run_id, why in refused:
+            click.echo(f"not retried: {run_id}: {why}", err=True)
+    if refused:
+        ctx.exit(1)
+
+
+def _retry_one(world: World, run_id: str, owner: str) -> RunRecord:
+    try:
+        retry_run(world, run_id, owner, lease_ttl=30.0)
+    finally:
+        world.release(run_id, owner)
+    return _get(world, run_id)
 
 
 def _cancel(world: World, run_id: str, force: bool) -> tuple[str, RunRecord]:

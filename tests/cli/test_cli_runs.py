@@ -377,6 +377,24 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(cli):
     assert proc.stderr == "", proc.stderr
 
 
+def test_retry_every_failed_run_of_a_workflow(cli):
+    doomed = [cli("start", f"{WORKLOAD}:doomed", f'["no {i}"]', "--wait", ok=False).stdout.strip()
+              for i in range(3)]
+    greeted = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait").stdout.splitlines()[0]
+    out = cli("retry", "--failed", "--workflow", "doomed").stdout.splitlines()
+    assert sorted(out) == sorted(f"retrying run {r}: pending for a worker of doomed"
+                                 for r in doomed)
+    assert {r["status"] for r in cli.json("runs", "--workflow", "doomed")["runs"]} == {"pending"}
+    assert cli("retry", "--failed").stdout.strip() == "no failed runs to retry"
+    mixed = cli("retry", doomed[0], greeted, "--json", ok=False)
+    assert mixed.returncode == 1
+    doc = json.loads(mixed.stdout)
+    assert doc["retried"] == []  # the first is pending now: not failed any more
+    assert [r["id"] for r in doc["refused"]] == [doomed[0], greeted]
+    assert "only a failed run can be retried" in doc["refused"][1]["reason"]
+    assert "give --failed" in cli("retry", ok=False).stderr
+
+
 def test_retry_makes_a_failed_run_pending_for_a_worker(cli):
     proc = cli("start", f"{WORKLOAD}:doomed", '["card declined"]', "--wait", ok=False)
     run_id = proc.stdout.strip()
