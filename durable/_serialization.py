@@ -696,10 +696,36 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     return {
         "type": _type_name(cls),
         "message": _safe_str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": user_traceback(exc),
         "args": _try_encode(list(args)),
         "state": None if state is None else _try_encode(state),
     }
+
+
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` (and its chained exceptions) without durable's frames.
+
+    A step's or workflow's error passes through the engine's calls between the workflow's code
+    and the step's: those frames say nothing about the failure. A traceback with no frame
+    outside the engine (an error the engine raised) is kept whole.
+    """
+    formatted = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    pending = [formatted]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kept = [f for f in current.stack if not f.filename.startswith(_ENGINE_DIR)]
+        if kept:
+            current.stack = traceback.StackSummary.from_list(kept)
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += getattr(current, "exceptions", None) or []
+    return "".join(formatted.format())
 
 
 def error_from_dict(d: dict[str, Any]) -> BaseException | None:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -419,3 +420,29 @@ def test_waiting_on_a_hook_nobody_resumes_says_why_nothing_moves(durable_world, 
     assert "wait for outside input (a hook without a timeout?)" in caplog.text
     durable.resume_hook("never", 1)
     assert run.result(timeout=5) == 1
+
+
+@durable.step(name="testing.declines", retry=durable.RetryPolicy(max_attempts=1))
+def declines(card: str) -> None:
+    try:
+        int(card)
+    except ValueError as exc:
+        raise RuntimeError(f"card {card!r} declined") from exc
+
+
+@durable.workflow(name="testing.pays")
+def pays(card: str) -> None:
+    declines(card)
+
+
+def test_a_failed_runs_traceback_shows_the_users_frames_not_the_engines(durable_world):
+    run = pays.start("x")
+    with pytest.raises(durable.WorkflowFailed) as failed:
+        run.result(timeout=5)
+    engine = f"{Path(durable.__file__).parent}"
+    text = failed.value.traceback
+    assert "in pays" in text and "in declines" in text and engine not in text, text
+    [step_failed] = [e for e in run.events() if e.kind == "step_failed"]
+    recorded = step_failed.value()["traceback"]  # the step's own, with its chained errors
+    assert "int(card)" in recorded and "The above exception was the direct cause" in recorded
+    assert engine not in recorded, recorded
