@@ -192,6 +192,7 @@ def _branches(calls: list[Callable[[], Any]], limit: int | None) -> Any:
             return _gather_plain(calls, limit)
         return _run_threads(calls, limit, None, "")
     group = frame.branch.next_op()
+    frame.ctx.group_at(group)
     # Each branch is a callable of its own: none can take another's results (unlike a DAG's
     # nodes), so a branch's step need not wait for its siblings' to be durable.
     frame.ctx.independent_groups.add(group)

@@ -210,6 +210,8 @@ class RunContext:
     """How long this worker's lease on the run lasts unrenewed (see ``begin_step``)."""
     lease_seen_at: float = 0.0
     """When (the world's clock) a write last showed the lease held."""
+    _shape: tuple[frozenset[str], dict[str, int]] | None = None
+    """The loaded log's groups and furthest positions per branch (see ``_log_shape``)."""
     unwritten: dict[str, NewEvent] = field(default_factory=dict)
     """Results of this run's steps that the world refused to record (a full disk, an outage),
     by operation id, kept by the runtime across executions here: the step is not run again
@@ -249,6 +251,7 @@ class RunContext:
 
     def load(self, events: Sequence[Event]) -> None:
         """Index recorded events by operation id."""
+        self._shape = None
         for event in events:
             self.seen_seq = max(self.seen_seq, event.seq)
             if event.kind == "run_retried":
@@ -264,6 +267,42 @@ class RunContext:
                 self.hook_ends[event.op_id] = event
             else:
                 self.recorded[event.op_id] = event
+
+    def _log_shape(self) -> tuple[frozenset[str], dict[str, int]]:
+        """The loaded log's groups, and how far each branch went.
+
+        Groups are operations whose branches recorded operations of their own; how far a branch
+        went is, per branch path, the furthest position at which it recorded anything.
+        """
+        if self._shape is None:
+            groups: set[str] = set()
+            furthest: dict[str, int] = {}
+            for op_id in [*self.recorded, *self.retries]:
+                parts = op_id.split(".")
+                for level, part in enumerate(parts):
+                    if not part.isdigit():
+                        break
+                    path = ".".join(parts[:level]) + ("." if level else "")
+                    furthest[path] = max(furthest.get(path, 0), int(part))
+                    if level:
+                        groups.add(".".join(parts[:level]))
+            self._shape = (frozenset(groups), furthest)
+        return self._shape
+
+    def passed(self, branch: Branch) -> bool:
+        """Whether the recorded execution went past the branch's next position.
+
+        That is: it recorded an operation there or later in the branch, or in the branches of a
+        group there.
+        """
+        return self._log_shape()[1].get(branch.path, 0) > branch.counter
+
+    def group_at(self, op_id: str) -> None:
+        """Check that the log has no single operation where a group of branches starts now."""
+        event = self.recorded.get(op_id)
+        if event is None or (event.kind == "value_recorded" and event.name == CANCEL_NOTICED):
+            return
+        raise Diverged(NonDeterminismError(op_id, _describe(event), _GROUP))
 
     def _forget_failures(self, retried: Event) -> None:
         """A retried run runs again the steps whose failure failed it, from their first attempt."""
@@ -349,6 +388,10 @@ class RunContext:
         if event is None:
             retries = self.retries.get(op_id)
             if not retries:
+                if self.recorded and op_id in self._log_shape()[0]:
+                    # The recorded execution ran a group of branches here: running this
+                    # operation live would repeat what they did.
+                    raise Diverged(NonDeterminismError(op_id, _GROUP, describe_op(family, name)))
                 return None
             event = retries[-1]
             if event.name != name or family != "step":
@@ -1013,6 +1056,8 @@ class RunContext:
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
 
+
+_GROUP = "a group of branches (durable.parallel(), durable.map(), asyncio.gather() or a task)"
 
 _IMMUTABLE_SCALARS = frozenset({str, int, float, bool, type(None)})
 

@@ -11,10 +11,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import Context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable._api import _SYNC_BRANCH_LIMIT, _branch_context, _collect
 from durable._context import current_frame
+
+if TYPE_CHECKING:
+    from durable._engine import RunContext
 
 __all__ = ["run_graph"]
 
@@ -41,6 +44,7 @@ def run_graph(
             raise ValueError(f"branch {index} may only wait for earlier branches, got {deps}")
     frame = current_frame.get()
     ctx, group = (frame.ctx, frame.branch.next_op()) if frame is not None else (None, "")
+    _check_group(ctx, group)
     branches = _Branches(calls, [_branch_context(ctx, group, i) for i in range(len(calls))])
     graph = _Graph(after)
     workers = min(len(calls), limit or _SYNC_BRANCH_LIMIT)
@@ -136,3 +140,8 @@ class _Graph:
             if self.left == 0:
                 self.all_done.set()
         return ready
+
+
+def _check_group(ctx: RunContext | None, group: str) -> None:
+    if ctx is not None:
+        ctx.group_at(group)

@@ -25,9 +25,10 @@ def patched(patch_id: str) -> bool:
 
     True where the run has not been before (a new run, or one that reaches this point for the
     first time after the change): the choice is recorded, and the same on every replay. False
-    where the run's log already holds another operation at this point (it passed it under the
-    old code), so it replays as it was recorded. Each call decides at its own point: call it
-    once, early, and keep the answer if the old and the new path must not mix within a run.
+    where the run's log already holds operations at this point or further on in its branch (it
+    passed it under the old code), so it replays as it was recorded. Each call decides at its
+    own point: call it once, early, and keep the answer if the old and the new path must not
+    mix within a run.
     Outside a workflow, and inside a step (steps are not replayed), it is True.
 
     Once no run that passed the point without the patch is left, replace the call with
@@ -39,14 +40,10 @@ def patched(patch_id: str) -> bool:
     if frame is None:
         return True
     ctx, branch = frame.ctx, frame.branch
-    upcoming = ctx.upcoming(branch)
-    if upcoming is None and not ctx.retries.get(f"{branch.path}{branch.counter + 1}"):
-        ctx.value(branch.next_op(), name, lambda: True)  # recorded with the next durable write
-        return True
-    if is_marker(upcoming, patch_id):
-        ctx.value(branch.next_op(), name, lambda: True)
-        return True
-    return False
+    if not is_marker(ctx.upcoming(branch), patch_id) and ctx.passed(branch):
+        return False  # the log holds the old code's operations here or further on
+    ctx.value(branch.next_op(), name, lambda: True)  # recorded with the next durable write
+    return True
 
 
 def deprecate_patch(patch_id: str) -> None:

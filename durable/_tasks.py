@@ -102,7 +102,9 @@ def _branch_context(frame: Frame) -> contextvars.Context:
         branch = Branch(frame.branch.path)
         branch.stopped = frame.branch.stopped
     else:
-        branch = Branch(f"{frame.branch.next_op()}.")
+        op_id = frame.branch.next_op()
+        frame.ctx.group_at(op_id)
+        branch = Branch(f"{op_id}.")
     context = contextvars.copy_context()
     context.run(current_frame.set, Frame(frame.ctx, branch))
     return context

@@ -6,6 +6,7 @@ sleeps, then lets the run go on. Every world, live and under forced replay.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -80,12 +81,11 @@ def signup_v3_without_deprecation() -> list[Any]:
 @contextlib.contextmanager
 def deployed(fn: Callable[..., Any], name: str = "patches.signup") -> Iterator[None]:
     """Run ``fn`` as the workflow ``name`` meanwhile, as a new deployment of its code would."""
-    original = decorators._registry[name]
-    decorators._registry[name] = decorators.WorkflowDefinition(fn, name, "json", False)
+    original = decorators.swap_code(name, fn)
     try:
         yield
     finally:
-        decorators._registry[name] = original
+        decorators.swap_code(name, original)
 
 
 def asleep(engine: Any, run: durable.Run) -> None:
@@ -204,3 +204,96 @@ def test_a_patch_id_must_name_the_change(bad: Any):
         durable.patched(bad)
     with pytest.raises(ConfigurationError, match="a patch id must be a non-empty string"):
         durable.deprecate_patch(bad)
+
+
+@step(name="patches.charge")
+def charge(card: str) -> str:
+    with _lock:
+        done.append(f"charge {card}")
+    return card
+
+
+@workflow(name="patches.charges")
+def charges_v1() -> list[Any]:
+    durable.parallel(lambda: charge("c1"), lambda: charge("c2"))
+    durable.sleep("1 day")
+    return ["v1"]
+
+
+def charges_v2() -> list[Any]:
+    express = durable.patched("express")  # where a v1 run recorded a group's branches
+    if express:
+        charge("express")
+    durable.parallel(lambda: charge("c1"), lambda: charge("c2"))
+    durable.sleep("1 day")
+    return [express]
+
+
+def charges_without_a_group() -> list[Any]:
+    charge("c1")  # where v1 ran a group: replaying it live would charge again
+    durable.sleep("1 day")
+    return ["changed"]
+
+
+def charges_with_a_group_later() -> list[Any]:
+    durable.sleep("1 day")  # where v1 ran a group
+    durable.parallel(lambda: charge("c1"), lambda: charge("c2"))  # where v1 slept
+    return ["changed"]
+
+
+def test_a_patch_before_a_group_the_run_passed_is_false(engine):
+    engine.runtime.options.time_skipping = None
+    old = charges_v1.start()
+    asleep(engine, old)
+    with deployed(charges_v2, "patches.charges"):
+        engine.clock.advance("2 days")
+        assert old.result(timeout=10) == [False]
+        new = charges_v1.start()
+        asleep(engine, new)
+        engine.clock.advance("2 days")
+        assert new.result(timeout=10) == [True]
+    assert sorted(done) == sorted(["charge c1", "charge c2"] * 2 + ["charge express"])
+
+
+@pytest.mark.parametrize("changed", [charges_without_a_group, charges_with_a_group_later])
+def test_a_step_or_sleep_where_the_log_has_a_group_is_a_non_determinism_error(engine, changed):
+    engine.runtime.options.time_skipping = None
+    run = charges_v1.start()
+    asleep(engine, run)
+    with deployed(changed, "patches.charges"):
+        engine.clock.advance("2 days")
+        with pytest.raises(WorkflowFailed) as failed:
+            run.result(timeout=10)
+    assert isinstance(failed.value.cause, NonDeterminismError)
+    assert "a group of branches (durable.parallel()" in failed.value.error_message
+    assert sorted(done) == ["charge c1", "charge c2"]  # nothing ran again
+
+
+@workflow(name="patches.charges_async")
+async def charges_async_v1() -> list[Any]:
+    await asyncio.gather(charge.run_async("c1"), charge.run_async("c2"))
+    await _nap()
+    return ["v1"]
+
+
+async def _nap() -> None:
+    await durable.sleep("1 day")
+
+
+async def charges_async_v2() -> list[Any]:
+    express = durable.patched("express")
+    if express:
+        await charge.run_async("express")
+    await asyncio.gather(charge.run_async("c1"), charge.run_async("c2"))
+    await _nap()
+    return [express]
+
+
+def test_a_patch_before_an_async_gather_the_run_passed_is_false(engine):
+    engine.runtime.options.time_skipping = None
+    old = charges_async_v1.start()
+    asleep(engine, old)
+    with deployed(charges_async_v2, "patches.charges_async"):
+        engine.clock.advance("2 days")
+        assert old.result(timeout=10) == [False]
+    assert sorted(done) == ["charge c1", "charge c2"]
