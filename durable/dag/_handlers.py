@@ -28,12 +28,20 @@ __all__ = [
 ]
 
 
-class HandlerConfigError(FatalError):
-    """A node's config does not fit its handler's parameters: a spec error, never retried."""
+class HandlerConfigError(FatalError, ConfigurationError):
+    """A node's config does not fit its handler: a spec error, never retried."""
 
 
 def config_problem(found: Handler, keys: list[str]) -> str | None:
     """Why a config with ``keys`` cannot be passed to the handler, if it cannot."""
+    allowed = BUILTIN_KEYS.get(found.name) if found.fn.__module__ == __name__ else None
+    if allowed is not None:
+        unknown = [k for k in keys if k not in allowed]
+        if unknown:
+            names = ", ".join(repr(k) for k in unknown)
+            takes = ", ".join(allowed) or "no config"
+            return f"handler {found.name!r} takes no config {names} (it takes: {takes})"
+        return None
     try:
         signature = inspect.signature(found.fn)
     except (TypeError, ValueError):  # a builtin or C function: nothing to check
@@ -147,13 +155,21 @@ def _python(function: str, **kwargs: Any) -> Any:
     if not sep:
         module_name, _, attr = function.rpartition(".")
     if not module_name or not attr:
-        raise ConfigurationError(
+        raise HandlerConfigError(
             f"python handler: function must be 'package.module.func' or 'package.module:func', "
             f"got {function!r}"
         )
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise HandlerConfigError(
+            f"python handler: cannot find function {function!r} ({type(exc).__name__}: {exc})"
+        ) from exc
+    problem = config_problem(Handler(function, target), list(kwargs))
+    if problem is not None:
+        raise HandlerConfigError(f"python handler: {problem}")
     result = target(**kwargs)
     if inspect.isawaitable(result):
         return run_awaitable(result)
@@ -231,7 +247,7 @@ def _hook(token: str, timeout: Any = None, **_: Any) -> Any:
     from durable._hooks import create_hook
 
     if not isinstance(token, str) or not token:
-        raise ConfigurationError(f"hook handler: 'token' must be a non-empty string, got {token!r}")
+        raise HandlerConfigError(f"hook handler: 'token' must be a non-empty string, got {token!r}")
     hook = create_hook(token, timeout=timeout)
     payload = hook.wait()
     hook.dispose()
@@ -247,11 +263,21 @@ def _workflow(name: str, args: Any = None, kwargs: Any = None, **_: Any) -> Any:
     if defn is None:
         raise UnknownWorkflow(name)
     if args is not None and not isinstance(args, list):
-        raise ConfigurationError(f"workflow handler: 'args' must be a list, got {args!r}")
+        raise HandlerConfigError(f"workflow handler: 'args' must be a list, got {args!r}")
     if kwargs is not None and not isinstance(kwargs, dict):
-        raise ConfigurationError(f"workflow handler: 'kwargs' must be a mapping, got {kwargs!r}")
+        raise HandlerConfigError(f"workflow handler: 'kwargs' must be a mapping, got {kwargs!r}")
     return Workflow(defn)(*(args or []), **(kwargs or {}))
 
+
+BUILTIN_KEYS: dict[str, tuple[str, ...]] = {
+    "sleep": ("duration",),
+    "hook": ("token", "timeout"),
+    "http": ("url", "method", "headers", "json", "timeout"),
+    "workflow": ("name", "args", "kwargs"),
+}
+"""The config keys of the built-in handlers that take fixed ones (``output`` and ``python``
+take any; ``input`` ignores its config): another key is a typo, which would otherwise be
+ignored (a hook's ``timout``)."""
 
 REQUIRED_CONFIG: dict[str, tuple[str, ...]] = {
     "http": ("url",),

@@ -203,6 +203,9 @@ class _Execution:
             return self.input
         found = _handlers.lookup(name)
         if found is not None and found.inline:
+            problem = _handlers.config_problem(found, list(config))
+            if problem is not None:
+                raise HandlerConfigError(problem)
             return found.fn(**config)
         retry = retry or self.spec.defaults.retry
         policy = retry.policy() if retry else None

@@ -136,13 +136,13 @@ def _handler_problems(
             yield Problem(node_id, f"{what}unknown handler {name!r} (registered: {known}); "
                           "import the module that defines it (CLI: -m MODULE)")
         return
+    # The handler's parameters (a built-in's keys) must take the config's keys, or every
+    # attempt of the node would fail the same way (or a built-in ignore a misspelt option).
+    problem = _handlers.config_problem(found, list(config))
+    if problem is not None:
+        yield Problem(node_id, f"{what}{problem}")
     if found.fn.__module__ != _handlers.__name__:
-        # A user handler (or one registered under a built-in's name): its parameters must take
-        # the config's keys, or every attempt of the node would fail the same way.
-        problem = _handlers.config_problem(found, list(config))
-        if problem is not None:
-            yield Problem(node_id, f"{what}{problem}")
-        return
+        return  # a user handler (or one registered under a built-in's name)
     for key in _handlers.REQUIRED_CONFIG.get(name, ()):
         if config.get(key) in (None, ""):
             yield Problem(node_id, f"{what}handler {name!r} needs config {key!r}")

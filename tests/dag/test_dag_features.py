@@ -181,6 +181,49 @@ def test_a_config_the_handler_does_not_take_fails_at_once():
     assert issubclass(dag.HandlerConfigError, durable.FatalError)  # never retried
 
 
+BUILT_IN_TYPOS = {"nodes": [
+    {"id": "nap", "handler": "sleep", "config": {"duraton": "7 days"}},
+    {"id": "wait", "handler": "hook", "config": {"token": "t", "timout": "1 day"}},
+    {"id": "call", "handler": "http", "config": {"url": "http://x", "methd": "POST"}},
+    {"id": "child", "handler": "workflow", "config": {"name": "durable.dag", "kwarg": {}}},
+]}
+
+
+def test_a_misspelt_key_of_a_built_in_handler_is_a_validation_error():
+    with pytest.raises(dag.DagValidationError) as invalid:
+        dag.validate(BUILT_IN_TYPOS)
+    assert [str(p) for p in invalid.value.problems] == [
+        "node 'nap': handler 'sleep' takes no config 'duraton' (it takes: duration)",
+        "node 'wait': handler 'hook' takes no config 'timout' (it takes: token, timeout)",
+        "node 'call': handler 'http' takes no config 'methd' (it takes: url, method, headers, "
+        "json, timeout)",
+        "node 'child': handler 'workflow' takes no config 'kwarg' (it takes: name, args, "
+        "kwargs)",
+    ]
+
+
+def test_a_misspelt_key_fails_a_recorded_run_even_where_failures_continue(engine):
+    # A spec recorded before the check (or started unchecked) meets it when the node runs: a
+    # hook's misspelt timeout would otherwise wait for ever.
+    spec = {"nodes": [
+        {"id": "wait", "handler": "hook", "on_failure": "continue",
+         "config": {"token": "t", "timout": "1 day"}},
+    ]}
+    error = failure(dag.dag_workflow.start(spec, {}))
+    assert "handler 'hook' takes no config 'timout'" in str(error)
+
+
+def test_the_python_handler_checks_its_function_and_arguments(engine):
+    spec = {"nodes": [{"id": "f", "handler": "python",
+                       "config": {"function": "fractions:Fraction", "numeratr": 1}}]}
+    error = failure(dag.start(spec, {}))
+    assert "python handler: config does not fit handler 'fractions:Fraction'" in str(error)
+    assert "numeratr" in str(error)
+    spec["nodes"][0]["config"] = {"function": "fractions:Fractoin"}
+    error = failure(dag.start(spec, {}))
+    assert "python handler: cannot find function 'fractions:Fractoin'" in str(error)
+
+
 def test_a_failing_element_fails_the_node_after_its_retries(engine):
     spec = {
         "defaults": {"retry": {"max_attempts": 2, "initial_delay": 0}},
