@@ -22,14 +22,15 @@ from durable._hooks import encode_payload
 from durable.world import HookRecord, World
 
 
-def hook_json(hook: HookRecord, received: int = 0) -> dict[str, object]:
-    """A hook as stable JSON."""
+def hook_json(hook: HookRecord, received: int = 0, now: float | None = None) -> dict[str, object]:
+    """A hook as stable JSON (``timed_out``: its timeout passed before ``now``)."""
     return {
         "token": hook.token,
         "run_id": hook.run_id,
         "op_id": hook.op_id,
         "created_at": iso(hook.created_at),
         "timeout_at": iso(hook.timeout_at),
+        "timed_out": now is not None and hook.timed_out(now),
         "schema": hook.schema,
         "received": received,
     }
@@ -57,6 +58,9 @@ def payloads_received(world: World, hooks: list[HookRecord]) -> dict[str, int]:
 def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     """List open hooks (those that take a payload), oldest first.
 
+    A hook whose timeout passed while no worker ran its run is listed until the run is back,
+    marked: it takes no payload.
+
     RECEIVED counts the payloads a hook has had: 0, its run waits for the first; more, it is
     open for the next (a run may iterate a hook, or have gone on with the one it took).
     """
@@ -64,8 +68,9 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         # A parent's wait for a child is a hook of the engine's own, resumed by the child.
         live = [h for h in world.list_hooks(run_id) if not h.token.startswith(CHILD_TOKEN_PREFIX)]
         received = payloads_received(world, live)
+        now = world.now()
     if as_json:
-        echo_json({"hooks": [hook_json(h, received[h.token]) for h in live]})
+        echo_json({"hooks": [hook_json(h, received[h.token], now) for h in live]})
         return
     if not live:
         click.echo("no hooks are open" + (f" in run {run_id}" if run_id else ""))
@@ -73,6 +78,9 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     table = Table("TOKEN", "RUN", "OP", "CREATED", "TIMES OUT", "RECEIVED", box=None)
     for hook in live:
         timeout = "-" if hook.timeout_at is None else format_local(hook.timeout_at)
+        if hook.timed_out(now):
+            # Its run has not been back since: it takes its timeout path when a worker takes it.
+            timeout += " (passed: takes no payload)"
         table.add_row(
             hook.token,
             hook.run_id,

@@ -103,8 +103,17 @@ def _warn_if_testing() -> None:
             "working directory and its sleeps take real time. Use the durable_world fixture or "
             "durable.testing.world(), or choose a world with durable.configure(world=...) or "
             "DURABLE_WORLD",
-            stacklevel=4,
+            stacklevel=_outside_durable(),
         )
+
+
+def _outside_durable() -> int:
+    """The ``stacklevel`` of the first caller outside this package: the test's own line."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2  # the caller of the function that warns
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _drain_at_exit() -> None:

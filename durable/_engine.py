@@ -109,8 +109,8 @@ class Recorder(Protocol):
         """Whether cancellation of the run has been requested (a read)."""
         ...
 
-    def lease_state(self) -> tuple[bool, bool]:
-        """Whether the run's lease is still held here, and whether a cancel was asked (a read)."""
+    def lease_state(self, lease_ttl: float) -> tuple[bool, bool]:
+        """Whether the run's lease is still held here (renewed), and whether a cancel was asked."""
         ...
 
     def create_hook(self, hook: HookRecord, event: NewEvent) -> None:
@@ -883,7 +883,7 @@ class RunContext:
         now = self.clock()
         if now - self.lease_seen_at <= self.lease_ttl / 2:
             return
-        held, cancelled = self.recorder.lease_state()
+        held, cancelled = self.recorder.lease_state(self.lease_ttl)
         if not held:
             self.write_failure = LeaseLost(self.run_id)
             raise self.write_failure

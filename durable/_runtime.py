@@ -128,8 +128,13 @@ class _Recorder:
         record = self.world.get_run(self.run_id)
         return record is not None and record.cancel_requested
 
-    def lease_state(self) -> tuple[bool, bool]:
-        """Whether this worker still holds the run's lease, and whether a cancel was asked."""
+    def lease_state(self, lease_ttl: float) -> tuple[bool, bool]:
+        """Whether this worker still holds the run's lease, and whether a cancel was asked.
+
+        The lease is renewed first (a conditional write): one that lapsed unnoticed can no
+        longer be taken between this answer and the step it lets start.
+        """
+        self.world.renew_leases(self.owner, lease_ttl)
         record = self.world.get_run(self.run_id)
         if record is None:
             return False, False

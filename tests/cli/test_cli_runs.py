@@ -315,14 +315,22 @@ def test_hooks_lists_what_runs_wait_on_from_outside_not_the_engines_child_hooks(
                           NewEvent("hook_created", "1", "hook"))
         world.create_hook("me", HookRecord("child:parent.2", "parent", "2", 2.0),
                           NewEvent("child_started", "2", "kid"))
+        # Its timeout passed while no worker ran the run: listed, but it takes no payload.
+        world.create_hook("me", HookRecord("late:1", "parent", "3", 3.0, timeout_at=4.0),
+                          NewEvent("hook_created", "3", "hook"))
     listed = cli.json("hooks")["hooks"]
-    assert [h["token"] for h in listed] == ["approve:1"]
-    assert "child:" not in cli("hooks").stdout
+    assert [(h["token"], h["timed_out"]) for h in listed] == [
+        ("approve:1", False), ("late:1", True)
+    ]
+    table = cli("hooks").stdout
+    assert "child:" not in table and "(passed: takes no payload)" in table
+    late = cli("resume", "late:1", "{}", ok=False)
+    assert "hook 'late:1' timed out at 1970-01-01T00:00:04+00:00" in late.stderr
     refused = cli("resume", "child:parent.2", "{}", ok=False)
     assert "is how a parent waits for its child run" in refused.stderr
     with SqliteWorld(cli.url) as world:  # nothing was delivered
         kinds = [e.kind for e in world.read_events("parent")]
-    assert kinds == ["run_created", "hook_created", "child_started"]
+    assert kinds == ["run_created", "hook_created", "child_started", "hook_created"]
 
 
 @durable.workflow(name="cli_runs.two_approvals")

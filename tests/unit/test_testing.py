@@ -398,8 +398,10 @@ def test_a_test_on_the_default_world_is_warned(isolated_cwd, monkeypatch):
     monkeypatch.delenv("DURABLE_WORLD", raising=False)
     previous = use_runtime(None)
     try:
-        with pytest.warns(UserWarning, match=r"a test is using the default world .*durable_world"):
+        expected = r"a test is using the default world .*durable_world"
+        with pytest.warns(UserWarning, match=expected) as said:
             runtime = durable.configure()
+        assert said[0].filename == __file__  # points at the test, not at durable
         runtime.stop()
         runtime.world.close()
     finally:
