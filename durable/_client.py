@@ -9,6 +9,7 @@ import sys
 import threading
 import warnings
 from dataclasses import replace
+from types import FrameType
 from typing import Any
 
 from durable._errors import RunNotFound
@@ -110,7 +111,8 @@ def _warn_if_testing() -> None:
 def _outside_durable() -> int:
     """The ``stacklevel`` of the first caller outside this package: the test's own line."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(2), 2  # the caller of the function that warns
+    frame: FrameType | None = sys._getframe(2)  # the caller of the function that warns
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
