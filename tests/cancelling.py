@@ -43,3 +43,16 @@ def wait_for_event(run: Run, kind: str, timeout: float = 10.0) -> None:
     while not any(e.kind == kind for e in run.events()):
         assert time.monotonic() < deadline, run.events()
         time.sleep(0.01)
+
+
+def wait_asleep(run: Run, world: World, longer_than: float = 600.0, timeout: float = 10.0) -> None:
+    """Wait until ``run`` is suspended in a sleep due more than ``longer_than`` seconds from now
+    (under forced replay it also suspends for an instant at every step)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = world.get_run(run.id)
+        assert record is not None
+        if record.status == "suspended" and (record.wake_at or 0) > world.now() + longer_than:
+            return
+        assert time.monotonic() < deadline, f"run {run.id} is {record.status}, not asleep"
+        time.sleep(0.01)

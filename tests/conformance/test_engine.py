@@ -26,7 +26,7 @@ from durable import (
     workflow,
 )
 from durable._run import cancel_run
-from tests.cancelling import cancel_while_held, wait_for_event
+from tests.cancelling import cancel_while_held, wait_asleep, wait_for_event
 
 calls: Counter[str] = Counter()
 _calls_lock = threading.Lock()
@@ -912,13 +912,7 @@ def versioned_v1() -> str:
 def test_changed_code_raises_non_determinism(engine):
     engine.runtime.options.time_skipping = None
     run = versioned_v1.start()
-    for _ in range(500):
-        # Under forced replay a run also suspends for an instant at every step; wait for the
-        # day-long sleep.
-        record = engine.world.get_run(run.id)
-        if record.status == "suspended" and (record.wake_at or 0) > engine.world.now() + 3600:
-            break
-        threading.Event().wait(0.01)
+    wait_asleep(run, engine.world, longer_than=3600)  # the day-long sleep
     before = run.events()
 
     # Deploy a new version of the workflow under the same name: a step was inserted.
@@ -969,11 +963,7 @@ def dropped_by_a_deploy() -> str:
 def test_a_due_run_of_a_workflow_no_longer_deployed_is_reported(engine, caplog):
     engine.runtime.options.time_skipping = None
     run = dropped_by_a_deploy.start()
-    for _ in range(500):
-        record = engine.world.get_run(run.id)
-        if record.status == "suspended" and (record.wake_at or 0) > engine.world.now() + 600:
-            break
-        threading.Event().wait(0.01)
+    wait_asleep(run, engine.world)
     import durable._decorators as decorators
 
     definition = decorators._registry.pop("dropped_by_a_deploy")

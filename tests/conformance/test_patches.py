@@ -18,6 +18,7 @@ import durable
 import durable._decorators as decorators
 import durable.testing
 from durable import ConfigurationError, NonDeterminismError, WorkflowFailed, step, workflow
+from tests.cancelling import wait_asleep
 
 done: list[str] = []
 _lock = threading.Lock()
@@ -89,13 +90,8 @@ def deployed(fn: Callable[..., Any], name: str = "patches.signup") -> Iterator[N
 
 
 def asleep(engine: Any, run: durable.Run) -> None:
-    """Until the run sleeps its day (under forced replay it also suspends at every step)."""
-    for _ in range(1000):
-        record = engine.world.get_run(run.id)
-        if record.status == "suspended" and (record.wake_at or 0) > engine.world.now() + 3600:
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(f"run {run.id} did not go to sleep: {record.status}")
+    """Until the run sleeps its day."""
+    wait_asleep(run, engine.world, longer_than=3600)
 
 
 def test_a_run_keeps_the_old_path_where_it_passed_and_takes_the_new_one_after(engine):
