@@ -111,7 +111,9 @@ def parent_of_a_slow_child() -> str:
 
 def test_a_child_run_can_have_a_timeout_of_its_own(engine):
     run = parent_of_a_slow_child.start()
-    assert run.result(timeout=20) == "child gave up: WorkflowTimedOut"
+    # Generous: on AWS (moto) under a loaded CI machine, this parent-child exchange once
+    # took longer than 20 s.
+    assert run.result(timeout=60) == "child gave up: WorkflowTimedOut"
     [child] = run.children()
     assert child.status == "cancelled"
     assert done == ["child started"]
