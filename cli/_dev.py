@@ -56,6 +56,9 @@ def dev(
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
     runtime = durable.configure(world_url(ctx), max_concurrent_runs=concurrency, poll_interval=0.1)
     runtime.options.report_unknown_workflows = True
+    # Only MODULES' workflows: showing a DAG run imports durable.dag, whose runs need handlers
+    # this worker may not have (it would take them up and put them back, again and again).
+    runtime.options.workflow_names = names
     watcher = RunWatcher(runtime.world)
     counts = watcher.prime()
     out.print(Text(f"durable dev: worker on {runtime.world.url}", style="bold"))

@@ -108,6 +108,7 @@ def worker(
     names = sorted(durable._decorators.registered_workflows())
     if not names:
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
+    runtime.options.workflow_names = names  # MODULES' workflows, not what the CLI imports later
     stop = threading.Event()
     in_progress: dict[str, str] = {}
 

@@ -1,4 +1,4 @@
-"""Handlers for the DAG examples: the seeds' math tasks, the A -> (B1, B2, B3) -> C tasks and
+"""Handlers for the DAG examples: the math tasks, the A -> (B1, B2, B3) -> C tasks and
 the registration services of ``examples/registration.yaml``.
 
 Import this module before running ``examples/dag_math.json``, ``examples/dag_fanout.yaml`` or

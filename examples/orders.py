@@ -6,8 +6,9 @@ Run it (it uses the default world, ``sqlite:///.durable/durable.db``)::
 
 It places two orders. The first goes through, although the warehouse API times out twice
 (the step is retried). The second uses a card that is declined: a ``FatalError`` is never
-retried, so the workflow compensates at once, releasing the stock and cancelling the shipment
-that the other branches had already booked. Then look at what happened::
+retried, so the charge fails at once; once the other branches have finished (with their own
+retries), the workflow compensates, releasing the stock and cancelling the shipment they
+booked. Then look at what happened::
 
     durable runs --workflow place_order
     durable inspect <run id>

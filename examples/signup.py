@@ -4,9 +4,10 @@ Run it (it uses the default world, ``sqlite:///.durable/durable.db``)::
 
     python examples/signup.py ada@example.com
 
-The follow-up normally waits 7 days; the script passes a short wait so you can watch it finish.
-Kill it during the wait (Ctrl-C) and run ``durable worker examples.signup``: the run resumes
-where it stopped, without creating the account or sending the welcome email again.
+The follow-up normally waits 7 days; the script passes 10 seconds so you can watch it finish.
+The wait suspends the run (waits over 5 seconds hold no thread): stop the script during it
+(Ctrl-C, or ``kill -9``) and run ``durable worker examples.signup``: the run resumes when it is
+due, without creating the account or sending the welcome email again.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def signup(email: str, follow_up_after: str = "7 days") -> dict[str, str]:
 if __name__ == "__main__":
     email = sys.argv[1] if len(sys.argv) > 1 else "ada@example.com"
     # Said before starting: the run's steps print from the worker thread as soon as it starts.
-    print(f"signing up {email}; the follow-up is due 3 seconds after the welcome email")
-    run = signup.start(email, follow_up_after="3s")
-    print(f"run {run.id}: {run.result()}")
+    print(f"signing up {email}; the follow-up is due 10 seconds after the welcome email")
+    run = signup.start(email, follow_up_after="10s")
+    try:
+        print(f"run {run.id}: {run.result()}")
+    except KeyboardInterrupt:
+        print(f"\nstopped; run {run.id} is {run.status}: `durable worker examples.signup` "
+              "finishes it", file=sys.stderr)
+        sys.exit(130)
