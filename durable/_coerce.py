@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import reprlib
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -110,5 +111,5 @@ def check_plain_arguments(
             wanted = hints[name].__name__ if hints[name] is not type(None) else "None"
             raise TypeError(
                 f"{what}: argument {name!r} must be {wanted}, got {type(value).__name__} "
-                f"{value!r}"
+                f"{reprlib.repr(value)}"  # cut short: a value may be megabytes long
             )

@@ -209,7 +209,8 @@ class RunContext:
     lease_ttl: float | None = None
     """How long this worker's lease on the run lasts unrenewed (see ``begin_step``)."""
     lease_seen_at: float = 0.0
-    """When (the world's clock) a write last showed the lease held."""
+    """When (the world's clock) the lease was last taken or renewed (an append, which does not
+    renew it, proves nothing: it may land on a lease that lapsed and that nobody took yet)."""
     _shape: tuple[frozenset[str], dict[str, int]] | None = None
     """The loaded log's groups and furthest positions per branch (see ``_log_shape``)."""
     unwritten: dict[str, NewEvent] = field(default_factory=dict)
@@ -872,9 +873,11 @@ class RunContext:
         """Raise ``LeaseLost`` rather than start a step once another worker may own the run.
 
         A worker paused longer than its lease (a stopped process, a VM migration, a long
-        garbage collection) learns it lost the run at its next write; steps of other branches,
-        or the next step after a long one, would start before that write. So when no write
-        has shown the lease held for half its time, ask the world first.
+        garbage collection), or whose renewals the world did not answer for as long, learns
+        it lost the run at its next write; steps of other branches, or the next step after a
+        long one, would start before that write, and a write that lands on a lapsed lease
+        nobody took yet proves nothing. So when the lease has not been seen taken or renewed
+        for half its time, renew it and ask the world first.
         """
         if isinstance(self.write_failure, LeaseLost):
             raise self.write_failure  # another worker executes the run now
@@ -883,12 +886,16 @@ class RunContext:
         now = self.clock()
         if now - self.lease_seen_at <= self.lease_ttl / 2:
             return
-        held, cancelled = self.recorder.lease_state(self.lease_ttl)
+        held, cancelled = self.recorder.lease_state(self.lease_ttl)  # renews, then reads
         if not held:
             self.write_failure = LeaseLost(self.run_id)
             raise self.write_failure
         self.lease_seen_at = now
         self.cancel_requested = self.cancel_requested or cancelled
+
+    def lease_renewed(self, at: float) -> None:
+        """The runtime renewed this worker's leases at ``at`` (the world's clock, before)."""
+        self.lease_seen_at = max(self.lease_seen_at, at)
 
     def ask_cancelled(self) -> bool:
         """Whether the run's cancellation was requested, asking the world unless known here."""
@@ -969,7 +976,6 @@ class RunContext:
             error = exc
         with self.lock:
             if error is None:
-                self.lease_seen_at = self.clock()
                 self.own_appended += len(events)
                 self.cancel_requested = self.cancel_requested or cancel
                 self.written_at = time.monotonic()

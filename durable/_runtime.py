@@ -772,7 +772,10 @@ class Runtime:
         now = time.monotonic()
         if now - self._last_renew > self.options.lease_ttl / 3:
             self._last_renew = now
+            renewed_at = self.world.now()
             self.world.renew_leases(self.owner, self.options.lease_ttl)
+            for ctx in self._active_contexts():
+                ctx.lease_renewed(renewed_at)
         with self._lock:
             capacity = self.options.max_concurrent_runs - len(self._executing)
         if capacity <= 0 or self._draining:

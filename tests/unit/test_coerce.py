@@ -76,3 +76,8 @@ def test_plain_annotations_refuse_json_of_another_type() -> None:
     ]:
         with pytest.raises(TypeError, match=f"ARGS: argument {named}"):
             check_plain_arguments(counts, "ARGS", args, {})
+    # A value megabytes long is cut short in the message.
+    with pytest.raises(TypeError) as refused:
+        check_plain_arguments(counts, "ARGS", ("y" * 350_000, 2.0, True, "t", [], None), {})
+    assert str(refused.value).startswith("ARGS: argument 'n' must be int, got str 'yyy")
+    assert len(str(refused.value)) < 200

@@ -448,3 +448,41 @@ def test_a_failed_runs_traceback_shows_the_users_frames_not_the_engines(durable_
     recorded = step_failed.value()["traceback"]  # the step's own, with its chained errors
     assert "int(card)" in recorded and "The above exception was the direct cause" in recorded
     assert engine not in recorded, recorded
+
+
+_lease_fresh: list[bool] = []
+
+
+@durable.step(name="testing.outlasts_its_lease")
+def outlasts_its_lease() -> int:
+    env = _envs[0]
+    # As if the world did not answer this worker's renewals for longer than the lease (an
+    # outage): the append of this step's result still lands, the lease being lapsed but not
+    # taken. The next step must not start on that lapsed lease.
+    env.clock.advance(env.runtime.options.lease_ttl + 1)
+    return 1
+
+
+@durable.step(name="testing.after_the_outage")
+def after_the_outage() -> int:
+    env = _envs[0]
+    record = env.world.get_run(durable.step_info().run_id)
+    assert record is not None and record.lease_expires_at is not None
+    _lease_fresh.append(record.lease_expires_at > env.now())
+    return 2
+
+
+_envs: list[TestWorld] = []
+
+
+@durable.workflow(name="testing.outage")
+def through_an_outage() -> list[int]:
+    return [outlasts_its_lease(), after_the_outage()]
+
+
+def test_a_step_never_starts_on_a_lapsed_lease():
+    _lease_fresh.clear()
+    with world(time_skipping=False) as env:
+        _envs[:] = [env]
+        assert through_an_outage.start().result(timeout=10) == [1, 2]
+    assert _lease_fresh == [True]

@@ -34,6 +34,9 @@ from worlds.aws._leases import LeaseWorld
 from worlds.aws._retention import RetentionWorld
 from worlds.aws._schema import BY_STATUS, TTL_ATTRIBUTE, due_shard, event_sk, run_key
 
+_LISTING_ORDER = ("pending", "running", "suspended", "running", "completed", "failed", "cancelled")
+"""The order ``list_runs`` reads the status index in (see there)."""
+
 
 class AwsWorld(HookWorld, LeaseWorld, RetentionWorld):
     """A :class:`~durable.world.World` on DynamoDB, SQS and S3 (see ``worlds.aws._schema``)."""
@@ -120,16 +123,23 @@ class AwsWorld(HookWorld, LeaseWorld, RetentionWorld):
         workflow_name: str | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        statuses = [status] if status is not None else list(RUN_STATUSES)
-        runs: list[RunRecord] = []
+        # The index is read one status at a time while runs change status: in lifecycle order,
+        # with ``running`` again after ``suspended`` (a run woken meanwhile), a run that moves
+        # on between two reads is still seen once; records are read afterwards, each once.
+        statuses = (status,) if status is not None else _LISTING_ORDER
+        ids: dict[str, None] = {}
         for st in statuses:
-            runs.extend(self._runs_with_status(st, workflow_name, limit))
+            ids.update(dict.fromkeys(self._ids_with_status(st, workflow_name, limit)))
+        records = self._fetch_runs(list(ids))
+        runs = [
+            r for r in records.values()
+            if (status is None or r.status == status)
+            and (workflow_name is None or r.workflow_name == workflow_name)
+        ]
         runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return runs[:limit]
 
-    def _runs_with_status(
-        self, status: str, workflow_name: str | None, limit: int
-    ) -> list[RunRecord]:
+    def _ids_with_status(self, status: str, workflow_name: str | None, limit: int) -> list[str]:
         args: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": BY_STATUS,
@@ -148,8 +158,7 @@ class AwsWorld(HookWorld, LeaseWorld, RetentionWorld):
                     break
         except Exception as exc:
             raise translate(exc, f"listing {status} runs") from exc
-        records = self._fetch_runs(ids[:limit])
-        return [records[run_id] for run_id in ids[:limit] if run_id in records]
+        return ids[:limit]
 
     def count_runs(self) -> dict[str, int]:
         counts: dict[str, int] = {}
