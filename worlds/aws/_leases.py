@@ -16,11 +16,17 @@ from durable.world import FINISHED_STATUSES, RunRecord, is_runnable, owner_is_de
 from worlds.aws._base import AwsWorldBase
 from worlds.aws._errors import translate
 from worlds.aws._items import Changes, num, run_from_item, text
-from worlds.aws._queue import Message
+from worlds.aws._queue import Message, MessageKind
 from worlds.aws._schema import BY_DUE, DUE_SHARDS, TTL_ATTRIBUTE, run_key
 
 _LEASE_HORIZON = 3600.0
 """No lease lasts longer than this without renewal (bounds the search for dead owners)."""
+
+_FOREIGN_RECEIVES = 3
+"""Receives by workers without a run's workflow after which its message is sent afresh (the
+queue's dead-letter redrive counts receives, 5 by default)."""
+_FOREIGN_DELAY = 10.0
+"""Seconds before the fresh message of such a run is visible."""
 
 
 class LeaseWorld(AwsWorldBase):
@@ -122,7 +128,7 @@ class LeaseWorld(AwsWorldBase):
 
         Returns the leased run (if any) and whether the message has done its job (it should
         be deleted). A message for a workflow not in ``names`` is not done: another worker that
-        knows the workflow should get it.
+        knows the workflow should get it; after a few receives it is replaced by a fresh one.
         """
         found = self._read_run(message.run_id)
         if found is None:
@@ -131,7 +137,13 @@ class LeaseWorld(AwsWorldBase):
         if run.status in FINISHED_STATUSES:
             return None, True
         if names is not None and run.workflow_name not in names:
-            return None, False
+            if message.receives < _FOREIGN_RECEIVES:
+                return None, False  # visible again soon, for another worker
+            # Only workers that do not have the workflow took it (a deploy rolling out, a
+            # fleet split by workflow): a fresh message, rather than the dead-letter queue.
+            kind: MessageKind = "watch" if message.kind == "watch" else "wake"
+            self._send(run.id, self.now() + _FOREIGN_DELAY, kind)
+            return None, True
         now = self.now()
         if self._runnable(run, now):
             return self._lease(item, run, owner, lease_ttl), True
