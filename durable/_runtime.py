@@ -767,15 +767,19 @@ class Runtime:
             self._wake.wait(wait)
             self._wake.clear()
 
+    def renew_leases(self) -> None:
+        """Extend the leases of the runs this process holds, and tell their executions."""
+        renewed_at = self.world.now()
+        self.world.renew_leases(self.owner, self.options.lease_ttl)
+        for ctx in self._active_contexts():
+            ctx.lease_renewed(renewed_at)
+
     def poll_once(self) -> int:
         """Claim and submit due runs once; renew leases when it is time. Returns how many."""
         now = time.monotonic()
         if now - self._last_renew > self.options.lease_ttl / 3:
             self._last_renew = now
-            renewed_at = self.world.now()
-            self.world.renew_leases(self.owner, self.options.lease_ttl)
-            for ctx in self._active_contexts():
-                ctx.lease_renewed(renewed_at)
+            self.renew_leases()
         with self._lock:
             capacity = self.options.max_concurrent_runs - len(self._executing)
         if capacity <= 0 or self._draining:

@@ -131,7 +131,7 @@ class _Handler:
         interval = self.runtime.options.lease_ttl / 3
         while not stop.wait(interval):
             try:
-                self.runtime.world.renew_leases(self.runtime.owner, self.runtime.options.lease_ttl)
+                self.runtime.renew_leases()
             except Exception as exc:
                 log.warning("renewing leases: %s", exc)
 
