@@ -861,12 +861,12 @@ class RunContext:
         # What the step may depend on is durable before it has any effect: results of earlier
         # steps still deferred, and values (uuid4(), now()) it may take as arguments.
         self.settle_before(op_id)
-        self.check_lease()
         if time.monotonic() - self.written_at > _QUIET:
             # Writes bring back cancellation requests; after a quiet spell (slow workflow code,
             # its results written by the flusher) ask, so a cancelled run starts no more steps.
             self.ask_cancelled()
         self.check_cancel()
+        self.check_lease()  # last: the calls above may have waited on the world for long
         return attempt, retry_at
 
     def check_lease(self) -> None:
@@ -879,19 +879,26 @@ class RunContext:
         nobody took yet proves nothing. So when the lease has not been seen taken or renewed
         for half its time, renew it and ask the world first.
         """
-        if isinstance(self.write_failure, LeaseLost):
-            raise self.write_failure  # another worker executes the run now
+        failure = self.write_failure
+        if isinstance(failure, LeaseLost):
+            raise failure  # another worker executes the run now
+        if isinstance(failure, WorldError):
+            # A write of this execution was refused: what it carried (a result another branch
+            # may depend on) is not durable, and the execution is unwinding to retry the run.
+            raise StorageUnavailable(failure) from failure
         if self.lease_ttl is None or self.recorder is None:
             return
-        now = self.clock()
-        if now - self.lease_seen_at <= self.lease_ttl / 2:
-            return
-        held, cancelled = self.recorder.lease_state(self.lease_ttl)  # renews, then reads
-        if not held:
-            self.write_failure = LeaseLost(self.run_id)
-            raise self.write_failure
-        self.lease_seen_at = now
-        self.cancel_requested = self.cancel_requested or cancelled
+        while True:
+            now = self.clock()
+            if now - self.lease_seen_at <= self.lease_ttl / 2:
+                return
+            held, cancelled = self.recorder.lease_state(self.lease_ttl)  # renews, then reads
+            if not held:
+                self.write_failure = LeaseLost(self.run_id)
+                raise self.write_failure
+            # Renewed after ``now``; if answering took long, the loop asks again.
+            self.lease_seen_at = now
+            self.cancel_requested = self.cancel_requested or cancelled
 
     def lease_renewed(self, at: float) -> None:
         """The runtime renewed this worker's leases at ``at`` (the world's clock, before)."""

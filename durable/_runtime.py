@@ -69,6 +69,7 @@ log = logging.getLogger("durable")
 _BUSY_WAIT = 0.02
 """Seconds a busy worker waits for a batch of free slots before claiming for the ones it has."""
 _WAKE_BATCH = 0.01
+_FAILING_WAIT = 5.0  # the longest a worker waits between asks of a world that keeps failing
 _UNWRITTEN_RUNS = 1000  # runs whose refused step results this process keeps
 _STALL_WARNING = 2.0  # real seconds a time-skipping test may wait on nothing due before a hint
 """Seconds an idle worker waits at least before claiming again: runs falling due one after
@@ -734,15 +735,22 @@ class Runtime:
         return self.options.workflow_names or list(registered_workflows())
 
     def _work(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 claimed = self.poll_once()
+                failures = 0
             except WorldError as exc:
                 if not exc.transient:
                     self._stop_on(exc)
                     return
                 log.warning("worker: %s", exc)
-                claimed = 0
+                # The world fails at every ask (a full disk, an outage): ask less and less
+                # often, up to every 5 s, rather than a hundred times a second.
+                failures += 1
+                self._wake.wait(min(0.05 * 2**failures, _FAILING_WAIT))
+                self._wake.clear()
+                continue
             except DurableError as exc:
                 log.warning("worker: %s", exc)
                 claimed = 0

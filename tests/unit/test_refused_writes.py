@@ -3,6 +3,7 @@ run again when its run retries here: the result it returned is written again."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -93,3 +94,42 @@ def test_a_refused_result_is_written_again_not_run_again(refusing, flow):
     assert executed == {"charge": 1, "receipt": 1}
     completed = [e.name for e in run.events() if e.kind == "step_completed"]
     assert completed == ["refused.charge", "refused.receipt"]
+
+
+_saw_first_recorded: list[bool] = []
+
+
+@durable.step(name="refused.first")
+def first() -> int:
+    with _lock:
+        executed["first"] += 1
+        if executed["first"] == 1:
+            _world[0].refusals = 1  # the write that carries this result is refused
+    return 1
+
+
+@durable.step(name="refused.later")
+def later(i: int) -> int:
+    # Nothing may start before what it may depend on is durable: the first step's result.
+    run_id = durable.step_info().run_id
+    recorded = {e.op_id for e in _world[0].read_events(run_id) if e.kind == "step_completed"}
+    with _lock:
+        executed[f"later {i}"] += 1
+        _saw_first_recorded.append("1" in recorded)
+    return i
+
+
+@durable.workflow(name="refused.fan_out_after")
+async def fan_out_after() -> list[int]:
+    await first.run_async()
+    return list(await asyncio.gather(*(later.run_async(i) for i in range(3))))
+
+
+def test_a_refused_write_stops_the_branches_that_would_start_after_it(refusing):
+    _world[:] = [refusing]
+    _saw_first_recorded.clear()
+    run = fan_out_after.start()
+    assert run.result(timeout=20) == [0, 1, 2]
+    assert refusing.refused == 1
+    assert executed["first"] == 1
+    assert _saw_first_recorded and all(_saw_first_recorded), _saw_first_recorded
