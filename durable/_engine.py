@@ -51,10 +51,11 @@ T = TypeVar("T")
 _S = TypeVar("_S", bound=Suspend)
 
 CANCEL_NOTICED = "cancel_requested"
-PATCH_MARKER = "patched:"
 """Name of the recorded value that marks where a run stopped for its cancellation: a replay
 stops at the same point, though a wait it stopped may have ended otherwise since (a sleep or a
 hook timeout passed, a payload came)."""
+PATCH_MARKER = "patched:"
+"""Prefix of the names of the values ``durable.patched`` records (``patched:<patch id>``)."""
 
 _FAMILY = {
     "step_completed": "step",

@@ -1,8 +1,8 @@
 """Changing a workflow's code while runs of it are in flight: ``patched`` and ``deprecate_patch``.
 
 A patch marker is a recorded value at the point where the code changed. A run that records it
-takes the new path there, on every replay; a run whose log holds another operation at that
-point had passed it under the old code, and keeps the old path.
+takes the new path there, on every replay; a run whose log holds other operations at that point
+or further on in the branch had passed it under the old code, and keeps the old path.
 """
 
 from __future__ import annotations
