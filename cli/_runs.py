@@ -567,8 +567,7 @@ def retry(
             if as_json:
                 echo_json(run_json(record))
             else:
-                click.echo(f"retrying run {record.id}: pending for a worker of "
-                           f"{record.workflow_name}")
+                click.echo(_retrying_line(record))
             return
         retried: list[RunRecord] = []
         refused: list[tuple[str, str]] = []
@@ -584,13 +583,17 @@ def retry(
         })
     else:
         for record in retried:
-            click.echo(f"retrying run {record.id}: pending for a worker of {record.workflow_name}")
+            click.echo(_retrying_line(record))
         if not ids:
             click.echo(f"no failed runs{f' of {workflow}' if workflow else ''} to retry")
         for run_id, why in refused:
             click.echo(f"not retried: {run_id}: {why}", err=True)
     if refused:
         ctx.exit(1)
+
+
+def _retrying_line(record: RunRecord) -> str:
+    return f"retrying run {record.id}: pending for a worker of {record.workflow_name}"
 
 
 def _retry_one(world: World, run_id: str, owner: str) -> RunRecord:

@@ -15,6 +15,7 @@ from typing import Any
 from durable._errors import RunNotFound
 from durable._run import Run
 from durable._runtime import Runtime, RuntimeOptions
+from durable._serialization import ENGINE_DIR
 from durable.world import World, open_world
 
 DEFAULT_WORLD = "sqlite:///.durable/durable.db"
@@ -110,10 +111,9 @@ def _warn_if_testing() -> None:
 
 def _outside_durable() -> int:
     """The ``stacklevel`` of the first caller outside this package: the test's own line."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame: FrameType | None = sys._getframe(2)  # the caller of the function that warns
     level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(package):
+    while frame is not None and frame.f_code.co_filename.startswith(ENGINE_DIR):
         frame, level = frame.f_back, level + 1
     return level
 

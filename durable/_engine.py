@@ -487,13 +487,9 @@ class RunContext:
             mine = _Write(batch)
             self.queued.append(mine)
         self._write_queued(mine)
-        if isinstance(mine.error, LeaseLost):
-            raise mine.error
-        if isinstance(mine.error, WorldError):
-            # Nothing of this write was recorded: a step whose completion it carried runs again.
-            raise StorageUnavailable(mine.error) from mine.error
         if mine.error is not None:
-            raise mine.error
+            # Nothing of this write was recorded: a step whose completion it carried runs again.
+            raise _refusal(mine.error)
         if self.force_replay and replay_point:
             self.waits.append(self.clock())
             raise self._unwinding_with(Suspend("replaying (forced replay mode)"))
@@ -520,11 +516,7 @@ class RunContext:
         if error is not None:
             # A write that carried what this operation depends on was refused while it
             # waited: what it depends on is not durable, and may never be (a lost lease).
-            if isinstance(error, LeaseLost):
-                raise error
-            if isinstance(error, WorldError):
-                raise StorageUnavailable(error) from error
-            raise error
+            raise _refusal(error)
         self.record(replay_point=False)
 
     def _precedes(self, event: NewEvent, op_id: str) -> bool:
@@ -880,13 +872,11 @@ class RunContext:
         nobody took yet proves nothing. So when the lease has not been seen taken or renewed
         for half its time, renew it and ask the world first.
         """
-        failure = self.write_failure
-        if isinstance(failure, LeaseLost):
-            raise failure  # another worker executes the run now
-        if isinstance(failure, WorldError):
+        if isinstance(self.write_failure, WorldError):
             # A write of this execution was refused: what it carried (a result another branch
-            # may depend on) is not durable, and the execution is unwinding to retry the run.
-            raise StorageUnavailable(failure) from failure
+            # may depend on) is not durable, and the execution is unwinding to retry the run
+            # (or another worker executes it now: a lost lease).
+            raise _refusal(self.write_failure)
         if self.lease_ttl is None or self.recorder is None:
             return
         while True:
@@ -1069,6 +1059,15 @@ class RunContext:
         wake_at = until if until is not None else self.clock() + (seconds or 0.0)
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
+
+
+def _refusal(error: BaseException) -> BaseException:
+    """What a branch raises when a write of its execution was refused with ``error``."""
+    if isinstance(error, WorldError) and not isinstance(error, LeaseLost):
+        unavailable = StorageUnavailable(error)
+        unavailable.__cause__ = error
+        return unavailable
+    return error
 
 
 _GROUP = "a group of branches (durable.parallel(), durable.map(), asyncio.gather() or a task)"

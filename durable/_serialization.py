@@ -702,7 +702,8 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     }
 
 
-_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+"""The ``durable`` package's directory: frames there are the engine's, not the user's."""
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -720,7 +721,7 @@ def user_traceback(exc: BaseException) -> str:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        kept = [f for f in current.stack if not f.filename.startswith(_ENGINE_DIR)]
+        kept = [f for f in current.stack if not f.filename.startswith(ENGINE_DIR)]
         if kept:
             current.stack = traceback.StackSummary.from_list(kept)
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
