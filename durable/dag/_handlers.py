@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import inspect
 import json as _json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any, TypeVar
 
 from durable._api import sleep as durable_sleep
+from durable._api import step_info
 from durable._errors import ConfigurationError, FatalError, RetryableError
 from durable._timeouts import call_with_timeout, run_awaitable
 
@@ -186,6 +190,7 @@ _RETRYABLE_4XX = (408, 429)
 def _http(
     url: str,
     method: str = "GET",
+    params: dict[str, Any] | None = None,
     headers: dict[str, Any] | None = None,
     json: Any = None,
     timeout: float = 30,
@@ -193,37 +198,135 @@ def _http(
 ) -> dict[str, Any]:
     """An HTTP request (runs as a step). Output: ``{"status", "headers", "body"}``.
 
-    ``body`` is the parsed JSON when the response's content type is JSON, else the text.
+    ``params`` are query parameters, URL-encoded and appended to ``url``. Every request carries
+    an ``Idempotency-Key`` header, the step's :attr:`~durable.StepInfo.idempotency_key` (the
+    same on every attempt of the node, so a server that honours it does not act twice on a
+    retried POST), unless ``headers`` sets one. ``body`` is the parsed JSON when the response's
+    content type is JSON, else the text.
+
     A 5xx, 408 or 429 response raises :class:`~durable.RetryableError` (retried per the node's
     ``retry``, honouring a numeric ``Retry-After``); any other non-2xx response raises
     :class:`HttpStatusError` (a :class:`~durable.FatalError`: no further attempts).
-    Connection errors and timeouts raise ordinary exceptions, which are retried.
+    Connection errors and timeouts raise ordinary exceptions, which are retried. A URL that
+    cannot be sent (not http(s), no host, spaces, control or non-ASCII characters) raises
+    :class:`HandlerConfigError` at once.
     """
     if not isinstance(url, str) or not url:
         raise FatalError(f"http handler: 'url' must be a non-empty string, got {url!r}")
+    problem = _url_problem(url)
+    if problem is not None:
+        raise HandlerConfigError(f"http handler: cannot send to url {url!r}: {problem}")
+    url = _with_params(url, params)
+    method = method.upper()
     sent = {str(k): str(v) for k, v in (headers or {}).items()}
+    if not _has_header(sent, "Idempotency-Key"):
+        key = _idempotency_key()
+        if key is not None:
+            sent["Idempotency-Key"] = key
     data = None
     if json is not None:
         data = _json.dumps(json).encode()
-        if not any(k.lower() == "content-type" for k in sent):
+        if not _has_header(sent, "Content-Type"):
             sent["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=sent, method=method.upper())
-    try:
-        with urllib.request.urlopen(request, timeout=float(timeout)) as response:  # noqa: S310
-            status, got, raw = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        status, got, raw = exc.code, exc.headers, exc.read()
+    status, got, raw = _send(url, method, sent, data, float(timeout))
     body = _decode_body(got.get("Content-Type", ""), raw)
     result = {"status": status, "headers": dict(got.items()), "body": body}
     if 200 <= status < 300:
         return result
     snippet = raw[:200].decode("utf-8", "replace")
-    message = f"HTTP {status} from {method.upper()} {url}: {snippet}"
+    message = f"HTTP {status} from {method} {url}: {snippet}"
     if status >= 500 or status in _RETRYABLE_4XX:
         after = got.get("Retry-After")
         delay = float(after) if after and after.strip().isdigit() else None
         raise RetryableError(message, retry_after=delay)
     raise HttpStatusError(message)
+
+
+def _send(
+    url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
+) -> tuple[int, Message, bytes]:
+    try:
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+    except OSError:
+        raise  # connection errors and timeouts: retried
+    except (http.client.InvalidURL, ValueError) as exc:
+        # What _url_problem does not foresee (a method or header value http.client refuses)
+        # fails the same way on every attempt: a spec or data error, not a transient one.
+        raise HandlerConfigError(
+            f"http handler: cannot send {method} {url!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be sent (the same on every attempt), if it cannot."""
+    bad = next((c for c in url if c <= " " or c == "\x7f"), None)
+    if bad is not None:
+        return (f"it contains {bad!r} (spaces and control characters must be percent-encoded; "
+                "pass query values in 'params')")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "it has no host"
+    # http.client sends the path and query as ASCII (only the host may be an international
+    # name, which it encodes).
+    foreign = next((c for c in parts.path + parts.query if not c.isascii()), None)
+    if foreign is not None:
+        return (f"it contains the non-ASCII character {foreign!r} (percent-encode it with "
+                "urllib.parse.quote, or pass query values in 'params')")
+    return None
+
+
+def _with_params(url: str, params: Any) -> str:
+    """``url`` with ``params`` URL-encoded into its query string."""
+    if params is None:
+        return url
+    if not isinstance(params, dict):
+        raise HandlerConfigError(
+            f"http handler: 'params' must be a mapping of query parameters, got {params!r}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        for one in value if isinstance(value, list) else [value]:
+            if one is not None:  # an absent optional value leaves its parameter out
+                pairs.append((str(name), _query_value(name, one)))
+    if not pairs:
+        return url
+    query = urllib.parse.urlencode(pairs)
+    base, hash_, fragment = url.partition("#")
+    joiner = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+    return f"{base}{joiner}{query}{hash_}{fragment}"
+
+
+def _query_value(name: Any, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as JSON writes them, not Python's True
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise HandlerConfigError(
+        f"http handler: query parameter {name!r} must be a string, number, boolean, null or a "
+        f"list of them, got {value!r}"
+    )
+
+
+def _has_header(headers: dict[str, str], name: str) -> bool:
+    return any(k.lower() == name.lower() for k in headers)
+
+
+def _idempotency_key() -> str | None:
+    """The step's idempotency key; none when the handler is called outside a step."""
+    try:
+        return step_info().idempotency_key
+    except ConfigurationError:
+        return None
 
 
 def _decode_body(content_type: str, raw: bytes) -> Any:
@@ -272,7 +375,7 @@ def _workflow(name: str, args: Any = None, kwargs: Any = None, **_: Any) -> Any:
 BUILTIN_KEYS: dict[str, tuple[str, ...]] = {
     "sleep": ("duration",),
     "hook": ("token", "timeout"),
-    "http": ("url", "method", "headers", "json", "timeout"),
+    "http": ("url", "method", "params", "headers", "json", "timeout"),
     "workflow": ("name", "args", "kwargs"),
 }
 """The config keys of the built-in handlers that take fixed ones (``output`` and ``python``

@@ -195,8 +195,8 @@ def test_a_misspelt_key_of_a_built_in_handler_is_a_validation_error():
     assert [str(p) for p in invalid.value.problems] == [
         "node 'nap': handler 'sleep' takes no config 'duraton' (it takes: duration)",
         "node 'wait': handler 'hook' takes no config 'timout' (it takes: token, timeout)",
-        "node 'call': handler 'http' takes no config 'methd' (it takes: url, method, headers, "
-        "json, timeout)",
+        "node 'call': handler 'http' takes no config 'methd' (it takes: url, method, params, "
+        "headers, json, timeout)",
         "node 'child': handler 'workflow' takes no config 'kwarg' (it takes: name, args, "
         "kwargs)",
     ]
