@@ -348,12 +348,18 @@ def _skip_reason(state: _Run, node: NodeSpec) -> str | None:
         return None
     if isinstance(node.when, bool):
         return None if node.when else "when is false"
-    value = _rendered(state, node.when, f"node {node.id!r} when")
-    if value is _UNKNOWN:
-        return None
-    from durable.dag._run import _truthy
+    from durable.dag._conditions import compile_condition
+    from durable.dag._templates import TemplateError
 
-    return None if _truthy(value) else "when was false"
+    where = f"node {node.id!r}"
+    try:
+        holds = compile_condition(node.when).evaluate(
+            lambda expr: _rendered(state, f"{{{{ {expr} }}}}", f"{where} when", strict=True),
+            where,
+        )
+    except TemplateError:
+        return None
+    return None if holds else "when was false"
 
 
 def _stops_the_run(state: _Run, nid: str) -> bool:
@@ -399,13 +405,21 @@ _UNKNOWN = object()
 """What :func:`_rendered` returns for a template the log cannot fill in."""
 
 
-def _rendered(state: _Run, template: Any, where: str) -> Any:
-    """A template rendered against the run's input and the outputs known so far."""
+def _rendered(state: _Run, template: Any, where: str, strict: bool = False) -> Any:
+    """A template rendered against the run's input and the outputs known so far.
+
+    Unless ``strict`` (then it raises ``TemplateError``), what cannot be rendered is _UNKNOWN.
+    """
     from durable.dag._templates import TemplateError, render
 
+    absent = frozenset(nid for nid, view in state.views.items()
+                       if view.status in ("skipped", "failed"))
     try:
-        return render(template, state.run_input, state.outputs, where, _ids(state))
+        return render(template, state.run_input, state.outputs, where, _ids(state),
+                      absent=absent)
     except TemplateError:
+        if strict:
+            raise
         return _UNKNOWN
 
 

@@ -24,6 +24,7 @@ from durable._saga import (
     note_undo_failures,
 )
 from durable.dag import _handlers
+from durable.dag._conditions import compile_condition
 from durable.dag._handlers import HandlerConfigError
 from durable.dag._schema import check_input, with_defaults
 from durable.dag._spec import DagSpec, NodeSpec, RetrySpec, load_file
@@ -60,12 +61,6 @@ def _step_for(handler_name: str, retry: RetryPolicy | None, timed: bool) -> Step
         found = step(name=handler_name, retry=retry)(_call_timed if timed else _call)
         _steps[key] = found
     return found
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0", "no", "null", "none")
-    return bool(value)
 
 
 class _Execution:
@@ -133,18 +128,10 @@ class _Execution:
         ):
             return "skipped", None
         try:
-            if node.when is not None:
-                cond = node.when
-                if not isinstance(cond, bool):
-                    cond = _truthy(
-                        render(cond, self.input, self.outputs, f"{where} when", self.ids)
-                    )
-                if not cond:
-                    return "skipped", None
+            if node.when is not None and not self._holds(node.when, where):
+                return "skipped", None
             if node.foreach is None:
-                output = self._invoke(
-                    node, render(node.config, self.input, self.outputs, where, self.ids)
-                )
+                output = self._invoke(node, self._render(node.config, where))
             else:
                 output = self._fan_out(node, where)
         except (TemplateError, InvalidDuration, HandlerConfigError) as exc:
@@ -167,6 +154,25 @@ class _Execution:
             return "failed", None
         return "completed", output
 
+    def _absent(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(nid for nid, status in self.status.items() if status != "completed")
+
+    def _render(self, value: Any, where: str, variables: dict[str, Any] | None = None) -> Any:
+        return render(value, self.input, self.outputs, where, self.ids, variables,
+                      self._absent())
+
+    def _holds(self, when: str | bool, where: str) -> bool:
+        if isinstance(when, bool):
+            return when
+        try:
+            condition = compile_condition(when)
+        except TemplateError as exc:
+            raise TemplateError(f"{where}: {exc}") from None
+        return condition.evaluate(
+            lambda expr: self._render(f"{{{{ {expr} }}}}", f"{where} when"), where
+        )
+
     def _note_inline_failure(self, node: NodeSpec, exc: Exception) -> None:
         # A step handler's failure is in its step events; an inline one (a workflow that is not
         # registered, a hook that timed out) leaves none, so the error is recorded for inspect.
@@ -176,7 +182,7 @@ class _Execution:
             recorded_value(NODE_FAILED, lambda: error)
 
     def _fan_out(self, node: NodeSpec, where: str) -> list[Any]:
-        items = render(node.foreach, self.input, self.outputs, f"{where} foreach", self.ids)
+        items = self._render(node.foreach, f"{where} foreach")
         if not isinstance(items, list):
             shown = f" ({node.foreach})" if isinstance(node.foreach, str) else ""
             raise TemplateError(
@@ -186,8 +192,7 @@ class _Execution:
         def one(entry: tuple[int, Any]) -> Any:
             index, item = entry
             variables = {"item": item, "index": index}
-            config = render(node.config, self.input, self.outputs, f"{where} [{index}]",
-                            self.ids, variables)
+            config = self._render(node.config, f"{where} [{index}]", variables)
             return self._invoke(node, config)
 
         results: list[Any] = durable_map(one, list(enumerate(items)), node.max_concurrency)
@@ -227,7 +232,7 @@ class _Execution:
                 continue
             where = f"node {nid!r} compensate"
             try:
-                config = render(undo.config, self.input, self.outputs, where, self.ids)
+                config = self._render(undo.config, where)
                 self._call_handler(undo.handler, config, undo.retry, None)
             except Exception as exc:  # noqa: BLE001 - collected, raised together below
                 failures.append(f"{nid} ({undo.handler}): {type(exc).__name__}: {exc}")
@@ -237,7 +242,7 @@ class _Execution:
 
     def result(self) -> Any:
         if self.spec.output is not None:
-            return render(self.spec.output, self.input, self.outputs, "output", self.ids)
+            return self._render(self.spec.output, "output")
         depended = {d for n in self.spec.nodes for d in n.dependencies}
         return {nid: self.outputs[nid] for nid in sorted(self.nodes) if nid not in depended}
 

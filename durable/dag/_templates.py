@@ -10,18 +10,32 @@ position (both may be followed by a path: ``{{ item.name }}``).
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
 import json
 import re
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FOREACH_VARS", "Reference", "TemplateError", "parse", "references", "render"]
+__all__ = [
+    "FOREACH_VARS",
+    "TEMPLATE",
+    "Reference",
+    "TemplateError",
+    "parse",
+    "references",
+    "render",
+]
 
 FOREACH_VARS = frozenset({"item", "index"})
 """The variables a ``foreach`` node's config templates may use."""
 
-_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _ROOT = re.compile(rf"^({_NAME})")
 _SEGMENT = re.compile(rf"\.({_NAME})|\[(-?\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
@@ -91,7 +105,9 @@ def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
-        for item in value.values():
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield key
             yield from _strings(item)
     elif isinstance(value, list | tuple):
         for item in value:
@@ -100,13 +116,13 @@ def _strings(value: Any) -> Iterator[str]:
 
 def unclosed(value: Any) -> Iterator[str]:
     """Every string in a (nested) config value with a ``{{`` that no ``}}`` closes."""
-    return (text for text in _strings(value) if "{{" in _TEMPLATE.sub("", text))
+    return (text for text in _strings(value) if "{{" in TEMPLATE.sub("", text))
 
 
 def templates(value: Any) -> Iterator[str]:
     """Every template expression in a (nested) config value."""
     for text in _strings(value):
-        for match in _TEMPLATE.finditer(text):
+        for match in TEMPLATE.finditer(text):
             yield match.group(1)
 
 
@@ -161,8 +177,9 @@ def render(
     where: str,
     node_ids: frozenset[str],
     variables: Mapping[str, Any] | None = None,
+    absent: frozenset[str] = frozenset(),
 ) -> Any:
-    """Resolve every template in ``value`` (recursively through dicts and lists).
+    """Resolve every template in ``value`` (recursively through dicts, their keys, and lists).
 
     Args:
         value: a config value.
@@ -171,12 +188,13 @@ def render(
         where: names the node in errors (``"node 'c'"``).
         node_ids: every node id of the spec.
         variables: extra names templates may use (``item`` and ``index`` in ``foreach``).
+        absent: nodes that were skipped or failed: any path into their output is ``null``.
 
     Raises:
         TemplateError: a template is malformed or a path is missing; the message names ``where``
             and the path.
     """
-    scope = _Scope(run_input, outputs, where, node_ids, variables or {})
+    scope = _Scope(run_input, outputs, where, node_ids, variables or {}, absent)
     return _render(value, scope)
 
 
@@ -187,13 +205,14 @@ class _Scope:
     where: str
     node_ids: frozenset[str]
     variables: Mapping[str, Any]
+    absent: frozenset[str]
 
 
 def _render(value: Any, scope: _Scope) -> Any:
     if isinstance(value, str):
         return _render_string(value, scope)
     if isinstance(value, Mapping):
-        return {k: _render(v, scope) for k, v in value.items()}
+        return {_render_key(k, scope): _render(v, scope) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_render(v, scope) for v in value]
     return value
@@ -209,18 +228,59 @@ def _resolve(expr: str, scope: _Scope) -> Any:
         return _lookup(run_input, ref, where)
     if ref.is_var:
         return _lookup(scope.variables[ref.source], ref, where)
+    if ref.source in scope.absent:
+        return None  # a skipped or failed node: what an all_done node reads of it is null
     if ref.source not in outputs:
         raise TemplateError(f"{where}: '{{{{ {expr} }}}}': node {ref.source!r} has not run")
     return _lookup(outputs[ref.source], ref, where)
 
 
 def _render_string(text: str, scope: _Scope) -> Any:
-    whole = _TEMPLATE.fullmatch(text.strip())
+    whole = TEMPLATE.fullmatch(text.strip())
     if whole is not None and "{{" not in whole.group(1):
         return _resolve(whole.group(1), scope)
 
     def substitute(match: re.Match[str]) -> str:
-        value = _resolve(match.group(1), scope)
-        return value if isinstance(value, str) else json.dumps(value)
+        return _as_text(_resolve(match.group(1), scope), match.group(0), scope.where)
 
-    return _TEMPLATE.sub(substitute, text)
+    return TEMPLATE.sub(substitute, text)
+
+
+def _render_key(key: Any, scope: _Scope) -> Any:
+    if not isinstance(key, str) or "{{" not in key:
+        return key
+    rendered = _render_string(key, scope)
+    return rendered if isinstance(rendered, str) else _as_text(rendered, key, scope.where)
+
+
+def _as_text(value: Any, template: str, where: str) -> str:
+    """A value embedded in a longer string: itself if text, else JSON (ISO 8601 for times)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dt.date | dt.time | uuid.UUID | decimal.Decimal):
+        return value.isoformat() if not isinstance(value, uuid.UUID | decimal.Decimal) \
+            else str(value)
+    try:
+        return json.dumps(value, default=_plain)
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"{where}: '{template}' cannot be written into text: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what step results may hold besides JSON's own types."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, enum.Enum):
+        return value.value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"a {type(value).__name__} is not JSON")

@@ -14,6 +14,7 @@ from durable._decorators import lookup_workflow, registered_workflows
 from durable._durations import parse_duration
 from durable._errors import DurableError, InvalidDuration
 from durable.dag import _handlers
+from durable.dag._conditions import compile_condition
 from durable.dag._schema import (
     MissableProperty,
     default_problems,
@@ -23,6 +24,7 @@ from durable.dag._schema import (
 from durable.dag._spec import DagSpec, Defaults, NodeSpec, unnested
 from durable.dag._templates import (
     FOREACH_VARS,
+    TEMPLATE,
     Reference,
     TemplateError,
     parse,
@@ -280,9 +282,7 @@ def _check_graph(
             elif dep in counted:
                 problems.append(Problem(node.id, f"dependency {dep!r} is listed twice"))
             counted.add(dep)
-        if node.when is not None and not isinstance(node.when, bool) and "{{" not in node.when:
-            problems.append(Problem(node.id, "when: must be a template such as "
-                                    "'{{ input.flag }}' or true/false"))
+        problems.extend(_id_and_when_problems(node))
     order = _topological(nodes)
     if len(order) < len(nodes):
         for cycle in _cycles(nodes, set(order)):
@@ -304,11 +304,22 @@ def _check_graph(
                                                schema=schema, undoes_fan_out=fans_out))
 
 
+def _id_and_when_problems(node: NodeSpec) -> Iterable[Problem]:
+    if node.id in FOREACH_VARS:
+        yield Problem(node.id, f"the id {node.id!r} is reserved for the element a 'foreach' "
+                      "node runs on: rename the node")
+    if isinstance(node.when, str):
+        try:
+            compile_condition(node.when)
+        except TemplateError as exc:
+            yield Problem(node.id, str(exc))
+
+
 def _node_field_problems(
     node: NodeSpec, check_handlers: bool, unparsed: set[str]
 ) -> Iterable[Problem]:
     """Problems with ``foreach``, ``max_concurrency``, ``timeout``, ``retry``, ``compensate``."""
-    if isinstance(node.foreach, str) and not _is_template(node.foreach):
+    if isinstance(node.foreach, str) and not _is_one_template(node.foreach):
         yield Problem(node.id, "foreach: must be a template such as '{{ input.items }}' "
                       "(resolving to a list) or a list")
     if node.max_concurrency is not None and node.foreach is None and "foreach" not in unparsed:
@@ -327,6 +338,11 @@ def _node_field_problems(
 
 def _is_template(text: str) -> bool:
     return "{{" in text and "}}" in text
+
+
+def _is_one_template(text: str) -> bool:
+    whole = TEMPLATE.fullmatch(text.strip())
+    return whole is not None and "{{" not in whole.group(1)
 
 
 def _check_compensation(

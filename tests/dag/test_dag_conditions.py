@@ -1,0 +1,178 @@
+"""``when`` conditions, and what templates make of skipped nodes, rich values and config keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+import durable.dag as dag
+from durable import WorkflowFailed
+
+ran: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    ran.clear()
+
+
+@dag.handler("cond.note")
+def note(name: str, value=None):
+    with _lock:
+        ran[name] += 1
+    return value
+
+
+@dag.handler("cond.score")
+def score(amount: float):
+    return {"high": amount > 100, "low": amount < 10, "tier": "gold" if amount > 1000 else "basic"}
+
+
+@dag.handler("cond.fail")
+def fail():
+    raise ValueError("no")
+
+
+@dag.handler("cond.row")
+def row():
+    return {"id": 7, "at": dt.datetime(2024, 1, 2, 3, 4, 5), "price": Decimal("9.50"),
+            "tags": {"b"}}
+
+
+def _gated(when: str, name: str) -> dict:
+    return {"id": name, "handler": "cond.note", "dependencies": ["s"], "when": when,
+            "config": {"name": name}}
+
+
+def test_conditions_compare_negate_and_combine_templates(engine):
+    spec = {
+        "input": {"type": "object", "required": ["amount"],
+                  "properties": {"amount": {"type": "number"}}},
+        "nodes": [
+            {"id": "s", "handler": "cond.score", "config": {"amount": "{{ input.amount }}"}},
+            _gated("{{ input.amount }} > 100", "big"),
+            _gated("not {{ s.output.high }}", "not_high"),
+            _gated("{{ s.output.high }} and {{ s.output.low }}", "high_and_low"),
+            _gated("{{ s.output.tier }} in ['gold', 'silver']", "premium"),
+            _gated("{{ s.output.tier }} == 'basic' or {{ input.amount }} >= 5000", "basic"),
+            _gated("0 < {{ input.amount }} <= 500", "chained"),
+        ],
+    }
+    dag.validate(spec)
+    dag.run(spec, {"amount": 5})
+    assert sorted(ran) == ["basic", "chained", "not_high"]
+    ran.clear()
+    dag.run(spec, {"amount": 2000})
+    assert sorted(ran) == ["big", "premium"]
+
+
+def test_a_condition_that_is_not_one_validation_names_the_node():
+    bad = {
+        "plain": "yes",
+        "trailing": "{{ input.x }} >",
+        "bare_name": "{{ input.x }} == gold",
+        "call": "len({{ input.x }}) > 1",
+        "arith": "{{ input.x }} + 1",
+    }
+    spec = {"nodes": [{"id": "s", "handler": "cond.note", "config": {"name": "s"}}] + [
+        _gated(when, nid) for nid, when in bad.items()]}
+    with pytest.raises(dag.DagValidationError) as caught:
+        dag.validate(spec)
+    lines = sorted(str(p) for p in caught.value.problems)
+    assert [line.split(":")[0] for line in lines] == [f"node {n!r}" for n in sorted(bad)]
+    by_node = {line.split(":")[0]: line for line in lines}
+    assert "must be a template" in by_node["node 'plain'"]
+    assert "cannot be parsed" in by_node["node 'trailing'"]
+    assert "'gold' is neither a template nor a literal (quote a string" in by_node[
+        "node 'bare_name'"]
+    assert "'len(" in by_node["node 'call'"] and "is not allowed" in by_node["node 'call'"]
+    assert "is not allowed" in by_node["node 'arith'"]
+
+
+def test_a_comparison_the_values_cannot_make_fails_the_run_naming_them(engine):
+    spec = {"nodes": [
+        {"id": "s", "handler": "cond.note", "config": {"name": "s", "value": "text"}},
+        _gated("{{ s.output }} > 3", "n"),
+    ]}
+    with pytest.raises(WorkflowFailed, match=r"node 'n': when '\{\{ s.output \}\} > 3': "
+                       r"cannot evaluate 'text' > 3 \(str and int\)"):
+        dag.start(spec).result(timeout=20)
+    assert ran["n"] == 0
+
+
+@pytest.mark.parametrize("word", ["off", "OFF", "no", "false", "0", "null", ""])
+def test_false_words_skip_a_node(engine, word):
+    spec = {"nodes": [{"id": "n", "handler": "cond.note", "when": "{{ input.flag }}",
+                       "config": {"name": "n"}}]}
+    dag.run(spec, {"flag": word})
+    assert ran["n"] == 0
+
+
+def test_an_all_done_node_reads_null_at_any_path_of_a_skipped_or_failed_dependency(engine):
+    spec = {"nodes": [
+        {"id": "b", "handler": "cond.note", "when": False, "config": {"name": "b"}},
+        {"id": "f", "handler": "cond.fail", "on_failure": "continue",
+         "retry": {"max_attempts": 1}},
+        {"id": "d", "handler": "cond.note", "dependencies": ["b", "f"], "trigger": "all_done",
+         "config": {"name": "d", "value": {"k": "{{ b.output.k }}", "i": "{{ f.output[0] }}"}}},
+    ], "output": {"d": "{{ d.output }}", "bk": "{{ b.output.k.j }}"}}
+    assert dag.run(spec, {}) == {"d": {"k": None, "i": None}, "bk": None}
+    assert ran["d"] == 1
+
+
+def test_a_completed_node_still_reports_a_missing_path(engine):
+    spec = {"nodes": [
+        {"id": "a", "handler": "cond.note", "config": {"name": "a", "value": {"k": 1}}},
+        {"id": "d", "handler": "cond.note", "dependencies": ["a"], "trigger": "all_done",
+         "config": {"name": "d", "value": "{{ a.output.missing }}"}},
+    ]}
+    with pytest.raises(WorkflowFailed, match="a.output.missing not found"):
+        dag.start(spec).result(timeout=20)
+
+
+def test_rich_values_embedded_in_text_are_written_as_json_and_iso_times(engine):
+    spec = {"nodes": [
+        {"id": "fetch", "handler": "cond.row"},
+        {"id": "use", "handler": "cond.note", "dependencies": ["fetch"], "config": {
+            "name": "use",
+            "value": "Analyze: {{ fetch.output }} at {{ fetch.output.at }} for "
+                     "{{ fetch.output.price }}"}},
+    ], "output": "{{ use.output }}"}
+    text = dag.run(spec)
+    assert text == ('Analyze: {"id": 7, "at": "2024-01-02T03:04:05", "price": "9.50", '
+                    '"tags": ["b"]} at 2024-01-02T03:04:05 for 9.50')
+
+
+def test_templates_in_config_keys_are_rendered(engine):
+    spec = {"nodes": [
+        {"id": "a", "handler": "cond.note", "config": {"name": "a", "value": "k"}},
+        {"id": "b", "handler": "cond.note", "dependencies": ["a"], "config": {
+            "name": "b",
+            "value": {"{{ a.output }}": 1, "headers": {"X-{{ a.output }}": "v"}}}},
+    ], "output": "{{ b.output }}"}
+    assert dag.run(spec) == {"k": 1, "headers": {"X-k": "v"}}
+
+
+def test_a_template_in_a_key_naming_an_unknown_node_is_a_validation_error():
+    spec = {"nodes": [{"id": "a", "handler": "cond.note",
+                       "config": {"name": "a", "value": {"{{ nobody.output }}": 1}}}]}
+    with pytest.raises(dag.DagValidationError, match="unknown node 'nobody'"):
+        dag.validate(spec)
+
+
+def test_reserved_ids_and_a_foreach_that_is_not_one_template_are_validation_errors():
+    spec = {"nodes": [
+        {"id": "item", "handler": "cond.note", "config": {"name": "item"}},
+        {"id": "each", "handler": "cond.note", "foreach": "items: {{ input.d }}",
+         "config": {"name": "each"}},
+    ]}
+    with pytest.raises(dag.DagValidationError) as caught:
+        dag.validate(spec)
+    lines = sorted(str(p) for p in caught.value.problems)
+    assert lines[0].startswith("node 'each': foreach: must be a template")
+    assert lines[1].startswith("node 'item': the id 'item' is reserved")
