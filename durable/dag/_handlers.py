@@ -374,7 +374,7 @@ def _workflow(name: str, args: Any = None, kwargs: Any = None, **_: Any) -> Any:
 
 BUILTIN_KEYS: dict[str, tuple[str, ...]] = {
     "sleep": ("duration",),
-    "hook": ("token", "timeout"),
+    "hook": ("token", "timeout", "open_at_start"),
     "http": ("url", "method", "params", "headers", "json", "timeout"),
     "workflow": ("name", "args", "kwargs"),
 }

@@ -13,8 +13,9 @@ from durable._api import recorded_value
 from durable._context import current_frame
 from durable._control import Cancelled
 from durable._decorators import Step, step, workflow
-from durable._errors import DurableError, InvalidDuration
+from durable._errors import DurableError, HookConflict, InvalidDuration
 from durable._graph import run_graph
+from durable._hooks import Hook, create_hook
 from durable._options import RetryPolicy
 from durable._run import Run
 from durable._saga import (
@@ -79,6 +80,7 @@ class _Execution:
         """Failures that stop the run (``on_failure`` ``fail`` or ``compensate``)."""
         self.stopped: set[str] = set()
         """Nodes downstream of such a failure: none of them starts, whatever its trigger."""
+        self.early_hooks: dict[str, Hook[Any]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -91,6 +93,7 @@ class _Execution:
 
         Nodes that do not depend on a failed node still run to the end.
         """
+        self._open_hooks_at_start()
         position = {nid: index for index, nid in enumerate(self.order)}
         nodes = [self.nodes[nid] for nid in self.order]
         run_graph(
@@ -104,6 +107,23 @@ class _Execution:
         if any(self._on_failure(self.nodes[nid]) == "compensate" for nid in failed):
             self.compensate(error)
         raise error
+
+    def _open_hooks_at_start(self) -> None:
+        """Open the hooks of ``open_at_start`` hook nodes before any node runs.
+
+        A payload sent before such a node is reached (the link an earlier node mailed, clicked
+        at once) is kept for it; the hook's timeout counts from the run's start.
+        """
+        for nid in self.order:
+            node = self.nodes[nid]
+            if node.handler != "hook" or node.config.get("open_at_start") is not True:
+                continue
+            config = self._render(node.config, f"node {nid!r}")
+            try:
+                self.early_hooks[nid] = create_hook(config.get("token"),
+                                                    timeout=config.get("timeout"))
+            except (HookConflict, InvalidDuration) as exc:
+                raise _failed(f"node {nid!r} (handler 'hook'): {exc}", exc) from exc
 
     def branch(self, node: NodeSpec) -> Callable[[], None]:
         def run() -> None:
@@ -134,9 +154,10 @@ class _Execution:
                 output = self._invoke(node, self._render(node.config, where))
             else:
                 output = self._fan_out(node, where)
-        except (TemplateError, InvalidDuration, HandlerConfigError) as exc:
+        except (TemplateError, InvalidDuration, HandlerConfigError, HookConflict) as exc:
             # The spec does not fit the data (a template, a duration the input gave, a config
-            # the handler does not take): the run fails whatever on_failure says, for a typo
+            # the handler does not take, a hook token another run holds): the run fails
+            # whatever on_failure says, for a typo
             # must not pass for the business outcome a failure leads to (a timeout, say); but
             # a node that compensates still undoes what completed before it.
             if self._on_failure(node) != "compensate":
@@ -199,6 +220,11 @@ class _Execution:
         return results
 
     def _invoke(self, node: NodeSpec, config: dict[str, Any]) -> Any:
+        early = self.early_hooks.get(node.id)
+        if early is not None:
+            payload = early.wait()
+            early.dispose()
+            return payload
         return self._call_handler(node.handler, config, node.retry, node.timeout_seconds())
 
     def _call_handler(

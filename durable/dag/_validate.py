@@ -156,6 +156,8 @@ def _handler_problems(
             parse_duration(value)
         except (InvalidDuration, TypeError) as exc:
             yield Problem(node_id, f"{what}config {key!r}: {exc}")
+    if name == "hook":
+        yield from _early_hook_problems(node_id, config, what)
     workflow = config.get("name")
     if (
         check and name == "workflow" and isinstance(workflow, str) and workflow
@@ -165,6 +167,22 @@ def _handler_problems(
         yield Problem(node_id, f"{what}config 'name': no workflow named {workflow!r} is "
                       f"registered (registered: {known}); import the module that defines it "
                       "(CLI: -m MODULE)")
+
+
+def _early_hook_problems(node_id: str, config: dict[str, Any], what: str) -> Iterable[Problem]:
+    early = config.get("open_at_start")
+    if early is None:
+        return
+    if not isinstance(early, bool):
+        yield Problem(node_id, f"{what}config 'open_at_start' must be true or false, "
+                      f"got {early!r}")
+        return
+    for key in ("token", "timeout"):
+        for expr in templates(config.get(key)):
+            if not expr.startswith("input"):
+                yield Problem(node_id, f"{what}config {key!r}: a hook with 'open_at_start' "
+                              f"opens before any node runs, so '{{{{ {expr} }}}}' cannot be "
+                              "read then (use the run input, or drop 'open_at_start')")
 
 
 _DURATIONS = {"sleep": ("duration",), "hook": ("timeout",)}
@@ -322,6 +340,9 @@ def _node_field_problems(
     if isinstance(node.foreach, str) and not _is_one_template(node.foreach):
         yield Problem(node.id, "foreach: must be a template such as '{{ input.items }}' "
                       "(resolving to a list) or a list")
+    if node.foreach is not None and node.handler == "hook" and node.config.get("open_at_start"):
+        yield Problem(node.id, "open_at_start: does not apply to a 'foreach' node (it opens "
+                      "one hook per element when it runs)")
     if node.max_concurrency is not None and node.foreach is None and "foreach" not in unparsed:
         yield Problem(node.id, "max_concurrency: only applies to a node with 'foreach'")
     found = _handlers.lookup(node.handler)

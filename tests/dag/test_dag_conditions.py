@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 
 import pytest
 
+import durable
 import durable.dag as dag
 from durable import WorkflowFailed
 
@@ -176,3 +178,79 @@ def test_reserved_ids_and_a_foreach_that_is_not_one_template_are_validation_erro
     lines = sorted(str(p) for p in caught.value.problems)
     assert lines[0].startswith("node 'each': foreach: must be a template")
     assert lines[1].startswith("node 'item': the id 'item' is reserved")
+
+
+_gate = threading.Event()
+
+
+@dag.handler("cond.mail")
+def mail(to: str):
+    # Stands for sending a link: the test "clicks" it before this node returns.
+    with _lock:
+        ran["mail"] += 1
+    assert _gate.wait(10)
+    return f"sent to {to}"
+
+
+def _early_hook_spec(early: bool) -> dict:
+    hook_config = {"token": "verify:{{ input.user }}", "timeout": "1h"}
+    if early:
+        hook_config["open_at_start"] = True
+    return {"nodes": [
+        {"id": "mail", "handler": "cond.mail", "config": {"to": "{{ input.user }}"}},
+        {"id": "verify", "handler": "hook", "dependencies": ["mail"], "config": hook_config},
+    ], "output": "{{ verify.output }}"}
+
+
+def test_a_hook_opened_at_start_keeps_a_payload_sent_before_its_node_is_reached(engine):
+    _gate.clear()
+    run = dag.start(_early_hook_spec(early=True), {"user": "u1"}, run_id="early-1")
+    deadline = time.monotonic() + 10
+    while ran["mail"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    durable.resume_hook("verify:u1", {"verified": True})  # clicked while the mail node runs
+    _gate.set()
+    assert run.result(timeout=20) == {"verified": True}
+
+
+def test_without_open_at_start_the_hook_does_not_exist_before_its_node(engine):
+    _gate.clear()
+    run = dag.start(_early_hook_spec(early=False), {"user": "u2"}, run_id="late-1")
+    deadline = time.monotonic() + 10
+    while ran["mail"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(durable.HookNotFound):
+        durable.resume_hook("verify:u2", {"verified": True})
+    _gate.set()
+    run.cancel()
+
+
+def test_open_at_start_reads_only_the_input_and_takes_a_boolean():
+    spec = {"nodes": [
+        {"id": "a", "handler": "cond.note", "config": {"name": "a"}},
+        {"id": "h", "handler": "hook", "dependencies": ["a"],
+         "config": {"token": "t:{{ a.output }}", "open_at_start": True}},
+        {"id": "g", "handler": "hook", "config": {"token": "t", "open_at_start": "yes"}},
+    ]}
+    with pytest.raises(dag.DagValidationError) as caught:
+        dag.validate(spec)
+    lines = sorted(str(p) for p in caught.value.problems)
+    assert lines[0].startswith("node 'g': config 'open_at_start' must be true or false")
+    assert lines[1].startswith("node 'h': config 'token': a hook with 'open_at_start' opens "
+                               "before any node runs")
+
+
+def test_a_hook_token_another_run_holds_fails_the_run_even_under_continue(engine):
+    spec = {"nodes": [{"id": "h", "handler": "hook", "on_failure": "continue",
+                       "config": {"token": "shared-token"}}]}
+    first = dag.start(spec, run_id="holder")
+    deadline = time.monotonic() + 10
+    while not engine.world.list_hooks("holder"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = dag.start(spec, run_id="taker")
+    with pytest.raises(WorkflowFailed, match="HookConflict|shared-token"):
+        second.result(timeout=20)
+    first.cancel()
