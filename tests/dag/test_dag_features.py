@@ -194,7 +194,8 @@ def test_a_misspelt_key_of_a_built_in_handler_is_a_validation_error():
         dag.validate(BUILT_IN_TYPOS)
     assert [str(p) for p in invalid.value.problems] == [
         "node 'nap': handler 'sleep' takes no config 'duraton' (it takes: duration)",
-        "node 'wait': handler 'hook' takes no config 'timout' (it takes: token, timeout)",
+        "node 'wait': handler 'hook' takes no config 'timout' (it takes: token, timeout, "
+        "open_at_start)",
         "node 'call': handler 'http' takes no config 'methd' (it takes: url, method, params, "
         "headers, json, timeout)",
         "node 'child': handler 'workflow' takes no config 'kwarg' (it takes: name, args, "
