@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -100,12 +101,13 @@ def steps_in_flight() -> dict[str, list[str]]:
 
 
 def describe_runs(runs: dict[str, str]) -> str:
-    """``wrun_1 (long_job, step 'slow'), wrun_2 (quick)`` for runs by id and workflow name."""
+    """``wrun_1 (long_job, step 'slow' x32), wrun_2 (quick)`` for runs by id and workflow name."""
     steps = steps_in_flight()
     parts = []
     for run_id, workflow in runs.items():
-        names = steps.get(run_id, [])
-        doing = f", step {', '.join(repr(n) for n in names)}" if names else ""
+        counted = Counter(steps.get(run_id, []))
+        shown = [f"{name!r}" + (f" x{n}" if n > 1 else "") for name, n in counted.items()]
+        doing = f", {'steps' if len(counted) > 1 else 'step'} {', '.join(shown)}" if shown else ""
         parts.append(f"{run_id} ({workflow}{doing})")
     return ", ".join(parts)
 

@@ -146,6 +146,8 @@ def _handler_problems(
     if found.fn.__module__ != _handlers.__name__:
         return  # a user handler (or one registered under a built-in's name)
     for key in _handlers.REQUIRED_CONFIG.get(name, ()):
+        if problem is not None and key not in config:
+            continue  # the missing argument is the problem just reported
         if config.get(key) in (None, ""):
             yield Problem(node_id, f"{what}handler {name!r} needs config {key!r}")
     for key in _DURATIONS.get(name, ()):
