@@ -130,22 +130,25 @@ def run(
     # workflow this process knows. The driver executes this run (and its children) only.
     runtime = durable.configure(starting_world(ctx, wait), worker=False)
     try:
+        existing = runtime.world.get_run(run_id) if run_id else None
         handle = durable_dag.start(raw, run_input, run_id=run_id, execute=False)
         if not as_json:
             click.echo(handle.id)
         interrupted = False
+        if existing is not None:
+            click.echo(f"run {handle.id} already exists ({existing.status})", err=True)
         if wait:
             with stdout_to_stderr(as_json):
                 interrupted = wait_for_run(
                     runtime, handle.id, " ".join(["durable.dag", *modules]), timeout, as_json
                 )
-        else:
+        elif existing is None:
             command = " ".join(["durable worker durable.dag", *modules])
             click.echo(f"started DAG run {handle.id}: a worker executes it ({command})", err=True)
         record = runtime.world.get_run(handle.id)
         assert record is not None
         if as_json:
-            echo_json(run_json(record, detail=wait))
+            echo_json({**run_json(record, detail=wait), "created": existing is None})
         elif wait and record.status == "completed":
             click.echo(json.dumps(run_json(record, detail=True)["result"], ensure_ascii=False))
         if interrupted:

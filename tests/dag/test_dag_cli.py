@@ -207,3 +207,15 @@ def test_run_rejects_an_invalid_spec_or_input(dag_cli):
     proc = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers",
                    "--input", "{oops")
     assert proc.returncode != 0 and "--input is not valid JSON" in proc.stderr
+
+
+def test_starting_an_existing_run_id_says_so_and_starts_nothing(dag_cli):
+    first = dag_cli("run", "examples/dag_math.json", "-m", "examples.dag_handlers",
+                    "--run-id", "fixed-1")
+    assert "started DAG run fixed-1" in first.stderr
+    again = dag_cli("run", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers",
+                    "--run-id", "fixed-1", "--json")
+    assert "run fixed-1 already exists (pending)" in again.stderr
+    assert "started DAG run" not in again.stderr
+    shown = json.loads(again.stdout)
+    assert shown["created"] is False and shown["workflow"] == "durable.dag"
