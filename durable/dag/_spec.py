@@ -5,10 +5,19 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from durable._durations import parse_duration
 from durable._options import RetryPolicy
@@ -18,15 +27,34 @@ __all__ = ["CompensateSpec", "DagSpec", "Defaults", "NodeSpec", "RetrySpec", "lo
 OnFailure = Literal["fail", "continue", "compensate"]
 
 
+def _delay_seconds(value: Any) -> Any:
+    # A duration string ("5s", "5m") or a timedelta (a spec built in Python) becomes seconds;
+    # a number is left to the float field's own check (ge=0): the validated field is a float.
+    if isinstance(value, str | timedelta):
+        return parse_duration(value)
+    return value
+
+
+_Delay = Annotated[
+    float,
+    BeforeValidator(_delay_seconds),
+    Field(ge=0),
+    WithJsonSchema({"anyOf": [{"minimum": 0, "type": "number"}, {"type": "string"}]}),
+]
+"""Seconds, or a duration string such as ``"5s"`` or ``"5m"``: a float once validated."""
+
+
 class RetrySpec(BaseModel):
     """How a node's step is retried (the fields of :class:`durable.RetryPolicy`)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_attempts: int = Field(3, ge=1)
-    initial_delay: float = Field(1.0, ge=0)
+    initial_delay: _Delay = 1.0
+    """Before the second attempt: seconds, or a duration string such as ``"5s"``."""
     backoff: float = Field(2.0, ge=1)
-    max_delay: float = Field(60.0, ge=0)
+    max_delay: _Delay = 60.0
+    """The longest delay between attempts: seconds, or a duration string such as ``"5m"``."""
     jitter: bool = True
 
     def policy(self) -> RetryPolicy:
