@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 import durable
-from cli._common import console, import_modules, world_url
+from cli._common import console, import_modules
 from cli._dev_table import active_runs
 from cli._dev_watch import RunWatcher
 from cli._stopping import (
@@ -43,10 +43,11 @@ def dev(
 ) -> None:
     """Run a worker for the workflows in MODULES and watch runs live.
 
-    Uses the default SQLite world (or --world / DURABLE_WORLD). Start runs from another
-    terminal (`durable start MODULE:WORKFLOW '[...]'`) or from your code; each run starting,
-    step finishing or retrying, sleep and failure is shown as it happens. Ctrl-C stops once the
-    runs in progress reach a durable point; a second Ctrl-C stops at once.
+    Uses --world (or DURABLE_WORLD), else the world MODULES configured, else the default
+    SQLite world. Start runs from another terminal (`durable start MODULE:WORKFLOW '[...]'`)
+    or from your code; each run starting, step finishing or retrying, sleep and failure is
+    shown as it happens. Ctrl-C stops once the runs in progress reach a durable point; a
+    second Ctrl-C stops at once.
     """
     out = console()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -54,7 +55,13 @@ def dev(
     names = sorted(registered_workflows())
     if not names:
         raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
-    runtime = durable.configure(world_url(ctx), max_concurrent_runs=concurrency, poll_interval=0.1)
+    # As `durable worker`: a worker whatever MODULES configured, on their world unless told.
+    runtime = durable.configure(
+        ctx.find_root().obj.get("world"),
+        worker=True,
+        max_concurrent_runs=concurrency,
+        poll_interval=0.1,
+    )
     runtime.options.report_unknown_workflows = True
     # Only MODULES' workflows: showing a DAG run imports durable.dag, whose runs need handlers
     # this worker may not have (it would take them up and put them back, again and again).

@@ -98,8 +98,11 @@ def worker(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import_modules(modules)
+    # worker=True: a module that turns its own process's worker off (an API in front of
+    # workers does) must not turn this one off. Without --world, the world it chose stays.
     runtime = durable.configure(
         ctx.obj["world"],
+        worker=True,
         max_concurrent_runs=concurrency,
         poll_interval=poll_interval,
         lease_ttl=lease_ttl,
