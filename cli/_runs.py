@@ -322,9 +322,7 @@ def runs(
     """
     with opened_world(ctx) as world:
         # One more than asked for: whether any run was left out, without counting them all.
-        records = world.list_runs(status=status, workflow_name=workflow, limit=limit + 1)
-        if workflow is not None and workflow != DAG_WORKFLOW:
-            records = _with_dag_runs(world, records, status, workflow, limit + 1)
+        records = _listed(world, status, workflow, limit + 1)
         truncated = len(records) > limit
         records = records[:limit]
         total = _matching(world, status, workflow, len(records), truncated)
@@ -339,6 +337,16 @@ def runs(
         click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
         return
     show(runs_table(records, now, waits), *_more_runs(len(records), total, truncated))
+
+
+def _listed(
+    world: World, status: str | None, workflow: str | None, limit: int
+) -> list[RunRecord]:
+    """The newest runs, newest first, of ``workflow``: a registered name or a DAG spec's name."""
+    records = world.list_runs(status=status, workflow_name=workflow, limit=limit)
+    if workflow is not None and workflow != DAG_WORKFLOW:
+        records = _with_dag_runs(world, records, status, workflow, limit)
+    return records
 
 
 def _with_dag_runs(
@@ -529,7 +537,11 @@ def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
     is_flag=True,
     help="Every failed run (with --workflow, of that workflow), newest first, up to --limit.",
 )
-@click.option("--workflow", help="With --failed: only runs of this workflow.")
+@click.option(
+    "--workflow",
+    help="With --failed: only runs of this workflow (its registered name), or of the DAG spec "
+    "of this name.",
+)
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1),
     help="With --failed: retry at most this many runs.",
@@ -560,7 +572,7 @@ def retry(
     with opened_world(ctx) as world:
         ids = list(run_ids)
         if all_failed:
-            failed = world.list_runs(status="failed", workflow_name=workflow, limit=limit)
+            failed = _listed(world, "failed", workflow, limit)
             ids += [r.id for r in failed if r.parent_id is None and r.id not in ids]
         if len(ids) == 1 and run_ids:
             record = _retry_one(world, ids[0], owner)
