@@ -81,12 +81,22 @@ class _Execution:
         self.stopped: set[str] = set()
         """Nodes downstream of such a failure: none of them starts, whatever its trigger."""
         self.early_hooks: dict[str, Hook[Any]] = {}
+        self.partial: dict[str, list[Any]] = {}
+        """Foreach nodes some elements of which failed: the results, null for those."""
+        self.partly_done: set[str] = set()
+        """Foreach nodes some elements of which failed and some succeeded (their undo runs)."""
         self._lock = threading.Lock()
 
     @property
     def completed(self) -> list[str]:
         """Completed nodes in wave order: the same on every replay, whatever finished first."""
         return [nid for nid in self.order if self.status.get(nid) == "completed"]
+
+    @property
+    def undoable(self) -> list[str]:
+        """Completed nodes, and foreach nodes some elements of which succeeded, in wave order."""
+        return [nid for nid in self.order
+                if self.status.get(nid) == "completed" or nid in self.partly_done]
 
     def run_all(self) -> None:
         """Run every node as soon as its dependencies finish, then fail the run if one failed.
@@ -154,7 +164,7 @@ class _Execution:
                 output = self._invoke(node, self._render(node.config, where))
             else:
                 output = self._fan_out(node, where)
-        except (TemplateError, InvalidDuration, HandlerConfigError, HookConflict) as exc:
+        except _SPEC_ERRORS as exc:
             # The spec does not fit the data (a template, a duration the input gave, a config
             # the handler does not take, a hook token another run holds): the run fails
             # whatever on_failure says, for a typo
@@ -167,17 +177,28 @@ class _Execution:
             self.errors[node.id] = _failed(f"{where}: {exc}", exc)
             return "failed", None
         except Exception as exc:
+            partial = exc.results if isinstance(exc, _ElementsFailed) else None
+            cause = exc.first if isinstance(exc, _ElementsFailed) else exc
+            if isinstance(exc, _ElementsFailed):
+                with self._lock:
+                    self.partial[node.id] = exc.results
+                    if any(exc.succeeded):
+                        self.partly_done.add(node.id)
             if self._on_failure(node) == "continue":
-                self._note_inline_failure(node, exc)
-                return "failed", None
-            message = f"{where} (handler {node.handler!r}) failed: {type(exc).__name__}: {exc}"
-            self.errors[node.id] = _failed(message, exc)
-            return "failed", None
+                self._note_inline_failure(node, cause)
+                return "failed", partial
+            message = f"{where} (handler {node.handler!r}) failed: {type(cause).__name__}: {cause}"
+            if isinstance(exc, _ElementsFailed):
+                failed = exc.succeeded.count(False)
+                message += f" ({failed} of {len(exc.succeeded)} elements failed)"
+            self.errors[node.id] = _failed(message, cause)
+            return "failed", partial
         return "completed", output
 
     def _absent(self) -> frozenset[str]:
         with self._lock:
-            return frozenset(nid for nid, status in self.status.items() if status != "completed")
+            return frozenset(nid for nid, status in self.status.items()
+                             if status != "completed" and nid not in self.partial)
 
     def _render(self, value: Any, where: str, variables: dict[str, Any] | None = None) -> Any:
         return render(value, self.input, self.outputs, where, self.ids, variables,
@@ -210,14 +231,25 @@ class _Execution:
                 f"{where}: foreach{shown} must resolve to a list, got {_kind(items)}"
             )
 
-        def one(entry: tuple[int, Any]) -> Any:
+        def one(entry: tuple[int, Any]) -> tuple[bool, Any]:
             index, item = entry
             variables = {"item": item, "index": index}
             config = self._render(node.config, f"{where} [{index}]", variables)
-            return self._invoke(node, config)
+            try:
+                return True, self._invoke(node, config)
+            except _SPEC_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the others' results are kept (see below)
+                return False, exc
 
-        results: list[Any] = durable_map(one, list(enumerate(items)), node.max_concurrency)
-        return results
+        outcomes: list[tuple[bool, Any]] = durable_map(
+            one, list(enumerate(items)), node.max_concurrency
+        )
+        if all(ok for ok, _ in outcomes):
+            return [value for _, value in outcomes]
+        # What the elements that succeeded returned stays the node's output (null for each
+        # failed one): an all_done node counts the answers, an undo action undoes them.
+        raise _ElementsFailed(outcomes)
 
     def _invoke(self, node: NodeSpec, config: dict[str, Any]) -> Any:
         early = self.early_hooks.get(node.id)
@@ -252,7 +284,7 @@ class _Execution:
                 still ran), raised from ``error``.
         """
         failures: list[str] = []
-        for nid in reversed(self.completed):
+        for nid in reversed(self.undoable):
             undo = self.nodes[nid].compensate
             if undo is None:
                 continue
@@ -271,6 +303,20 @@ class _Execution:
             return self._render(self.spec.output, "output")
         depended = {d for n in self.spec.nodes for d in n.dependencies}
         return {nid: self.outputs[nid] for nid in sorted(self.nodes) if nid not in depended}
+
+
+class _ElementsFailed(Exception):  # noqa: N818 - internal: carries a foreach node's outcomes
+    """Some elements of a foreach node failed; the others' results are kept."""
+
+    def __init__(self, outcomes: list[tuple[bool, Any]]) -> None:
+        super().__init__("elements failed")
+        self.results = [value if ok else None for ok, value in outcomes]
+        self.succeeded = [ok for ok, _ in outcomes]
+        self.first: Exception = next(value for ok, value in outcomes if not ok)
+
+
+_SPEC_ERRORS = (TemplateError, InvalidDuration, HandlerConfigError, HookConflict)
+"""The spec does not fit the data: these fail the run whatever ``on_failure`` says."""
 
 
 def _failed(message: str, cause: Exception) -> DagNodeFailed:

@@ -254,3 +254,41 @@ def test_a_hook_token_another_run_holds_fails_the_run_even_under_continue(engine
     with pytest.raises(WorkflowFailed, match="HookConflict|shared-token"):
         second.result(timeout=20)
     first.cancel()
+
+
+@dag.handler("cond.item")
+def item_handler(n: int):
+    with _lock:
+        ran[f"item {n}"] += 1
+    if n == 99:
+        raise durable.FatalError("99 is refused")
+    return n * 10
+
+
+@dag.handler("cond.undo")
+def undo(done: list):
+    with _lock:
+        ran[f"undo {done}"] += 1
+
+
+def _each(on_failure: str) -> dict:
+    return {"id": "each", "handler": "cond.item", "foreach": "{{ input.items }}",
+            "on_failure": on_failure, "config": {"n": "{{ item }}"},
+            "compensate": {"handler": "cond.undo", "config": {"done": "{{ each.output }}"}}}
+
+
+def test_a_foreach_node_that_continues_keeps_the_elements_that_succeeded(engine):
+    spec = {"nodes": [
+        _each("continue"),
+        {"id": "tally", "handler": "cond.note", "dependencies": ["each"], "trigger": "all_done",
+         "config": {"name": "tally", "value": "{{ each.output }}"}},
+    ], "output": "{{ tally.output }}"}
+    assert dag.run(spec, {"items": [1, 99, 3]}) == [10, None, 30]
+    assert ran["item 1"] == ran["item 3"] == ran["tally"] == 1
+
+
+def test_a_foreach_node_that_compensates_undoes_the_elements_that_succeeded(engine):
+    spec = {"nodes": [_each("compensate")]}
+    with pytest.raises(WorkflowFailed, match=r"99 is refused \(1 of 3 elements failed\)"):
+        dag.start(spec, {"items": [1, 99, 3]}).result(timeout=20)
+    assert ran["undo [10, None, 30]"] == 1

@@ -240,7 +240,10 @@ def test_a_failing_element_fails_the_node_after_its_retries(engine):
     assert calls["e1"] == 2 and calls["e0"] == 1 and calls["e2"] == 1
     calls.clear()
     spec["nodes"][0]["on_failure"] = "continue"
-    assert dag.run(spec, [False, True]) == {"after": {"name": "after", "value": None}}
+    # The elements that succeeded stay in the output (null for the failed one).
+    assert dag.run(spec, [False, True]) == {
+        "after": {"name": "after", "value": [{"name": "e0", "value": None}, None]}
+    }
 
 
 # -- timeout ---------------------------------------------------------------------------------
