@@ -18,6 +18,7 @@ from cli._common import (
 from cli._runs import stdout_to_stderr, wait_for_run
 from cli._schema import run_json
 from cli._stopping import INTERRUPTED
+from durable.dag._spec import spec_schema
 
 __all__ = ["dag"]
 
@@ -47,9 +48,7 @@ def dag() -> None:
 @dag.command()
 def schema() -> None:
     """Print the JSON Schema of DAG spec files (also published as durable/dag/schema.json)."""
-    from durable import dag as durable_dag  # pydantic models: built only when needed
-
-    click.echo(json.dumps(durable_dag.DagSpec.model_json_schema(), indent=2, sort_keys=True))
+    click.echo(json.dumps(spec_schema(), indent=2, sort_keys=True))
 
 
 @dag.command()

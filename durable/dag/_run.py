@@ -109,6 +109,7 @@ class _Execution:
         run_graph(
             [self.branch(node) for node in nodes],
             [[position[dep] for dep in node.dependencies] for node in nodes],
+            self.spec.max_concurrency,
         )
         failed = [nid for nid in self.order if nid in self.errors]
         if not failed:

@@ -22,7 +22,15 @@ from pydantic import (
 from durable._durations import parse_duration
 from durable._options import RetryPolicy
 
-__all__ = ["CompensateSpec", "DagSpec", "Defaults", "NodeSpec", "RetrySpec", "load_file"]
+__all__ = [
+    "CompensateSpec",
+    "DagSpec",
+    "Defaults",
+    "NodeSpec",
+    "RetrySpec",
+    "load_file",
+    "spec_schema",
+]
 
 OnFailure = Literal["fail", "continue", "compensate"]
 
@@ -115,7 +123,7 @@ class NodeSpec(BaseModel):
     once per element, concurrently, with ``{{ item }}`` (the element) and ``{{ index }}`` (its
     position) available in ``config``; the node's output is the list of results, in order."""
     max_concurrency: int | None = Field(None, ge=1)
-    """With ``foreach``: how many elements run at once (default: all)."""
+    """With ``foreach``: how many elements run at once (default: 32)."""
     on_failure: OnFailure | None = None
     """``fail`` (default) fails the run; ``continue`` records the node as failed and goes on;
     ``compensate`` runs the ``compensate`` actions of the nodes that completed, in reverse wave
@@ -158,6 +166,13 @@ class DagSpec(BaseModel):
 
     name: str | None = None
     description: str | None = None
+    version: str | int | None = None
+    """The spec's version, for people and tools: runs keep the spec they started with."""
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Anything else a team keeps with a spec (owner, ticket...); not read by durable."""
+    max_concurrency: int | None = Field(None, ge=1)
+    """How many nodes run at once (default: 32); a ``foreach`` node's elements count as one."""
     input: dict[str, Any] | None = None
     """A JSON-Schema subset checked against the run input (``type``, ``properties``, ``required``,
     ``items``, ``enum``, lengths, ``pattern``, ``format``, bounds: see ``durable.dag._schema``).
@@ -182,6 +197,29 @@ class DagSpec(BaseModel):
         data: dict[str, Any] = self.model_dump(mode="json", exclude_defaults=True)
         data["nodes"] = [n.model_dump(mode="json", exclude_defaults=True) for n in self.nodes]
         return data
+
+
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema of spec files: the graph's fields at the top level or under ``dag``."""
+    flat = DagSpec.model_json_schema()
+    defs = flat.pop("$defs")
+    defs["DagSpec"] = {**flat}
+    outer = {k: v for k, v in flat["properties"].items() if k != "nodes"}
+    nested = {
+        "description": "The graph's fields under a 'dag' key, as stream-based engines' specs "
+                       "have them; the other fields may sit beside it.",
+        "additionalProperties": False,
+        "properties": {**outer, "dag": {"$ref": "#/$defs/DagSpec"}},
+        "required": ["dag"],
+        "type": "object",
+    }
+    return {
+        "$defs": defs,
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "anyOf": [{"$ref": "#/$defs/DagSpec"}, nested],
+        "description": flat.get("description", ""),
+        "title": "DagSpec",
+    }
 
 
 def unnested(raw: Any) -> Any:

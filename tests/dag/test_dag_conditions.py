@@ -292,3 +292,41 @@ def test_a_foreach_node_that_compensates_undoes_the_elements_that_succeeded(engi
     with pytest.raises(WorkflowFailed, match=r"99 is refused \(1 of 3 elements failed\)"):
         dag.start(spec, {"items": [1, 99, 3]}).result(timeout=20)
     assert ran["undo [10, None, 30]"] == 1
+
+
+_at_once = [0, 0]
+_crowded = threading.Event()
+
+
+@dag.handler("cond.busy")
+def busy(i: int, crowd: int):
+    with _lock:
+        _at_once[0] += 1
+        _at_once[1] = max(_at_once)
+        if _at_once[0] >= crowd:
+            _crowded.set()
+    try:
+        _crowded.wait(0.05 if crowd <= 2 else 10)  # holds until that many run at once
+    finally:
+        with _lock:
+            _at_once[0] -= 1
+    return i
+
+
+@pytest.mark.parametrize("limit", [2, 40])
+def test_the_spec_says_how_many_nodes_run_at_once(engine, limit):
+    if engine.forced_replay:
+        pytest.skip("forced replay suspends at every step: nodes do not overlap")
+    _at_once[:] = [0, 0]
+    _crowded.clear()
+    spec = {"max_concurrency": limit, "version": 3, "tags": ["load"],
+            "nodes": [{"id": f"n{i}", "handler": "cond.busy", "config": {"i": i, "crowd": 33}}
+                      for i in range(40)]}
+    if limit == 2:
+        for node in spec["nodes"]:
+            node["config"]["crowd"] = 2
+    dag.run(spec)
+    if limit == 2:
+        assert _at_once[1] == 2
+    else:
+        assert _crowded.is_set() and _at_once[1] >= 33  # past the default 32

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import durable.dag
 from cli._dag import dag
+from durable.dag._spec import spec_schema
 
 SCHEMA = Path(durable.dag.__file__).with_name("schema.json")
 
 
 def _generated() -> str:
-    return json.dumps(durable.dag.DagSpec.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(spec_schema(), indent=2, sort_keys=True) + "\n"
 
 
 def test_committed_schema_matches_the_model():
@@ -27,7 +29,7 @@ def test_committed_schema_matches_the_model():
 def test_schema_describes_nodes():
     doc = json.loads(SCHEMA.read_text(encoding="utf-8"))
     assert doc["title"] == "DagSpec"
-    assert doc["required"] == ["nodes"]
+    assert doc["$defs"]["DagSpec"]["required"] == ["nodes"]
     node = doc["$defs"]["NodeSpec"]
     assert {"id", "handler", "dependencies", "config", "retry", "when", "on_failure", "timeout",
             "foreach", "max_concurrency", "compensate"} <= set(node["properties"])
@@ -41,3 +43,15 @@ def test_cli_prints_the_schema():
     result = CliRunner().invoke(dag, ["schema"])
     assert result.exit_code == 0, result.output
     assert result.output == _generated()
+
+
+def test_the_schema_takes_the_flat_and_the_nested_form():
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    graph = {"nodes": [{"id": "a", "handler": "task"}]}
+    jsonschema.validate({"name": "flat", "version": 2, "tags": ["x"], **graph}, doc)
+    jsonschema.validate({"name": "nested", "description": "d", "dag": graph}, doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "neither"}, doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"dag": graph, "nodez": []}, doc)
