@@ -142,8 +142,10 @@ def dag_nodes(
     if found is None or spec is None:
         return None
     from durable.dag import node_prefixes, waves
+    from durable.dag._run import early_hook_ops
 
     prefixes = node_prefixes(spec)
+    early = early_hook_ops(spec)
     by_op: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         if event.op_id is not None:
@@ -151,7 +153,7 @@ def dag_nodes(
     # A node stopped by the run's cancellation marks where it stopped: that is not its work.
     worked = [op for op in timeline.operations if (op.kind, op.name) != ("value", CANCEL_NOTICED)]
     ops: dict[str, list[Operation]] = {
-        nid: [op for op in worked if op.op_id.startswith(prefix)]
+        nid: [op for op in worked if op.op_id.startswith(prefix) or op.op_id == early.get(nid)]
         for nid, prefix in prefixes.items()
     }
     state = _Run(record, spec, found[1], prefixes, ops, by_op, children, {}, {})

@@ -127,7 +127,7 @@ class _Execution:
         """
         for nid in self.order:
             node = self.nodes[nid]
-            if node.handler != "hook" or node.config.get("open_at_start") is not True:
+            if not _opens_at_start(node):
                 continue
             config = self._render(node.config, f"node {nid!r}")
             try:
@@ -396,11 +396,34 @@ def node_prefixes(spec: Any) -> dict[str, str]:
     Nodes are numbered in wave order (by depth, by id within a depth). A node's step is recorded
     at ``<prefix>1`` (a ``sleep`` node's sleep too; a ``foreach`` node's steps under
     ``<prefix>1.``), so events can be grouped by node. Compensation steps are recorded after all
-    the nodes, outside every node's prefix.
+    the nodes, outside every node's prefix. Hooks opened at the start come first
+    (:func:`early_hook_ops`): with two of them the prefixes start at ``"3."``.
     """
-    parsed = spec if isinstance(spec, DagSpec) else validate(_as_data(spec), check_handlers=False)
+    parsed = _parsed(spec)
+    group = len(early_hook_ops(parsed)) + 1
     order = [nid for wave in waves(parsed) for nid in wave]
-    return {nid: f"1.{index}." for index, nid in enumerate(order)}
+    return {nid: f"{group}.{index}." for index, nid in enumerate(order)}
+
+
+def early_hook_ops(spec: Any) -> dict[str, str]:
+    """The operation id of each ``open_at_start`` hook node's hook, by node id.
+
+    These hooks are opened, in wave order, before the nodes' group, which then comes after them
+    (``"3.0."`` for the first node when two hooks open at the start).
+    """
+    parsed = _parsed(spec)
+    order = [nid for wave in waves(parsed) for nid in wave]
+    nodes = {n.id: n for n in parsed.nodes}
+    early = [nid for nid in order if _opens_at_start(nodes[nid])]
+    return {nid: str(number) for number, nid in enumerate(early, start=1)}
+
+
+def _opens_at_start(node: NodeSpec) -> bool:
+    return node.handler == "hook" and node.config.get("open_at_start") is True
+
+
+def _parsed(spec: Any) -> DagSpec:
+    return spec if isinstance(spec, DagSpec) else validate(_as_data(spec), check_handlers=False)
 
 
 def _as_data(spec: Any) -> Any:
