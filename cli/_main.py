@@ -98,8 +98,11 @@ def worker(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import_modules(modules)
-    # worker=True: a module that turns its own process's worker off (an API in front of
-    # workers does) must not turn this one off. Without --world, the world it chose stays.
+    names = sorted(durable._decorators.registered_workflows())
+    if not names:
+        raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
+    # worker=True (which starts it): a module that turns its own process's worker off (an API
+    # in front of workers does) must not turn this one off. Without --world, its world stays.
     runtime = durable.configure(
         ctx.obj["world"],
         worker=True,
@@ -108,9 +111,6 @@ def worker(
         lease_ttl=lease_ttl,
     )
     runtime.options.report_unknown_workflows = True
-    names = sorted(durable._decorators.registered_workflows())
-    if not names:
-        raise click.ClickException(f"no @workflow found in {', '.join(modules)}")
     runtime.options.workflow_names = names  # MODULES' workflows, not what the CLI imports later
     stop = threading.Event()
     in_progress: dict[str, str] = {}

@@ -47,7 +47,12 @@ def configure(
         world: a URL (``sqlite:///path.db``, ``memory://``, ``aws://``) or a World object.
             Default: the world in use; before any, ``DURABLE_WORLD`` from the environment, else
             ``sqlite:///.durable/durable.db``.
-        worker: run the embedded worker that executes due runs in this process (default True).
+        worker: whether this process runs the embedded worker, which executes due runs here
+            (default: yes, starting when this process first starts or calls a run, waits for
+            one or resumes a hook). ``True`` also starts it now, so runs left due or orphaned
+            when a process last stopped go on at once: call ``configure(worker=True)`` as an
+            app starts up (a FastAPI lifespan, say) rather than as a module is imported.
+            ``False``: no worker here; the runs this process starts are left to other workers.
         lease_ttl: seconds before the runs of a dead process can be taken over.
         inline_wait_limit: sleeps and retry delays up to this many seconds wait in-process.
         poll_interval: how often the embedded worker looks for due runs.
@@ -93,6 +98,8 @@ def _replace_runtime(world: str | World | None, overrides: dict[str, Any]) -> Ru
         previous.stop()
         if previous.world is not opened:
             previous.world.close()
+    if overrides["worker"] is True:
+        runtime.ensure_worker()
     return runtime
 
 

@@ -189,7 +189,9 @@ def _created(ctx: RunContext, op_id: str, data: bytes) -> Any:
 def resume_hook(token: str, payload: Any = None) -> str:
     """Deliver a payload to the run waiting on ``token``, from any process. Returns the run id.
 
-    A payload delivered before the workflow reaches its wait is kept until it does.
+    A payload delivered before the workflow reaches its wait is kept until it does. The run
+    goes on in this process's embedded worker (started if need be), unless
+    ``configure(worker=False)`` turned it off: then another worker takes it.
 
     Raises:
         HookNotFound: no live hook has this token.
@@ -200,6 +202,9 @@ def resume_hook(token: str, payload: Any = None) -> str:
     runtime = get_runtime()
     data = encode_payload(runtime.world, token, payload)
     hook = runtime.world.resume_hook(token, data)
+    # The run is due now: executed here unless this process has no worker (in a freshly
+    # started web app, the webhook may be the first thing that touches durable).
+    runtime.ensure_worker()
     runtime.wake()
     return hook.run_id
 
