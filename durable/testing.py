@@ -28,6 +28,7 @@ from durable._client import current_runtime, use_runtime
 from durable._decorators import Workflow, swap_code
 from durable._durations import parse_duration
 from durable._runtime import Runtime, RuntimeOptions
+from durable.world import HookRecord
 from worlds.memory import MemoryWorld
 
 log = logging.getLogger("durable")
@@ -94,6 +95,37 @@ class TestWorld:
             if left <= 0:
                 return False
             runtime.wait_for_progress(min(left, 0.01))
+
+    def wait_for_hook(self, token: str, timeout: float = 10.0) -> HookRecord:
+        """Wait until a run has created the hook ``token``, so the test can resume it.
+
+        Runs go on meanwhile: what comes due (a retry's delay, a sleep before the hook) is
+        reached by moving the clock, when the world skips time (the default), as a run waiting
+        for its result would. ``wait_until_idle()`` returns while a step before the hook waits
+        out a retry delay; this does not.
+
+        Raises:
+            TimeoutError: no hook ``token`` after ``timeout`` real seconds, or every run waits
+                and nothing is due (no run will create it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            hook = self.world.get_hook(token)
+            if hook is not None:
+                return hook
+            left = deadline - time.monotonic()
+            idle = self.wait_until_idle(max(left, 0.0))
+            hook = self.world.get_hook(token)
+            if hook is not None:
+                return hook
+            due = self.world.next_due_at() if idle else None
+            skipping = self.runtime.options.time_skipping is not None
+            if idle and due is not None and skipping and time.monotonic() < deadline:
+                self.world.renew_leases(self.runtime.owner, self.runtime.options.lease_ttl)
+                self.clock.advance_to(due)
+                continue
+            why = "no run is executing and nothing is due" if idle else f"{timeout} s passed"
+            raise TimeoutError(f"no hook {token!r} was created: {why}")
 
     def advance(self, duration: float | str | timedelta, *, wait: float = 10.0) -> None:
         """Move time forward (seconds, a timedelta or ``"7 days"``) and run what comes due.

@@ -486,3 +486,39 @@ def test_a_step_never_starts_on_a_lapsed_lease():
         _envs[:] = [env]
         assert through_an_outage.start().result(timeout=10) == [1, 2]
     assert _lease_fresh == [True]
+
+
+_mail_attempts: list[int] = []
+
+
+@durable.step(retry=durable.RetryPolicy(max_attempts=3, initial_delay=60, jitter=False))
+def send_link(user: str) -> str:
+    _mail_attempts.append(durable.step_info().attempt)
+    if len(_mail_attempts) < 2:
+        raise ConnectionError("mail server busy")
+    return f"link for {user}"
+
+
+@durable.workflow
+def verify_email(user: str) -> str:
+    durable.sleep("1h")
+    send_link(user)
+    hook = durable.create_hook(token=f"verified:{user}")
+    return str(hook.wait())
+
+
+def test_wait_for_hook_goes_past_a_sleep_and_a_retry_delay_to_the_hook(durable_world):
+    _mail_attempts.clear()
+    run = verify_email.start("ada")
+    assert durable_world.wait_until_idle()  # idle while asleep: resuming now would be refused
+    with pytest.raises(durable.HookNotFound):
+        durable.resume_hook("verified:ada", "yes")
+    hook = durable_world.wait_for_hook("verified:ada")
+    assert hook.run_id == run.id and _mail_attempts == [1, 2]
+    durable.resume_hook("verified:ada", "yes")
+    assert run.result(timeout=10) == "yes"
+
+
+def test_wait_for_hook_says_when_no_run_will_create_it(durable_world):
+    with pytest.raises(TimeoutError, match="no hook 'nobody' was created: no run is executing"):
+        durable_world.wait_for_hook("nobody", timeout=2)
