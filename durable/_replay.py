@@ -12,6 +12,7 @@ from durable._context import Frame, current_frame
 from durable._control import Cancelled, Suspend
 from durable._engine import Diverged, RunContext, StepCommand
 from durable._tasks import install_task_factory, wait_for_branches
+from durable._timeouts import run_coroutine
 from durable.world import Event, NewEvent
 
 
@@ -76,7 +77,7 @@ def replay(
     token = current_frame.set(Frame(ctx, ctx.root))
     try:
         if is_async:
-            result = asyncio.run(_run_async(ctx, target, tuple(args), kwargs or {}))
+            result = run_coroutine(_run_async(ctx, target, tuple(args), kwargs or {}))
         else:
             result = target(*args, **(kwargs or {}))
         stopped = ctx.unwinding or ctx.root.stopped

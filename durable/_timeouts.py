@@ -1,4 +1,4 @@
-"""Calling a function under a time limit, in a thread when it cannot be interrupted."""
+"""Calling functions under a time limit, and coroutines from sync code, in threads if need be."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def call_with_timeout(
@@ -26,7 +28,7 @@ def call_with_timeout(
     """
     if inspect.iscoroutinefunction(fn):
         try:
-            return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), timeout))
+            return run_coroutine(asyncio.wait_for(fn(*args, **kwargs), timeout))
         except TimeoutError:
             raise expired() from None
     outcome: list[Any] = []
@@ -55,7 +57,39 @@ def call_with_timeout(
 
 def run_awaitable(value: Any) -> Any:
     """Run an awaitable to completion from sync code (in an event loop of its own)."""
-    return asyncio.run(_await(value))
+    return run_coroutine(_await(value))
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, on a helper thread if this thread runs an event loop already.
+
+    A sync workflow called from an async function (a web handler, a notebook) executes in the
+    loop's thread, where ``asyncio.run`` refuses to start another loop; the helper thread gets
+    the caller's context variables, so ``step_info()`` works in the coroutine. The caller's
+    loop is blocked meanwhile, as it is by the sync workflow's own code.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(asyncio.run(coro))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            failure.append(exc)
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(target,), daemon=True, name="durable-async-step"
+    )
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 async def _await(value: Any) -> Any:
