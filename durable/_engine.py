@@ -229,6 +229,8 @@ class RunContext:
     """Threads running this run's code and not lingering (see ``linger``)."""
     _activity: threading.Condition | None = None
     _cancelled: threading.Event | None = None
+    _async_waits: list[asyncio.Future[None]] = field(default_factory=list)
+    """In-process waits of an async run, which a cancel sent here ends (see ``signal_cancel``)."""
 
     def hand_out(self, call: Coroutine[Any, Any, T], what: str) -> Coroutine[Any, Any, T]:
         """Note a durable call of an async workflow: it does nothing until awaited."""
@@ -624,6 +626,11 @@ class RunContext:
         """Its cancellation was requested in this process: end an in-process wait now."""
         self.cancel_requested = True
         self._cancel_signal().set()
+        with self.lock:
+            waits = list(self._async_waits)
+        for woken in waits:  # called from any thread: each wait's loop ends it
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                woken.get_loop().call_soon_threadsafe(_settle, woken)
 
     def _cancel_signal(self) -> threading.Event:
         with self.lock:
@@ -773,8 +780,21 @@ class RunContext:
             raise self.suspend_until(when, "sleeping")
         self.check_cancel()
         with self.awaiting_outside():
-            await asyncio.sleep(remaining)
+            await self._sleep_unless_cancelled(remaining)
         self.check_cancel()
+
+    async def _sleep_unless_cancelled(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``, ended early by a cancel sent here (as ``wait_until``'s)."""
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self.lock:
+            self._async_waits.append(woken)
+        try:
+            if not self.cancel_requested:  # else it came before the wait was listed
+                await asyncio.wait((woken,), timeout=seconds)
+        finally:
+            with self.lock:
+                self._async_waits.remove(woken)
+            woken.cancel()
 
     # -- async branches waiting beside each other ------------------------------------------
 
@@ -1059,6 +1079,11 @@ class RunContext:
         wake_at = until if until is not None else self.clock() + (seconds or 0.0)
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
+
+
+def _settle(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def _refusal(error: BaseException) -> BaseException:

@@ -7,13 +7,18 @@ runs there and cancels them from anywhere; these tests do the same with the real
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Awaitable, Iterator
 
 import pytest
 
 import durable
 from durable import step, workflow
+from durable._client import use_runtime
+from durable._runtime import Runtime, RuntimeOptions
 from durable.testing import TestWorld, world
+from worlds.memory import MemoryWorld
 
 
 @pytest.fixture
@@ -57,3 +62,74 @@ async def async_with_a_step(x: int) -> str:
 async def test_replay_of_an_async_workflow_works_where_a_loop_runs():
     replayed = durable.replay(async_with_a_step, [3])
     assert replayed.status == "suspended" and [c.name for c in replayed.commands] == ["tag_async"]
+
+
+# -- cancelling an async run's in-process wait ------------------------------------------------
+
+
+@pytest.fixture
+def real_time() -> Iterator[Runtime]:
+    """A world on the wall clock where waits of up to 5 s stay in-process, as by default."""
+    runtime = Runtime(MemoryWorld("memory://"), RuntimeOptions(poll_interval=0.01))
+    previous = use_runtime(runtime)
+    try:
+        yield runtime
+    finally:
+        use_runtime(previous)
+        runtime.stop()
+
+
+reached: dict[str, threading.Event] = {}
+
+
+@step
+async def arrive(label: str) -> None:
+    reached[label].set()
+
+
+@workflow
+async def naps(label: str) -> str:
+    await arrive(label)
+    await durable.sleep(4)  # in-process: under the 5 s limit
+    return "slept"
+
+
+@step(retry=durable.RetryPolicy(max_attempts=2, jitter=False))
+async def refuses_once(label: str) -> str:
+    if durable.step_info().attempt == 1:
+        reached[label].set()
+        raise durable.RetryableError("later", retry_after=4)
+    return "retried"
+
+
+@workflow
+async def retries_later(label: str) -> str:
+    return await refuses_once(label)
+
+
+async def _cancel_while_it_waits(label: str, awaiting: Awaitable[object]) -> float:
+    """Cancel run ``label`` (from another thread, as a sync endpoint does) once it waits."""
+    reached[label] = threading.Event()
+    waiting = asyncio.ensure_future(awaiting)
+    while not reached[label].is_set():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # into the wait
+    began = time.monotonic()
+    assert await asyncio.to_thread(durable.get_run(label).cancel)
+    with pytest.raises(durable.WorkflowCancelled):
+        await waiting
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize("how", ["awaited", "started"])
+async def test_cancel_ends_an_async_runs_in_process_sleep_at_once(real_time, how):
+    label = f"naps-{how}"
+    flow = naps.with_options(run_id=label)
+    awaiting = flow(label) if how == "awaited" else flow.start(label).wait()
+    assert await _cancel_while_it_waits(label, awaiting) < 1.0  # not the rest of 4 s
+
+
+async def test_cancel_ends_an_async_steps_retry_delay_at_once(real_time):
+    label = "retries-later"
+    awaiting = retries_later.with_options(run_id=label)(label)
+    assert await _cancel_while_it_waits(label, awaiting) < 1.0
