@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from durable._context import current_frame
@@ -17,6 +19,40 @@ from durable._timeouts import call_with_timeout, in_daemon_thread, run_awaitable
 
 if TYPE_CHECKING:
     from durable._decorators import StepDefinition
+
+
+_STEP_THREADS = 64
+"""Threads running the ``def`` steps of async workflows, shared by every run in the process.
+
+Not the event loop's default executor: it has only min(32, CPUs + 4) threads (a ``map`` of
+blocking steps would run a few at a time), and the app needs it too (``getaddrinfo``). A sync
+workflow's ``parallel()``/``map()`` has threads of its own instead, up to ``_SYNC_BRANCH_LIMIT``
+(32) per group. A ``def`` step with a ``timeout`` gets a thread of its own (it may be left
+behind).
+"""
+
+_step_pool: ThreadPoolExecutor | None = None
+_step_pool_lock = threading.Lock()
+
+
+def _step_threads() -> ThreadPoolExecutor:
+    global _step_pool
+    pool = _step_pool
+    if pool is None:
+        with _step_pool_lock:
+            if _step_pool is None:
+                _step_pool = ThreadPoolExecutor(_STEP_THREADS, thread_name_prefix="durable-step")
+            pool = _step_pool
+    return pool
+
+
+def _forget_step_threads() -> None:
+    # A forked child has none of its parent's threads: the pool would wait for them for ever.
+    global _step_pool, _step_pool_lock
+    _step_pool, _step_pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_step_threads)
 
 
 def call_step(step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -106,7 +142,7 @@ async def _run_async(
                     context.run(enter_step, info, ctx)
                     call = functools.partial(context.run, step.fn, *args, **kwargs)
                     if step.timeout is None:
-                        result = await loop.run_in_executor(None, call)
+                        result = await loop.run_in_executor(_step_threads(), call)
                     else:  # a thread cannot be interrupted: one past its time is left behind
                         result = await _within(in_daemon_thread(loop, call), step)
         except BaseException as exc:

@@ -133,3 +133,30 @@ async def test_cancel_ends_an_async_steps_retry_delay_at_once(real_time):
     label = "retries-later"
     awaiting = retries_later.with_options(run_id=label)(label)
     assert await _cancel_while_it_waits(label, awaiting) < 1.0
+
+
+# -- def steps of async workflows ----------------------------------------------------------------
+
+
+BLOCKING_BRANCHES = 40  # more than any loop's default executor has threads (32 at most)
+all_in: threading.Barrier | None = None
+
+
+@step(retry=durable.RetryPolicy(max_attempts=1))
+def blocking(i: int) -> str:
+    assert all_in is not None
+    all_in.wait(timeout=5)  # every branch at once, or none gets past
+    return threading.current_thread().name
+
+
+@workflow
+async def blocking_fan_out(n: int) -> list[str]:
+    return await durable.map(blocking, list(range(n)))
+
+
+async def test_def_steps_of_an_async_workflow_all_run_at_once_on_durables_threads(env):
+    global all_in
+    all_in = threading.Barrier(BLOCKING_BRANCHES)
+    names = await blocking_fan_out(BLOCKING_BRANCHES)
+    assert len(names) == BLOCKING_BRANCHES
+    assert all(name.startswith("durable-step") for name in names), set(names)
