@@ -202,25 +202,26 @@ def _early_hook_spec(early: bool) -> dict:
     ], "output": "{{ verify.output }}"}
 
 
-def test_a_hook_opened_at_start_keeps_a_payload_sent_before_its_node_is_reached(engine):
+def _start_mailing(early: bool, user: str) -> durable.Run:
+    """Start a run and return once its mail node runs (and waits for the test)."""
     _gate.clear()
-    run = dag.start(_early_hook_spec(early=True), {"user": "u1"}, run_id="early-1")
+    run = dag.start(_early_hook_spec(early=early), {"user": user}, run_id=f"mail-{user}")
     deadline = time.monotonic() + 10
     while ran["mail"] == 0:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    return run
+
+
+def test_a_hook_opened_at_start_keeps_a_payload_sent_before_its_node_is_reached(engine):
+    run = _start_mailing(early=True, user="u1")
     durable.resume_hook("verify:u1", {"verified": True})  # clicked while the mail node runs
     _gate.set()
     assert run.result(timeout=20) == {"verified": True}
 
 
 def test_without_open_at_start_the_hook_does_not_exist_before_its_node(engine):
-    _gate.clear()
-    run = dag.start(_early_hook_spec(early=False), {"user": "u2"}, run_id="late-1")
-    deadline = time.monotonic() + 10
-    while ran["mail"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    run = _start_mailing(early=False, user="u2")
     with pytest.raises(durable.HookNotFound):
         durable.resume_hook("verify:u2", {"verified": True})
     _gate.set()
