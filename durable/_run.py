@@ -159,6 +159,8 @@ class Run:
             TimeoutError: ``timeout`` seconds passed first.
             WorldError: this process's worker stopped on a failure of the world that retrying
                 cannot fix (nothing here would ever finish the run).
+            ConfigurationError: called on the thread of the event loop that executes the
+                unfinished run (a task awaits the async workflow there): ``await`` the run.
         """
         self._refuse_in_workflow_code("result()")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -170,12 +172,23 @@ class Run:
                 if record.status in FINISHED_STATUSES:
                     return outcome_of(record)
                 self._raise_if_worker_stopped()
+                self._refuse_to_block_its_loop(record)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"run {self.id} is still {record.status}")
                 wait = delay if remaining is None else min(delay, remaining)
                 self._runtime.wait_for_progress(wait)
                 delay = min(delay * 2, 0.1)
+
+    def _refuse_to_block_its_loop(self, record: RunRecord) -> None:
+        if self._runtime.blocks_its_loop(record):
+            # Blocking would stop the very loop that must finish the run: it would wait until
+            # its timeout (or for ever), then raise TimeoutError.
+            raise ConfigurationError(
+                f"run {self.id} executes on this thread's event loop, which run.result() "
+                "would block, so the run could never finish: in async code, `await run` (or "
+                "`await run.wait(timeout)`) instead"
+            )
 
     def _raise_if_worker_stopped(self) -> None:
         error = self._runtime.fatal_error

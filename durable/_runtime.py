@@ -170,6 +170,8 @@ class Runtime:
         self._futures: set[Future[Any]] = set()
         self._executions: set[asyncio.Task[Outcome]] = set()  # direct calls' (see _call_async)
         self._executing: dict[str, int] = {}  # executions in flight (or queued) per run id
+        # The event loop each async run executing here runs on (see blocks_its_loop).
+        self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._waiters = 0
@@ -306,7 +308,10 @@ class Runtime:
             if created:
                 # Its own task: a caller that stops waiting (a request's timeout, a client gone)
                 # leaves the run going on here rather than cut a step short, to run it again.
-                execution = asyncio.get_running_loop().create_task(self.execute_async(record))
+                loop = asyncio.get_running_loop()
+                with self._lock:
+                    self._loops[record.id] = loop
+                execution = loop.create_task(self.execute_async(record))
                 self._executions.add(execution)
                 execution.add_done_callback(self._executions.discard)
                 outcome = await asyncio.shield(execution)
@@ -319,9 +324,10 @@ class Runtime:
         defn = lookup_workflow(record.workflow_name)
         self._enter(record.id)
         if defn is not None and defn.is_async:
-            future = asyncio.run_coroutine_threadsafe(
-                self.execute_async(record), self._event_loop()
-            )
+            loop = self._event_loop()
+            with self._lock:
+                self._loops[record.id] = loop
+            future = asyncio.run_coroutine_threadsafe(self.execute_async(record), loop)
         else:
             future = self._thread_pool().submit(self.execute, record)
         with self._lock:
@@ -356,6 +362,7 @@ class Runtime:
                 self._executing[run_id] = count
             else:
                 self._active.pop(run_id, None)
+                self._loops.pop(run_id, None)
                 self._handed_back.discard(run_id)
                 if self._reclaimed:
                     reclaimed = run_id in self._reclaimed
@@ -689,6 +696,25 @@ class Runtime:
         """The ids of the runs executing in this process now."""
         with self._lock:
             return list(self._executing)
+
+    def blocks_its_loop(self, record: RunRecord) -> bool:
+        """Whether blocking this thread until the run finishes would keep it from finishing.
+
+        True when this thread runs the event loop that executes the run here (an async
+        workflow awaited directly by another task), or that this process's worker would execute
+        it on (its own loop, where async runs go).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        with self._lock:
+            if self._loops.get(record.id) is loop:
+                return True
+        if loop is not self._loop or not self.options.worker:
+            return False
+        defn = lookup_workflow(record.workflow_name)
+        return defn is not None and defn.is_async
 
     def wake(self) -> None:
         """Make the embedded worker look for due runs now (a hook was resumed here)."""

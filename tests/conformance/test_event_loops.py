@@ -160,3 +160,46 @@ async def test_def_steps_of_an_async_workflow_all_run_at_once_on_durables_thread
     names = await blocking_fan_out(BLOCKING_BRANCHES)
     assert len(names) == BLOCKING_BRANCHES
     assert all(name.startswith("durable-step") for name in names), set(names)
+
+
+# -- a sync wait on the loop that executes the run -----------------------------------------------
+
+
+@workflow
+async def short_nap(label: str) -> str:
+    await durable.sleep(0.3)  # in-process, on the loop executing the run
+    return f"{label} woke"
+
+
+async def test_result_on_the_loop_executing_the_run_is_refused_not_a_deadlock(real_time):
+    task = asyncio.ensure_future(short_nap.with_options(run_id="nap-here")("nap-here"))
+    await asyncio.sleep(0.05)  # the task awaits the workflow; it sleeps on this loop
+    began = time.monotonic()
+    with pytest.raises(durable.ConfigurationError, match="await run"):
+        durable.get_run("nap-here").result(timeout=5)
+    assert time.monotonic() - began < 1.0
+    assert await task == "nap-here woke"
+    assert durable.get_run("nap-here").result() == "nap-here woke"  # finished: no refusal
+
+
+async def test_result_on_a_loop_that_does_not_execute_the_run_waits(real_time):
+    run = short_nap.start("elsewhere")  # executes on the runtime's own loop, not this one
+    assert run.result(timeout=5) == "elsewhere woke"
+
+
+@step
+async def waits_for_another(label: str) -> str:
+    try:
+        return str(short_nap.start(label).result(timeout=5))
+    except durable.ConfigurationError as exc:
+        return f"refused: {exc}"
+
+
+@workflow
+async def starts_another(label: str) -> str:
+    return await waits_for_another(label)
+
+
+async def test_result_in_a_step_on_the_loop_that_executes_the_run_is_refused(real_time):
+    said = await starts_another.start("nested").wait(timeout=5)
+    assert said.startswith("refused: run ") and "await run" in said
