@@ -150,15 +150,20 @@ def build_timeline(
     if finished is None and record.status in FINISHED_STATUSES:
         finished = record.updated_at
     by_op: dict[str, list[Event]] = defaultdict(list)
+    retried_at: dict[str, float] = {}
     for event in events:
         if event.op_id is not None:
             by_op[event.op_id].append(event)
         elif event.kind == "run_retried":
             for op_id in _retried_steps(event):
                 by_op.pop(op_id, None)  # the step runs again: its earlier attempts are history
+                retried_at[op_id] = event.created_at
     graph = branch_dependencies(record) if branches is None else branches
     keys = {op_id: op_key(op_id) for op_id in by_op}
     starts = _start_times(by_op, keys, started, _branch_starts(by_op, graph))
+    for op_id, at in retried_at.items():
+        if op_id in starts:  # began again only once the run was retried
+            starts[op_id] = max(starts[op_id], min(at, by_op[op_id][0].created_at))
     run_over = record.status in FINISHED_STATUSES
     operations = [
         _operation(op_id, by_op[op_id], starts[op_id], run_over, finished, now)

@@ -201,3 +201,18 @@ def test_a_graph_branch_starts_when_the_branches_it_waits_for_have_ended():
     assert ops["1.3.1"].attempts[0].started_at == T0 + 1.7
     unrelated = {op.op_id: op for op in build_timeline(_record(), events, T0 + 10).operations}
     assert unrelated["1.3.1"].started_at == T0  # without the graph, branches start together
+
+
+def test_a_step_run_again_by_a_retry_starts_at_the_retry_not_at_the_failure():
+    events = _log(
+        (1.0, "step_completed", "1", "a", "x"),
+        (1.5, "step_failed", "2", "b", {"type": "OSError", "message": "down"}),
+        (1.6, "run_failed", None, None, {"type": "OSError", "message": "down"}),
+        (60.0, "run_retried", None, None, {"steps": ["2"]}),
+        (60.3, "step_completed", "2", "b", "y"),
+        (60.4, "run_completed", None, None, None),
+    )
+    timeline = build_timeline(_record(), events, now=T0 + 100)
+    a, b = timeline.operations
+    assert (b.started_at, b.duration, b.value) == (T0 + 60.0, pytest.approx(0.3), "y")
+    assert [x.number for x in b.attempts] == [1]
