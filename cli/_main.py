@@ -93,6 +93,9 @@ def worker(
 ) -> None:
     """Execute pending, due and orphaned runs of the workflows in MODULES until stopped.
 
+    Uses --world (or DURABLE_WORLD), else the world MODULES configured, else the default
+    SQLite world; it executes runs even if MODULES say `configure(worker=False)`.
+
     Ctrl-C or SIGTERM stops once the runs in progress reach a durable point (their steps in
     flight finish first); a second Ctrl-C stops at once.
     """
