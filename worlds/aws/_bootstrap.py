@@ -4,6 +4,12 @@ A second bootstrap changes nothing that is already as it should be. A resource o
 ``durable:prefix=<prefix>``) whose settings drifted is put back; a resource of the same name that
 someone else made is used as it is and reported as ``foreign``. Teardown removes only resources
 tagged with the prefix (and the function ``durable deploy`` made), and says what it left alone.
+
+A prefix lives in one region. The table, queues, function and log group are per region, but
+the bucket's name and the role are not: a second region under the same prefix would share them
+(the role's policy rewritten for the second region, a teardown there deleting the first one's
+payloads). So bootstrap refuses a prefix whose bucket or role serves another region, and
+teardown leaves them alone when they do.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ def bootstrap(config: AwsConfig, *, clients: Clients | None = None) -> Bootstrap
     check_prefix(config.prefix)
     clients = clients or Clients(config)
     config = replace(config, region=clients.region, bucket=bucket_name(config, clients))
+    _refuse_another_region(clients, config)
     changes = _ensure_table(clients("dynamodb"), config)
     dlq_url, dlq_change = _ensure_queue(
         clients("sqs"),
@@ -93,6 +100,99 @@ def bootstrap(config: AwsConfig, *, clients: Clients | None = None) -> Bootstrap
     policy = _policy(config, clients.account(), queue_arn, dlq_arn)
     changes += _ensure_role(clients("iam"), config, policy)
     return Bootstrap(config, changes)
+
+
+def _refuse_another_region(clients: Clients, config: AwsConfig) -> None:
+    """Refuse before making anything when the prefix's bucket or role serve another region."""
+    others = sorted(_home_regions(clients, config))
+    if not others:
+        return
+    region = others[0]
+    message = (
+        f"prefix {config.prefix} is already bootstrapped in region {region} (its bucket "
+        f"{config.bucket} and role {config.role} serve that region, and neither name is per "
+        f"region); bootstrapping it in {config.region} too would share them, so a teardown in "
+        f"one region would remove the other's. Use another --prefix for {config.region}"
+    )
+    suggestion = f"{config.prefix}-{config.region}"
+    try:
+        check_prefix(suggestion)
+        message += f", e.g. --prefix {suggestion}"
+    except ConfigurationError:
+        pass
+    raise ConfigurationError(message + f", or pass --region {region} to use the existing one")
+
+
+def _home_regions(clients: Clients, config: AwsConfig) -> set[str]:
+    """The other regions where the prefix lives and that its bucket or role serve.
+
+    A region the bucket is in or the role's policy names counts while the prefix's table is
+    still there: the runs its payloads belong to and its function are there too.
+    """
+    return {
+        region
+        for region in _served_regions(clients, config) - {config.region}
+        if _table_in(clients.in_region("dynamodb", region), config)
+    }
+
+
+def _table_in(ddb: Any, config: AwsConfig) -> bool:
+    table = _lookup_table(ddb, config.table)
+    if table is None:
+        return False
+    with aws_errors(f"reading the tags of table {config.table}"):
+        tags = ddb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags")
+    return ownership(tag_dict(tags), config.prefix) is None
+
+
+def _served_regions(clients: Clients, config: AwsConfig) -> set[str]:
+    """The regions this prefix's own bucket is in and its own role's policy serves."""
+    found = set()
+    s3, iam = clients("s3"), clients("iam")
+    with aws_errors(f"looking up where bucket {config.bucket} is"):
+        try:
+            s3.head_bucket(Bucket=config.bucket)
+        except Exception as exc:
+            # Missing, or another account's (bootstrap says so when it gets to the bucket).
+            if not (is_missing(exc) or error_code(exc) == "403"):
+                raise
+        else:
+            if ownership(_bucket_tags(s3, config.bucket), config.prefix) is None:
+                found.add(_bucket_region(s3, config.bucket))
+    found |= _role_regions(iam, config)
+    return found
+
+
+def _bucket_region(s3: Any, name: str) -> str:
+    location = s3.get_bucket_location(Bucket=name).get("LocationConstraint")
+    # us-east-1 has no location constraint; "EU" is what S3 once called eu-west-1.
+    return str({None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location))
+
+
+def _role_regions(iam: Any, config: AwsConfig) -> set[str]:
+    """The regions the policy of the prefix's own role names resources in (none: no such role)."""
+    name = config.role
+    with aws_errors(f"reading role {name}"):
+        try:
+            tags = iam.list_role_tags(RoleName=name).get("Tags", [])
+        except iam.exceptions.NoSuchEntityException:
+            return set()
+        if ownership(tag_dict(tags), config.prefix) is not None:
+            return set()
+        try:
+            document = _document(
+                iam.get_role_policy(RoleName=name, PolicyName=POLICY_NAME)["PolicyDocument"]
+            )
+        except iam.exceptions.NoSuchEntityException:
+            return set()
+    regions = set()
+    for statement in (document or {}).get("Statement", []):
+        resources = statement.get("Resource", [])
+        for arn in [resources] if isinstance(resources, str) else resources:
+            parts = str(arn).split(":")
+            if len(parts) > 3 and parts[2] in ("dynamodb", "sqs") and parts[3]:
+                regions.add(parts[3])
+    return regions
 
 
 def _policy(config: AwsConfig, account: str, queue_arn: str, dlq_arn: str) -> dict[str, Any]:
@@ -377,10 +477,19 @@ def teardown(
     """
     clients = clients or Clients(config)
     bucket = bucket_name(config, clients)
+    config = replace(config, region=clients.region, bucket=bucket)
+    # The bucket and the role are not per region: leave them to the region they serve.
+    others = sorted(_home_regions(clients, config))
+    shared = (
+        f"serves prefix {config.prefix} in {', '.join(others)} too; "
+        f"`durable teardown --region {others[0]}` removes it"
+        if others
+        else None
+    )
     found = [
         *_remove_function(clients("lambda"), config),
         _remove_log_group(clients("logs"), config),
-        _remove_role(clients("iam"), config),
+        _remove_role(clients("iam"), config, shared),
         _remove_queue(clients("sqs"), "queue", config.queue, config.prefix),
         _remove_queue(clients("sqs"), "dead-letter queue", config.dead_letter_queue, config.prefix),
     ]
@@ -391,7 +500,7 @@ def teardown(
             found.append(Change("bucket", bucket, KEPT, "--keep-data"))
     else:
         found += [
-            _remove_bucket(clients("s3"), bucket, config.prefix),
+            _remove_bucket(clients("s3"), bucket, config.prefix, shared),
             _remove_table(clients("dynamodb"), config.table, config.prefix),
         ]
     return [change for change in found if change is not None]
@@ -432,7 +541,7 @@ def _remove_log_group(logs: Any, config: AwsConfig) -> Change | None:
         return Change("log group", name, REMOVED)
 
 
-def _remove_role(iam: Any, config: AwsConfig) -> Change | None:
+def _remove_role(iam: Any, config: AwsConfig, shared: str | None = None) -> Change | None:
     name = config.role
     with aws_errors(f"removing role {name}"):
         try:
@@ -440,6 +549,7 @@ def _remove_role(iam: Any, config: AwsConfig) -> Change | None:
         except iam.exceptions.NoSuchEntityException:
             return None
         why = ownership(tag_dict(iam.list_role_tags(RoleName=name).get("Tags")), config.prefix)
+        why = why or shared
         if why is not None:
             return Change("role", name, KEPT, why)
         for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
@@ -478,11 +588,11 @@ def _bucket_exists(s3: Any, name: str) -> bool:
         return True
 
 
-def _remove_bucket(s3: Any, name: str, prefix: str) -> Change | None:
+def _remove_bucket(s3: Any, name: str, prefix: str, shared: str | None = None) -> Change | None:
     if not _bucket_exists(s3, name):
         return None
     with aws_errors(f"removing bucket {name}"):
-        why = ownership(_bucket_tags(s3, name), prefix)
+        why = ownership(_bucket_tags(s3, name), prefix) or shared
         if why is not None:
             return Change("bucket", name, KEPT, why)
         removed = 0

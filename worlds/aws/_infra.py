@@ -98,17 +98,22 @@ class Clients:
 
     def __call__(self, service: str) -> Any:
         """The client of ``service`` (``"dynamodb"``, ``"sqs"``...)."""
-        if service not in self._made:
+        return self.in_region(service, self.config.region or self._session.region_name)
+
+    def in_region(self, service: str, region: str | None) -> Any:
+        """The client of ``service`` in ``region`` (another region than the configured one)."""
+        key = f"{service}@{region}"
+        if key not in self._made:
             with aws_errors(f"connecting to {service}"):
-                self._made[service] = self._session.client(
+                self._made[key] = self._session.client(
                     service,
-                    region_name=self.config.region or self._session.region_name,
+                    region_name=region,
                     endpoint_url=self.config.endpoint_url,
                     config=BotoConfig(
                         retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10
                     ),
                 )
-        return self._made[service]
+        return self._made[key]
 
     @property
     def region(self) -> str:
