@@ -197,6 +197,14 @@ def _saved_message(prefix: str, prefixes: list[str]) -> str:
     help="Seconds one invocation may run (less than the queue's visibility timeout).",
 )
 @click.option(
+    "--time-margin",
+    type=click.IntRange(min=1),
+    help=(
+        "Seconds before --timeout at which the function hands unfinished runs back "
+        "[default: 30, or a quarter of a --timeout under 120]."
+    ),
+)
+@click.option(
     "--memory", default=512, show_default=True, type=click.IntRange(128, 10240), help="MB."
 )
 @click.option(
@@ -229,6 +237,7 @@ def deploy(
     endpoint_url: str | None,
     runtime: str,
     timeout: int,
+    time_margin: int | None,
     memory: int,
     batch_size: int,
     requirements: bool,
@@ -247,6 +256,7 @@ def deploy(
     options = DeployOptions(
         runtime=runtime,
         timeout=timeout,
+        time_margin=time_margin,
         memory=memory,
         batch_size=batch_size,
         requirements=requirements,

@@ -12,7 +12,8 @@ Environment:
 
 * ``DURABLE_MODULES``: comma-separated modules that define the workflows (imported once).
 * ``DURABLE_WORLD``: the world URL (``aws://?prefix=NAME``, written by ``durable deploy``).
-* ``DURABLE_TIME_MARGIN``: seconds kept in reserve before the function's timeout (default 30).
+* ``DURABLE_TIME_MARGIN``: seconds kept in reserve before the function's timeout (default 30;
+  ``durable deploy`` sets 30, or a quarter of a timeout under two minutes).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class _Handler:
     def __call__(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         from worlds.aws._queue import decode
 
+        # Measured before anything else: about the function's whole timeout on a cold start.
+        given = context.get_remaining_time_in_millis() / 1000 if context else None
         world = self.runtime.world
         take = getattr(world, "take_message", None)
         if take is None:
@@ -88,11 +91,14 @@ class _Handler:
                 failures.append(message_id)
             elif run is not None:
                 leased.append((message_id, run))
-        failures.extend(self._execute(leased, context))
+        failures.extend(self._execute(leased, context, given))
         return {"batchItemFailures": [{"itemIdentifier": f} for f in failures]}
 
     def _execute(
-        self, leased: list[tuple[str, RunRecord]], context: LambdaContext | None
+        self,
+        leased: list[tuple[str, RunRecord]],
+        context: LambdaContext | None,
+        given: float | None = None,
     ) -> list[str]:
         if not leased:
             return []
@@ -100,6 +106,7 @@ class _Handler:
         remaining = context.get_remaining_time_in_millis() / 1000 if context else 900.0
         if remaining <= self.margin:
             # No time to execute anything safely: hand the runs back for another invocation.
+            self._warn_unexecuted(leased, remaining, given)
             for _, run in leased:
                 runtime.world.release(run.id, runtime.owner)
             return []
@@ -123,7 +130,32 @@ class _Handler:
             renewer.join()
         return failures
 
+    def _warn_unexecuted(
+        self, leased: list[tuple[str, RunRecord]], remaining: float, given: float | None
+    ) -> None:
+        runs = ", ".join(run.id for _, run in leased)
+        if given is not None and given <= self.margin:
+            # Every invocation will do the same: say loudly that none can execute anything.
+            log.error(
+                "DURABLE_TIME_MARGIN (%g s) is not shorter than the function's whole time "
+                "(%.1f s left when invoked), so it can never execute a run: run(s) %s handed "
+                "back unexecuted, again and again. Lower DURABLE_TIME_MARGIN or raise the "
+                "timeout (`durable deploy --timeout` sets a margin that fits)",
+                self.margin, given, runs,
+            )
+            return
+        log.warning(
+            "%.1f s left of this invocation, within DURABLE_TIME_MARGIN (%g s): run(s) %s "
+            "handed back unexecuted for another invocation",
+            remaining, self.margin, runs,
+        )
+
     def _hand_back(self, leased: list[tuple[str, RunRecord]]) -> None:
+        log.warning(
+            "DURABLE_TIME_MARGIN (%g s) before the function's timeout: handing back run(s) %s "
+            "at their next durable point; another invocation resumes them",
+            self.margin, ", ".join(run.id for _, run in leased),
+        )
         for _, run in leased:
             self.runtime.hand_back(run.id)
 

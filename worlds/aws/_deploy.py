@@ -58,6 +58,17 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _LOG_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 _WAIT = {"Delay": 1, "MaxAttempts": 300}
 _NOT_PACKAGED = {"boto3", "botocore", "s3transfer"}
+TIME_MARGIN = 30
+"""Seconds the handler keeps in reserve before the function's timeout, when the timeout is long
+enough (``DURABLE_TIME_MARGIN``); a shorter timeout gets a quarter of itself."""
+MIN_TIMEOUT = 10
+"""Shortest ``--timeout`` that leaves time to execute runs and hand them back before Lambda
+stops the function."""
+
+
+def time_margin(timeout: int) -> int:
+    """The margin ``deploy`` gives a function of ``timeout`` seconds: 30 s, or a quarter of it."""
+    return min(TIME_MARGIN, timeout // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,9 @@ class DeployOptions:
     """pip-install durable's dependencies (except boto3) into the package."""
     layers: tuple[str, ...] = ()
     """ARNs of Lambda layers to attach (e.g. one providing the dependencies)."""
+    time_margin: int | None = None
+    """Seconds before the timeout at which the function hands runs still executing back
+    (``DURABLE_TIME_MARGIN``); ``None``: 30, or a quarter of a timeout under two minutes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +273,7 @@ def deploy(
             f"({config.visibility_timeout} s), or a message reappears while the function still "
             "works on it; lower --timeout or rerun bootstrap with a larger --visibility-timeout"
         )
+    margin = _margin(options)
     package = build_package(
         modules, cwd=cwd, requirements=options.requirements, runtime=options.runtime
     )
@@ -266,7 +281,11 @@ def deploy(
     config = replace(config, region=clients.region, bucket=bucket_name(config, clients))
     role_arn, queue_arn = _bootstrapped(clients, config)
     changes = [_ensure_log_group(clients("logs"), config)]
-    env = {"DURABLE_MODULES": ",".join(package.modules), "DURABLE_WORLD": world_url(config)}
+    env = {
+        "DURABLE_MODULES": ",".join(package.modules),
+        "DURABLE_WORLD": world_url(config),
+        "DURABLE_TIME_MARGIN": str(margin),
+    }
     settings = {
         "Role": role_arn,
         "Handler": HANDLER,
@@ -282,6 +301,26 @@ def deploy(
         arn, change = _ensure_function(clients("lambda"), config, code, package, settings)
         changes += [change, *_ensure_mapping(clients("lambda"), config, queue_arn, options)]
     return Deployment(arn, package, changes)
+
+
+def _margin(options: DeployOptions) -> int:
+    """The handler's time margin; refuses a timeout that leaves no time to execute runs."""
+    timeout = options.timeout
+    if timeout < MIN_TIMEOUT:
+        raise ConfigurationError(
+            f"--timeout {timeout} leaves no time to execute a run and hand it back before "
+            f"Lambda stops the function; use --timeout {MIN_TIMEOUT} or more (300, the default, "
+            "suits most workflows)"
+        )
+    if options.time_margin is None:
+        return time_margin(timeout)
+    if not 0 < options.time_margin < timeout:
+        raise ConfigurationError(
+            f"--time-margin {options.time_margin} must be more than 0 and less than --timeout "
+            f"{timeout}: the function hands runs back that many seconds before its time runs "
+            f"out, so it would execute nothing (leave it out for {time_margin(timeout)})"
+        )
+    return options.time_margin
 
 
 def _bootstrapped(clients: Clients, config: AwsConfig) -> tuple[str, str]:
