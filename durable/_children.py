@@ -115,7 +115,7 @@ def _create(
     runtime.wake()
 
 
-class ChildRun(Run):
+class ChildRun(Run[Any]):
     """A child run seen from its parent: ``result()`` (or ``await``) waits durably.
 
     Waiting suspends the parent rather than holding a thread.

@@ -176,7 +176,7 @@ def get_runtime() -> Runtime:
         return _runtime if _runtime is not None else configure()
 
 
-def get_run(run_id: str) -> Run:
+def get_run(run_id: str) -> Run[Any]:
     """A handle on an existing run.
 
     Raises:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _SERIALIZERS = ("json", "pickle")
 
@@ -419,7 +420,15 @@ class Workflow(Generic[P, R]):
         _track(copy)
         return copy
 
-    def start(self, *args: P.args, **kwargs: P.kwargs) -> Run:
+    @overload
+    def start(  # an async workflow's Run holds what its coroutine returns
+        self: Workflow[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Run[T]: ...
+
+    @overload
+    def start(self: Workflow[P, T], *args: P.args, **kwargs: P.kwargs) -> Run[T]: ...
+
+    def start(self, *args: P.args, **kwargs: P.kwargs) -> Run[Any]:
         """Record a new run of this workflow and return its handle without waiting."""
         from durable._client import get_runtime
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from durable._cancellation import recorded_cancellation
 from durable._context import current_frame
@@ -33,8 +33,15 @@ if TYPE_CHECKING:
     from durable._runtime import Runtime
 
 
-class Run:
-    """A handle on one run of a workflow, in this process or any other."""
+T = TypeVar("T")
+
+
+class Run(Generic[T]):
+    """A handle on one run of a workflow, in this process or any other.
+
+    ``wf.start(...)`` returns a ``Run`` typed by the workflow's result (``Run[int]``), so
+    ``run.result()`` and ``await run`` are too; :func:`durable.get_run` gives ``Run[Any]``.
+    """
 
     def __init__(self, run_id: str, runtime: Runtime, record: RunRecord | None = None) -> None:
         self.id = run_id
@@ -91,7 +98,7 @@ class Run:
         """The run that started this one as a child, if any."""
         return (self._record or self._fetch()).parent_id
 
-    def children(self) -> list[Run]:
+    def children(self) -> list[Run[Any]]:
         """The child runs this run started, in the order it started them."""
         from durable._children import child_ids
 
@@ -150,7 +157,7 @@ class Run:
             runtime.world.release(self.id, runtime.owner)  # pending: for any worker
         self._record = record
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         """Block until the run finishes and return its result.
 
         Raises:
@@ -170,7 +177,8 @@ class Run:
             while True:
                 record = self._fetch()
                 if record.status in FINISHED_STATUSES:
-                    return outcome_of(record)
+                    result: T = outcome_of(record)
+                    return result
                 self._raise_if_worker_stopped()
                 self._refuse_to_block_its_loop(record)
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -195,7 +203,7 @@ class Run:
         if error is not None:
             raise error
 
-    async def wait(self, timeout: float | None = None) -> Any:
+    async def wait(self, timeout: float | None = None) -> T:
         """Await the run's result (the async form of :meth:`result`)."""
         self._refuse_in_workflow_code("await")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -205,14 +213,15 @@ class Run:
             while True:
                 record = self._fetch()
                 if record.status in FINISHED_STATUSES:
-                    return outcome_of(record)
+                    result: T = outcome_of(record)
+                    return result
                 self._raise_if_worker_stopped()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"run {self.id} is still {record.status}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.1)
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
 
     def stream(

@@ -44,6 +44,7 @@ from durable._errors import (
     ConfigurationError,
     DurableError,
     LeaseLost,
+    RunDataLost,
     SerializationError,
     UnknownWorkflow,
     WorldError,
@@ -255,7 +256,7 @@ class Runtime:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: StartOptions,
-    ) -> Run:
+    ) -> Run[Any]:
         """Record a run and, unless told otherwise, execute it in the background here.
 
         Inside a workflow this starts a child run and returns its :class:`ChildRun`.
@@ -641,6 +642,8 @@ class Runtime:
             self._unwritten.pop(ctx.run_id, None)
 
     def _world_failed(self, run_id: str, exc: WorldError) -> Outcome:
+        if isinstance(exc, RunDataLost):
+            return self._data_lost(run_id, exc)
         if exc.transient:
             log.warning("run %s: the world failed (%s); it will be retried", run_id, exc)
             self._give_back(run_id)
@@ -649,6 +652,32 @@ class Runtime:
             # retry would run the step in flight again: stop, as a failed poll does.
             self._stop_on(exc)
         return Outcome("error", error=exc)
+
+    def _data_lost(self, run_id: str, exc: RunDataLost) -> Outcome:
+        # Only this run's stored data is gone (expired, deleted): it can never go on, but the
+        # worker can; the run is failed with the world's message, which names what is gone.
+        log.error("run %s: %s", run_id, exc)
+        data = json.dumps(error_to_dict(exc), separators=(",", ":"), default=str).encode()
+        try:
+            try:
+                self.world.append(
+                    run_id, self.owner, [NewEvent("run_failed", data=data)],
+                    RunUpdate("failed", error=data, release=True),
+                )
+            except CancelRequested:
+                why = cancellation_data(None, [])
+                self.world.append(
+                    run_id, self.owner, [NewEvent("run_cancelled", data=why)],
+                    RunUpdate("cancelled", error=why, release=True),
+                )
+            record = self.world.get_run(run_id)
+            if record is not None:
+                notify_parent(self.world, record)
+        except DurableError as error:
+            log.warning("run %s: could not record that it failed (%s)", run_id, error)
+            self._give_back(run_id)
+            return Outcome("error", error=error)
+        return Outcome("failed", error=exc)
 
     def _stop_on(self, exc: WorldError) -> None:
         log.error("worker stopped: %s", exc)

@@ -455,7 +455,7 @@ def start(
     *,
     run_id: str | None = None,
     execute: bool | None = None,
-) -> Run:
+) -> Run[Any]:
     """Validate a spec (a dict, :class:`DagSpec`, or path to a JSON/YAML file) and start a run.
 
     Args:

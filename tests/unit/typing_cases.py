@@ -56,3 +56,22 @@ def workflows_keep_their_types() -> None:
         awaited: int = asyncio.run(async_flow(1))
         started: int = async_flow.start(1).result()
         print(direct, awaited, started)
+
+
+def runs_are_typed_by_their_workflows_result() -> None:
+    with world():
+        sync_run = sync_flow.start(1)
+        async_run = async_flow.with_options(run_id="typed-1").start(1)
+        number: int = sync_run.result()
+        other: int = async_run.result(timeout=5)
+        print(number + other)
+        wrong: str = sync_run.result()  # type: ignore[assignment]
+        also_wrong: str = async_run.result()  # type: ignore[assignment]
+        print(wrong, also_wrong)
+
+
+async def awaiting_a_run_gives_its_result() -> int:
+    run = async_flow.start(2)
+    value: int = await run
+    waited: int = await run.wait(timeout=5)
+    return value + waited
