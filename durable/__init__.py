@@ -32,7 +32,7 @@ from durable._errors import (
     WorkflowTimedOut,
     WorldError,
 )
-from durable._hooks import Hook, create_hook, resume_hook
+from durable._hooks import Hook, create_hook, resume_hook, resume_hook_async
 from durable._options import RetryPolicy
 from durable._patches import deprecate_patch, patched
 from durable._replay import ReplayResult, replay
@@ -87,6 +87,7 @@ __all__ = [
     "random",
     "replay",
     "resume_hook",
+    "resume_hook_async",
     "sleep",
     "sleep_until",
     "step",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -435,6 +436,24 @@ class Workflow(Generic[P, R]):
         self._check_current()
         self.definition.check_arguments(args, kwargs)
         return get_runtime().start(self.definition, args, kwargs, self.options)
+
+    @overload
+    async def start_async(  # an async workflow's Run holds what its coroutine returns
+        self: Workflow[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Run[T]: ...
+
+    @overload
+    async def start_async(self: Workflow[P, T], *args: P.args, **kwargs: P.kwargs) -> Run[T]: ...
+
+    async def start_async(self, *args: P.args, **kwargs: P.kwargs) -> Run[Any]:
+        """:meth:`start` for async code: the run is recorded on a thread, not the event loop.
+
+        An async web handler awaits this rather than blocking its loop while the world is
+        written (a busy SQLite file, a round trip to AWS). In workflow code it is ``start``.
+        """
+        if current_frame.get() is not None:
+            return self.start(*args, **kwargs)  # a child run: recorded by the engine, here
+        return await asyncio.to_thread(self.start, *args, **kwargs)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from durable._client import get_runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -207,6 +208,15 @@ def resume_hook(token: str, payload: Any = None) -> str:
     runtime.ensure_worker()
     runtime.wake()
     return hook.run_id
+
+
+async def resume_hook_async(token: str, payload: Any = None) -> str:
+    """:func:`resume_hook` for async code: the world is written on a thread, not the loop.
+
+    A webhook handler in an async app awaits this rather than blocking its event loop (a busy
+    SQLite file, or a round trip to AWS) while the payload is recorded.
+    """
+    return await asyncio.to_thread(resume_hook, token, payload)
 
 
 def encode_payload(world: World, token: str, payload: Any) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from durable import step, workflow
+from durable import resume_hook_async, step, workflow
 from durable.testing import world
 
 
@@ -75,3 +75,13 @@ async def awaiting_a_run_gives_its_result() -> int:
     value: int = await run
     waited: int = await run.wait(timeout=5)
     return value + waited
+
+
+async def start_async_gives_a_typed_run() -> int:
+    run = await async_flow.start_async(3)
+    other = await sync_flow.start_async(4)
+    value: int = await run
+    number: int = other.result()
+    run_id: str = await resume_hook_async("token", {"ok": True})
+    print(run_id)
+    return value + number
