@@ -6,7 +6,7 @@ from typing import Any
 
 from durable._errors import ConfigurationError
 from worlds.aws._config import CONFIG_PATH, AwsConfig
-from worlds.aws._errors import translate
+from worlds.aws._errors import MISSING_CODES, MISSING_NOTE, translate
 
 
 class Clients:
@@ -40,8 +40,37 @@ class Clients:
         self.dynamodb: Any = client("dynamodb")
         self.sqs: Any = client("sqs")
         self.s3: Any = client("s3")
+        self._name_missing(self.dynamodb, f"table {config.table}", config)
+        self._name_missing(self.sqs, f"queue {config.queue}", config)
         self._client = client
         self._account: str | None = None
+
+    @staticmethod
+    def _name_missing(client: Any, resource: str, config: AwsConfig) -> None:
+        """Make a missing resource's error say which one, in which region, and for what prefix.
+
+        AWS answers only "Requested resource not found"; the world uses one table and one queue
+        per client, so the answer can only be about them. :func:`~worlds.aws._errors.translate`
+        puts the note into its message.
+        """
+        region = client.meta.region_name
+        endpoint = f" at {config.endpoint_url}" if config.endpoint_url else ""
+        note = {
+            "resource": resource,
+            "where": f"region {region}{endpoint}",
+            "source": config.source or f"prefix {config.prefix}",
+            "prefix": config.prefix,
+            "region": region,
+        }
+
+        def annotate(http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+            status = getattr(http_response, "status_code", 200)
+            if status >= 300 and isinstance(parsed, dict):
+                code = parsed.get("Error", {}).get("Code", "")
+                if code in MISSING_CODES:
+                    parsed[MISSING_NOTE] = note
+
+        client.meta.events.register("after-call", annotate)
 
     @property
     def region(self) -> str:

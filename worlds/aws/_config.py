@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -72,6 +72,9 @@ class AwsConfig:
     """The Lambda function ``durable deploy`` creates (``<prefix>-worker``)."""
     role: str = ""
     """The IAM role the function runs as (``<prefix>-worker``)."""
+    source: str = field(default="", compare=False, repr=False)
+    """Where the prefix and settings came from, for error messages (not a setting: never
+    written to ``.durable/aws.json`` or a URL)."""
 
     def __post_init__(self) -> None:
         defaults = {
@@ -88,10 +91,10 @@ class AwsConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The fields as written to ``.durable/aws.json``."""
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k in _FIELDS}
 
 
-_FIELDS = {f.name: f for f in fields(AwsConfig)}
+_FIELDS = {f.name: f for f in fields(AwsConfig) if f.name != "source"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -129,6 +132,7 @@ def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
         )
     file = Path(query.pop("config")) if "config" in query else (path or CONFIG_PATH)
     default, entries = _read(file)
+    source = _source(file, query.get("prefix"), default, entries)
     values = dict(entries.get(query.get("prefix") or default or "", {}))
     if not values and default in entries:
         # A prefix the file does not hold names other resources; where they are carries over.
@@ -141,7 +145,27 @@ def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
     values.update(query)
     if not values.get("bucket"):
         values["bucket"] = account_bucket(str(values.get("prefix") or DEFAULT_PREFIX))
-    return AwsConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    return AwsConfig(**{k: _coerce(k, v) for k, v in values.items()}, source=source)
+
+
+def _source(
+    file: Path, named: str | None, default: str | None, entries: dict[str, dict[str, Any]]
+) -> str:
+    """Where the prefix came from, in words: the file's entry, the URL, or the default."""
+    where = file.resolve()
+    if named is None and default is not None:
+        return f"prefix {default}: the default of {where}"
+    if named is None:
+        return (
+            f"prefix {DEFAULT_PREFIX}: the default, since there is no {file} in "
+            f"{Path.cwd()} (run durable bootstrap there, or name the prefix: aws://?prefix=NAME)"
+        )
+    if named in entries:
+        return f"prefix {named}: its settings from {where}"
+    if entries:
+        held = ", ".join(entries)
+        return f"prefix {named}, named by the URL; {where} has no entry for it (only {held})"
+    return f"prefix {named}, named by the URL; there is no {file} in {Path.cwd()}"
 
 
 def account_bucket(prefix: str) -> str:

@@ -20,6 +20,18 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+MISSING_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    }
+)
+"""What DynamoDB and SQS answer about a table or queue that does not exist."""
+MISSING_NOTE = "DurableMissing"
+"""Where the world's clients note which resource a missing-resource answer is about."""
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError``, if it is one."""
     response = getattr(exc, "response", None)
@@ -53,8 +65,10 @@ def translate(exc: BaseException, doing: str) -> WorldError:
             "--prefix NAME` makes it as NAME-payloads-<account id>, which aws://?prefix=NAME "
             "finds; a bucket named otherwise needs aws://?prefix=NAME&bucket=BUCKET."
         )
-    if code in ("ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
-                "QueueDoesNotExist"):
+    if code in MISSING_CODES:
+        note = getattr(exc, "response", {}).get(MISSING_NOTE)
+        if isinstance(note, dict):
+            return _missing(note, code, doing)
         return WorldError(
             f"an AWS resource of the durable world is missing while {doing} ({text}). "
             "Run `durable bootstrap` (with the same --prefix and --region) to create it, or "
@@ -85,3 +99,14 @@ def translate(exc: BaseException, doing: str) -> WorldError:
             f"no AWS region set while {doing}: set AWS_REGION or use aws://?region=NAME."
         )
     return WorldError(f"AWS request failed while {doing}: {code or name}: {text}")
+
+
+def _missing(note: dict[str, str], code: str, doing: str) -> WorldError:
+    prefix, region = note["prefix"], note["region"]
+    return WorldError(
+        f"{note['resource']} does not exist in {note['where']} ({code} while {doing}); "
+        f"{note['source']}. Create it with `durable bootstrap --prefix {prefix} --region "
+        f"{region}`, or point the world at the prefix and region bootstrap used "
+        "(aws://?prefix=NAME&region=REGION); `durable outputs --prefix NAME` shows which "
+        "resources exist."
+    )

@@ -254,7 +254,7 @@ def world_url(config: AwsConfig) -> str:
     defaults = url_defaults(config.prefix)
     query: dict[str, Any] = {"prefix": config.prefix}
     for f in fields(AwsConfig):
-        if f.name in ("prefix", "endpoint_url"):
+        if f.name in ("prefix", "endpoint_url", "source"):
             continue
         value = getattr(config, f.name)
         if value is not None and value != getattr(defaults, f.name):
