@@ -74,11 +74,15 @@ def validate(file: str, modules: tuple[str, ...], as_json: bool) -> None:
             for problem in exc.problems:
                 click.echo(f"{file}: {problem}", err=True)
         raise SystemExit(1) from None
+    notes = durable_dag.advice(spec)
     if as_json:
-        echo_json({"valid": True, "nodes": len(spec.nodes), "waves": durable_dag.waves(spec)})
+        echo_json({"valid": True, "nodes": len(spec.nodes), "waves": durable_dag.waves(spec),
+                   "advice": [{"node": n.node, "message": n.message} for n in notes]})
     else:
         click.echo(f"{file}: valid ({len(spec.nodes)} nodes in {len(durable_dag.waves(spec))} "
                    "waves)")
+        for note in notes:
+            click.echo(f"{file}: note: {note}", err=True)
 
 
 @dag.command()

@@ -21,6 +21,7 @@ concurrently with the other ready nodes.
   and the run fails with the node's error (or ``CompensationFailed`` if undos failed).
 """
 
+from durable.dag._advice import advice
 from durable.dag._handlers import HandlerConfigError, HttpStatusError, handler, registered
 from durable.dag._run import DagNodeFailed, dag_workflow, node_prefixes, run, start
 from durable.dag._spec import CompensateSpec, DagSpec, NodeSpec, load_file
@@ -37,6 +38,7 @@ __all__ = [
     "NodeSpec",
     "Problem",
     "TemplateError",
+    "advice",
     "dag_workflow",
     "handler",
     "load_file",

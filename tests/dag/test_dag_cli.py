@@ -41,7 +41,8 @@ def test_validate_a_valid_file(dag_cli):
         dag_cli("validate", "examples/dag_fanout.yaml", "-m", "examples.dag_handlers",
                 "--json").stdout
     )
-    assert doc == {"valid": True, "nodes": 5, "waves": [["A"], ["B1", "B2", "B3"], ["C"]]}
+    assert doc == {"valid": True, "nodes": 5, "waves": [["A"], ["B1", "B2", "B3"], ["C"]],
+                   "advice": []}
 
 
 def test_validate_an_invalid_file_prints_one_line_per_problem(dag_cli, tmp_path):
@@ -219,3 +220,26 @@ def test_starting_an_existing_run_id_says_so_and_starts_nothing(dag_cli):
     assert "started DAG run" not in again.stderr
     shown = json.loads(again.stdout)
     assert shown["created"] is False and shown["workflow"] == "durable.dag"
+
+
+def test_validate_notes_what_a_valid_spec_does_that_is_seldom_meant(dag_cli, tmp_path):
+    spec = tmp_path / "notes.json"
+    spec.write_text(json.dumps({"nodes": [
+        {"id": "email", "handler": "add", "on_failure": "continue", "config": {"a": 1, "b": 2}},
+        {"id": "verify", "handler": "hook", "dependencies": ["email"], "config": {"token": "t"}},
+        {"id": "done", "handler": "add", "dependencies": ["verify"], "trigger": "all_done",
+         "config": {"a": 1, "b": 2}},
+    ]}))
+    proc = dag_cli("validate", str(spec), "-m", "examples.dag_handlers")
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stderr.strip().splitlines()
+    assert notes == [
+        f"{spec}: note: node 'verify': when 'email' fails (on_failure: continue), 'verify' and "
+        "what follows it are skipped and the run still completes; give it trigger: all_done to "
+        "run it anyway",
+        f"{spec}: note: node 'verify': a hook with no timeout, in a spec with none: the run "
+        "waits for ever if nobody answers (give the hook a timeout, or the spec one)",
+    ]
+    doc = json.loads(dag_cli("validate", str(spec), "-m", "examples.dag_handlers",
+                             "--json").stdout)
+    assert doc["valid"] is True and [a["node"] for a in doc["advice"]] == ["verify", "verify"]
