@@ -13,7 +13,8 @@ The hierarchy::
     ├── UnknownWorkflow           the log names a workflow this process does not know
     ├── ConfigurationError        a bad world URL, a bad decorator use, a missing extra
     ├── WorldError                the storage backend failed (corrupt file, locked database)
-    │   └── LeaseLost             another worker took over the run
+    │   ├── LeaseLost             another worker took over the run
+    │   └── RunDataLost           part of one run's stored data is gone (expired, deleted)
     ├── StepFailed                a step ran out of attempts and its error cannot be re-created
     ├── HookNotFound              resume_hook with a token no live hook has
     ├── HookConflict              create_hook with a caller-chosen token a live hook already has
@@ -222,6 +223,14 @@ class LeaseLost(WorldError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.run_id,))
+
+
+class RunDataLost(WorldError):
+    """Part of one run's stored data is gone (it expired, or was deleted by hand).
+
+    That run cannot go on: a worker fails it with this message and goes on with other runs.
+    Reading the rest of the world (listing runs, their status, cancelling) still works.
+    """
 
 
 class CancelRequested(WorldError):

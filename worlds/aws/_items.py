@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
+from durable._errors import RunDataLost
 from durable.world import Event, HookRecord, RunRecord, RunStatus
-from worlds.aws._payloads import PayloadStore
+from worlds.aws._payloads import EXPIRY, PayloadStore
 from worlds.aws._schema import SEQ_DIGITS, due_shard
 
 
@@ -43,31 +46,130 @@ def due_of(status: str, created: float, wake_at: float | None, lease_expires: fl
     return None
 
 
+class StoredRun(RunRecord):
+    """A :class:`RunRecord` whose input, output and error are read when first used.
+
+    Listing runs, reading a status, cancelling and gc need none of them: a payload stored in
+    S3 is fetched only when the engine (or a caller) reads it, so one that is gone fails only
+    what needs it (with :class:`~durable._errors.RunDataLost`), not every read of the run.
+    """
+
+    __slots__ = ("_sources",)
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a slot not set yet: a payload not read so far.
+        try:
+            sources = object.__getattribute__(self, "_sources")
+        except AttributeError:
+            raise AttributeError(name) from None
+        load = sources.get(name)
+        if load is None:
+            raise AttributeError(name)
+        value = load()
+        object.__setattr__(self, name, value)
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to a plain record holding the same values, as the protocol's records compare.
+        if not isinstance(other, RunRecord):
+            return NotImplemented
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in dataclasses.fields(RunRecord)
+            if f.compare
+        )
+
+    __hash__ = RunRecord.__hash__
+
+
+_PAYLOAD_FIELDS = ("input", "output", "error")
+
+
+def changed(record: RunRecord, **changes: Any) -> RunRecord:
+    """``dataclasses.replace`` that leaves payloads not read yet unread."""
+    if not isinstance(record, StoredRun):
+        return dataclasses.replace(record, **changes)
+    try:
+        sources = dict(object.__getattribute__(record, "_sources"))
+    except AttributeError:
+        sources = {}
+    values = {
+        f.name: changes.get(f.name, _peek(record, f.name)) for f in dataclasses.fields(record)
+    }
+    for name in changes:
+        sources.pop(name, None)
+    return _stored(values, sources)
+
+
+def _peek(record: StoredRun, name: str) -> Any:
+    try:
+        return object.__getattribute__(record, name)
+    except AttributeError:
+        return None  # a payload not read yet: its source stays
+
+
+def _stored(values: dict[str, Any], sources: dict[str, Callable[[], bytes | None]]) -> RunRecord:
+    lazy = {name: load for name, load in sources.items() if name in _PAYLOAD_FIELDS}
+    if not lazy:
+        return RunRecord(**values)
+    record = StoredRun(**{**values, **dict.fromkeys(lazy, b"")})
+    for name in lazy:
+        object.__delattr__(record, name)
+    object.__setattr__(record, "_sources", lazy)
+    return record
+
+
 def run_from_item(
     item: dict[str, Any], payloads: PayloadStore, extras: Sequence[dict[str, Any]] = ()
 ) -> RunRecord:
     """The :class:`RunRecord` a run item holds.
 
-    ``extras`` are the run's ``in`` and ``out`` items (input; output or error); without them
-    the record's input reads as empty.
+    ``extras`` are the items read with it (the run's ``in`` and ``out`` items: input; output or
+    error); without any the record's input reads as empty. Payloads stored in S3 are read when
+    first used, and a missing ``in`` item (expired) or S3 object raises ``RunDataLost`` then.
     """
+    run_id = str(item["id"]["S"])
     data = {str(extra["sk"]["S"]): extra for extra in extras}
-    inputs, outcome = data.get("in", {}), data.get("out", {})
-    return RunRecord(
-        id=str(item["id"]["S"]),
-        workflow_name=str(item["wf"]["S"]),
-        status=cast(RunStatus, item["st"]["S"]),
-        input=payloads.read(inputs, "d") or b"",
-        output=payloads.read(outcome, "out"),
-        error=payloads.read(outcome, "err"),
-        created_at=float(item["created"]["N"]),
-        updated_at=float(item["updated"]["N"]),
-        wake_at=get_num(item, "wake"),
-        lease_owner=get_text(item, "lo"),
-        lease_expires_at=get_num(item, "lx"),
-        cancel_requested=bool(item.get("cxl", {}).get("BOOL", False)),
-        parent_id=get_text(item, "parent"),
-        last_seq=int(item["seq"]["N"]),
+    inputs, outcome = data.get("in"), data.get("out", {})
+    values: dict[str, Any] = {
+        "id": run_id,
+        "workflow_name": str(item["wf"]["S"]),
+        "status": cast(RunStatus, item["st"]["S"]),
+        "input": b"",
+        "output": None,
+        "error": None,
+        "created_at": float(item["created"]["N"]),
+        "updated_at": float(item["updated"]["N"]),
+        "wake_at": get_num(item, "wake"),
+        "lease_owner": get_text(item, "lo"),
+        "lease_expires_at": get_num(item, "lx"),
+        "cancel_requested": bool(item.get("cxl", {}).get("BOOL", False)),
+        "parent_id": get_text(item, "parent"),
+        "last_seq": int(item["seq"]["N"]),
+    }
+    sources: dict[str, Callable[[], bytes | None]] = {}
+    if inputs is None:
+        if data:  # read with its items, yet the input is not among them
+            sources["input"] = partial(_input_gone, run_id)
+    elif "d" in inputs:
+        values["input"] = bytes(inputs["d"]["B"])
+    elif "d3" in inputs:
+        sources["input"] = partial(_or_empty, payloads.loader(inputs, "d", run_id))
+    for name, attr in (("output", "out"), ("error", "err")):
+        if attr in outcome:
+            values[name] = bytes(outcome[attr]["B"])
+        elif attr + "3" in outcome:
+            sources[name] = payloads.loader(outcome, attr, run_id)
+    return _stored(values, sources)
+
+
+def _or_empty(load: Callable[[], bytes | None]) -> bytes:
+    return load() or b""
+
+
+def _input_gone(run_id: str) -> bytes:
+    raise RunDataLost(
+        f"the input of run {run_id} is gone: {EXPIRY}, or it was deleted. The run cannot go on."
     )
 
 

@@ -7,7 +7,6 @@ its run record (``rev``), so two workers never both hold it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from durable.world import FINISHED_STATUSES, RunRecord, is_runnable, owner_is_dead
 from worlds.aws._base import AwsWorldBase
 from worlds.aws._errors import translate
-from worlds.aws._items import Changes, num, run_from_item, text
+from worlds.aws._items import Changes, changed, num, run_from_item, text
 from worlds.aws._queue import Message, MessageKind
 from worlds.aws._schema import BY_DUE, DUE_SHARDS, TTL_ATTRIBUTE, run_key
 
@@ -78,8 +77,8 @@ class LeaseWorld(AwsWorldBase):
             return None
         if reopening:
             self._clear_outcome(run.id)
-            run = dataclasses.replace(run, error=None)
-        leased = dataclasses.replace(
+            run = changed(run, error=None)
+        leased = changed(
             run, status="running", lease_owner=owner, lease_expires_at=expires, updated_at=now
         )
         self._hold(owner, leased, set(item.get("hooks", {}).get("SS", [])))

@@ -9,11 +9,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
-from durable._errors import WorldError
+from durable._errors import RunDataLost, WorldError
 from worlds.aws._config import ACCOUNT, resolve_bucket
-from worlds.aws._errors import translate
+from worlds.aws._errors import error_code, translate
+
+EXPIRY = (
+    "it likely expired (a run's events, input and S3 payloads are kept max_run_days + "
+    "retention_days after they are written; `durable bootstrap --max-run-days N` keeps them "
+    "longer)"
+)
+"""Why a run's stored data may be gone, for messages that report it."""
 
 
 class PayloadStore:
@@ -69,15 +77,23 @@ class PayloadStore:
             raise translate(exc, doing) from exc
         item[name + "3"] = {"S": key}
 
-    def read(self, item: dict[str, Any], name: str) -> bytes | None:
-        """The payload attribute ``name`` of ``item``, wherever it is stored."""
+    def read(self, item: dict[str, Any], name: str, run_id: str | None = None) -> bytes | None:
+        """The payload attribute ``name`` of ``item``, wherever it is stored.
+
+        Raises:
+            RunDataLost: it is stored in S3 and the object is gone (expired, deleted).
+        """
         inline = item.get(name)
         if inline is not None:
             return bytes(inline["B"])
         ref = item.get(name + "3")
         if ref is None:
             return None
-        return self._get(ref["S"])
+        return self._get(ref["S"], run_id)
+
+    def loader(self, item: dict[str, Any], name: str, run_id: str) -> Callable[[], bytes | None]:
+        """Reads payload attribute ``name`` of ``item`` when called (see ``read``)."""
+        return partial(self.read, item, name, run_id)
 
     def prefetch(self, items: Iterable[dict[str, Any]], name: str) -> dict[str, bytes]:
         """Fetch every S3-stored payload of ``items`` at once (a log with many large steps)."""
@@ -87,13 +103,26 @@ class PayloadStore:
         with ThreadPoolExecutor(min(16, len(keys))) as pool:
             return dict(zip(keys, pool.map(self._get, keys), strict=True))
 
-    def _get(self, key: str) -> bytes:
+    def _get(self, key: str, run_id: str | None = None) -> bytes:
         bucket = self.bucket
         try:
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             return bytes(body.read())
         except Exception as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                owner = run_id or self._run_of(key)
+                of_run = f" of run {owner}" if owner else ""
+                raise RunDataLost(
+                    f"payload s3://{bucket}/{key}{of_run} is missing: {EXPIRY}, or it was "
+                    "deleted. The run cannot go on."
+                ) from exc
             raise translate(exc, f"reading payload s3://{bucket}/{key}") from exc
+
+    def _run_of(self, key: str) -> str | None:
+        head = f"{self._prefix}/payloads/"
+        if not key.startswith(head):
+            return None
+        return key[len(head) :].rpartition("/")[0] or None
 
     def delete_run(self, run_id: str) -> None:
         """Remove every payload of a run."""

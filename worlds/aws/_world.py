@@ -12,7 +12,6 @@ The world is built of parts, a module each: ``_base`` (clients, reads, held runs
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +28,7 @@ from durable.world import (
 )
 from worlds.aws._errors import translate
 from worlds.aws._hooks import HookWorld
-from worlds.aws._items import Changes, due_of, event_from_item, num, text
+from worlds.aws._items import Changes, changed, due_of, event_from_item, num, text
 from worlds.aws._leases import LeaseWorld
 from worlds.aws._retention import RetentionWorld
 from worlds.aws._schema import BY_STATUS, TTL_ATTRIBUTE, due_shard, event_sk, run_key
@@ -216,7 +215,7 @@ class AwsWorld(HookWorld, LeaseWorld, RetentionWorld):
                 break
         if run.lease_owner is None:
             self._send(run_id, now, "start")
-        return dataclasses.replace(run, cancel_requested=True, updated_at=now, wake_at=wake_at)
+        return changed(run, cancel_requested=True, updated_at=now, wake_at=wake_at)
 
     # -- streams -------------------------------------------------------------------------------
 
