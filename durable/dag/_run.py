@@ -168,33 +168,37 @@ class _Execution:
         except _SPEC_ERRORS as exc:
             # The spec does not fit the data (a template, a duration the input gave, a config
             # the handler does not take, a hook token another run holds): the run fails
-            # whatever on_failure says, for a typo
-            # must not pass for the business outcome a failure leads to (a timeout, say); but
-            # a node that compensates still undoes what completed before it.
+            # whatever on_failure says, for a typo must not pass for the business outcome a
+            # failure leads to (a timeout, say); but a node that compensates still undoes what
+            # completed before it.
             if self._on_failure(node) != "compensate":
                 if isinstance(exc, TemplateError):
                     raise
                 raise _failed(f"{where} (handler {node.handler!r}): {exc}", exc) from exc
             self.errors[node.id] = _failed(f"{where}: {exc}", exc)
             return "failed", None
+        except _ElementsFailed as exc:
+            with self._lock:
+                self.partial[node.id] = exc.results
+                if any(exc.succeeded):
+                    self.partly_done.add(node.id)
+            failed = f" ({exc.succeeded.count(False)} of {len(exc.succeeded)} elements failed)"
+            return self._failure(node, exc.first, exc.results, failed)
         except Exception as exc:
-            partial = exc.results if isinstance(exc, _ElementsFailed) else None
-            cause = exc.first if isinstance(exc, _ElementsFailed) else exc
-            if isinstance(exc, _ElementsFailed):
-                with self._lock:
-                    self.partial[node.id] = exc.results
-                    if any(exc.succeeded):
-                        self.partly_done.add(node.id)
-            if self._on_failure(node) == "continue":
-                self._note_inline_failure(node, cause)
-                return "failed", partial
-            message = f"{where} (handler {node.handler!r}) failed: {type(cause).__name__}: {cause}"
-            if isinstance(exc, _ElementsFailed):
-                failed = exc.succeeded.count(False)
-                message += f" ({failed} of {len(exc.succeeded)} elements failed)"
-            self.errors[node.id] = _failed(message, cause)
-            return "failed", partial
+            return self._failure(node, exc, None)
         return "completed", output
+
+    def _failure(
+        self, node: NodeSpec, exc: Exception, output: Any, detail: str = ""
+    ) -> tuple[str, Any]:
+        """A node failed (after its retries): recorded as failed, or failing the run."""
+        if self._on_failure(node) == "continue":
+            self._note_inline_failure(node, exc)
+            return "failed", output
+        message = (f"node {node.id!r} (handler {node.handler!r}) failed: "
+                   f"{type(exc).__name__}: {exc}{detail}")
+        self.errors[node.id] = _failed(message, exc)
+        return "failed", output
 
     def _absent(self) -> frozenset[str]:
         with self._lock:
