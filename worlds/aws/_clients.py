@@ -1,4 +1,10 @@
-"""The boto3 clients of the AWS world, configured once: retries with backoff, a shared pool."""
+"""The boto3 clients of the AWS world, configured once: retries with backoff, a shared pool.
+
+Throttling and 5xx answers are retried up to 10 times with backoff (AWS asks for that). An
+endpoint that cannot be connected to at all (a wrong AWS_ENDPOINT_URL, no network) is tried
+only 3 times, a few seconds in all: a command says so at once, and a worker's loop logs it and
+keeps trying, instead of both staying silent through a minute of backoff.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,28 @@ from typing import Any
 from durable._errors import ConfigurationError
 from worlds.aws._config import CONFIG_PATH, AwsConfig
 from worlds.aws._errors import MISSING_CODES, MISSING_NOTE, translate
+
+CONNECT_TIMEOUT = 3
+"""Seconds to wait for a connection (AWS's endpoints answer in milliseconds)."""
+CONNECT_ATTEMPTS = 3
+"""Attempts of a call whose connection failed before the failure is raised."""
+
+
+def give_up_connecting(client: Any, limit: int = CONNECT_ATTEMPTS) -> None:
+    """Make ``client`` raise a failed connection after ``limit`` tries (not the usual 10).
+
+    Throttling and 5xx answers keep the standard retries: only "cannot connect" is cut short.
+    """
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    def needs_retry(attempts: int = 0, caught_exception: Any = None, **_: Any) -> None:
+        failed = isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
+        if failed and attempts >= limit:
+            raise caught_exception
+
+    # Registered on the retry handler's own event, ahead of it: it runs first and may stop it.
+    event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
+    client.meta.events.register_first(event, needs_retry)
 
 
 class Clients:
@@ -22,7 +50,8 @@ class Clients:
         settings = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             max_pool_connections=64,
-            connect_timeout=5,
+            connect_timeout=CONNECT_TIMEOUT,
+            # Above SQS's longest receive wait (20 s), which holds the connection meanwhile.
             read_timeout=60,
         )
         endpoint = config.endpoint_url
@@ -42,6 +71,8 @@ class Clients:
         self.s3: Any = client("s3")
         self._name_missing(self.dynamodb, f"table {config.table}", config)
         self._name_missing(self.sqs, f"queue {config.queue}", config)
+        for made in (self.dynamodb, self.sqs, self.s3):
+            give_up_connecting(made)
         self._client = client
         self._account: str | None = None
 

@@ -84,9 +84,10 @@ def translate(exc: BaseException, doing: str) -> WorldError:
     name = type(exc).__name__
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
                 "ConnectionClosedError"):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
         return WorldError(
-            f"cannot reach AWS while {doing} ({text}); check the network, the region and "
-            "AWS_ENDPOINT_URL.",
+            f"cannot reach {endpoint or 'AWS'} while {doing} ({text}); check the network, "
+            "AWS_ENDPOINT_URL (or ?endpoint_url= of the world URL) and the region.",
             transient=True,
         )
     if name == "NoCredentialsError":
