@@ -65,6 +65,8 @@ def aws_config(
     prefix: str | None,
     region: str | None,
     endpoint_url: str | None,
+    *,
+    read_file: bool = True,
     **settings: int | None,
 ) -> AwsConfig:
     """The configuration: ``.durable/aws.json`` (or an ``aws://`` --world), then the options."""
@@ -74,7 +76,21 @@ def aws_config(
     query = dict(parse_qsl(urlsplit(url).query)) if url.startswith("aws:") else {}
     given = {"prefix": prefix, "region": region, "endpoint_url": endpoint_url, **settings}
     query.update({key: str(value) for key, value in given.items() if value is not None})
-    return load_config("aws://?" + urlencode(query))
+    return load_config("aws://?" + urlencode(query), read_file=read_file)
+
+
+def _recover_config() -> None:
+    """Keep an unreadable ``.durable/aws.json`` aside, so bootstrap can write a new one."""
+    from worlds.aws._config import CONFIG_PATH, set_aside_unreadable
+
+    aside = set_aside_unreadable()
+    if aside is not None:
+        click.echo(
+            f"warning: {CONFIG_PATH} could not be read; kept it as {aside} and writing a new "
+            "one (other prefixes it named need their own durable bootstrap --prefix NAME to "
+            "be noted again)",
+            err=True,
+        )
 
 
 def changes_table(changes: Iterable[Change]) -> Table:
@@ -139,6 +155,8 @@ def bootstrap(
     --template, prints a CloudFormation template instead; deploy it, then run bootstrap to
     write .durable/aws.json.
     """
+    if not template:
+        _recover_config()
     config = aws_config(
         ctx,
         prefix,
@@ -369,8 +387,19 @@ def teardown(
     The prefix's entry leaves .durable/aws.json; another bootstrapped prefix becomes the default.
     """
     from worlds.aws._bootstrap import teardown as run
+    from worlds.aws._config import UnreadableConfig
 
-    config = aws_config(ctx, prefix, region, endpoint_url)
+    try:
+        config = aws_config(ctx, prefix, region, endpoint_url)
+    except UnreadableConfig as exc:
+        if prefix is None or region is None:
+            raise click.ClickException(
+                f"{exc}. To tear down without it, name what to remove: --prefix NAME --region "
+                "REGION"
+            ) from None
+        click.echo(f"warning: {exc.path} could not be read; removing prefix {prefix} in "
+                   f"{region} from the options alone", err=True)
+        config = aws_config(ctx, prefix, region, endpoint_url, read_file=False)
     if not yes:
         what = (
             "the function, queues and role"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,16 @@ def _coerce(name: str, value: Any) -> Any:
     return None if value in ("", None) else str(value)
 
 
-def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
+def load_config(
+    url: str = "aws://", path: Path | None = None, *, read_file: bool = True
+) -> AwsConfig:
     """Build the configuration for an ``aws://`` URL.
 
     Order (later wins): defaults, the entry of ``.durable/aws.json`` (or ``path``, or
     ``?config=FILE``) for the URL's prefix (the file's default prefix when the URL names none),
     ``AWS_REGION``/``AWS_DEFAULT_REGION`` and ``AWS_ENDPOINT_URL`` when the file names none, then
     the URL's query parameters. With no bucket named, the bucket is bootstrap's
-    ``<prefix>-payloads-{account}``.
+    ``<prefix>-payloads-{account}``. ``read_file=False`` leaves the file out.
     """
     parts = urlsplit(url)
     if parts.scheme != "aws":
@@ -131,8 +134,12 @@ def load_config(url: str = "aws://", path: Path | None = None) -> AwsConfig:
             + ", ".join(sorted(_FIELDS))
         )
     file = Path(query.pop("config")) if "config" in query else (path or CONFIG_PATH)
-    default, entries = _read(file)
-    source = _source(file, query.get("prefix"), default, entries)
+    default, entries = _read(file) if read_file else (None, {})
+    source = (
+        _source(file, query.get("prefix"), default, entries)
+        if read_file
+        else f"prefix {query.get('prefix') or DEFAULT_PREFIX}, named by the URL ({file} unread)"
+    )
     values = dict(entries.get(query.get("prefix") or default or "", {}))
     if not values and default in entries:
         # A prefix the file does not hold names other resources; where they are carries over.
@@ -197,6 +204,27 @@ def config_url(config: AwsConfig) -> str:
     return "aws://?" + urlencode(query)
 
 
+class UnreadableConfig(ConfigurationError):
+    """``.durable/aws.json`` exists but holds no readable settings (``path``: the file)."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.path))
+
+
+def _unreadable(file: Path, why: str) -> UnreadableConfig:
+    return UnreadableConfig(
+        f"cannot read {file} ({why}); `durable bootstrap --prefix NAME --region REGION` keeps "
+        f"it aside as {file.name}.corrupt-<time> and writes a new one (the resources are "
+        "untouched), and commands given --prefix and --region work meanwhile with "
+        "aws://?prefix=NAME&region=REGION",
+        file,
+    )
+
+
 def _read(file: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     """The file's default prefix and its entries by prefix (none when there is no file)."""
     if not file.exists():
@@ -204,9 +232,7 @@ def _read(file: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     try:
         stored = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(
-            f"cannot read {file} ({exc}); rerun `durable bootstrap` to rewrite it"
-        ) from exc
+        raise _unreadable(file, str(exc)) from exc
     if isinstance(stored, dict) and isinstance(stored.get("prefixes"), dict):
         entries = {str(k): v for k, v in stored["prefixes"].items() if isinstance(v, dict)}
         default = stored.get("default")
@@ -214,10 +240,23 @@ def _read(file: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     if isinstance(stored, dict) and isinstance(stored.get("prefix"), str):
         # One prefix's settings at the top level: what bootstrap wrote before several prefixes.
         return stored["prefix"], {stored["prefix"]: stored}
-    raise ConfigurationError(
-        f"{file} holds no durable settings (expected a JSON object with \"prefixes\"); "
-        "rerun durable bootstrap"
-    )
+    raise _unreadable(file, 'no durable settings: expected a JSON object with "prefixes"')
+
+
+def set_aside_unreadable(path: Path | None = None) -> Path | None:
+    """Rename ``.durable/aws.json`` (or ``path``) aside if it cannot be read, so it is rewritten.
+
+    Returns:
+        Where the unreadable file is now, or ``None`` when it is readable or missing.
+    """
+    file = path or CONFIG_PATH
+    try:
+        _read(file)
+    except UnreadableConfig:
+        aside = file.with_name(f"{file.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        file.replace(aside)
+        return aside
+    return None
 
 
 def _write(file: Path, default: str | None, entries: dict[str, dict[str, Any]]) -> None:
