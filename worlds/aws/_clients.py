@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from durable._errors import ConfigurationError
-from worlds.aws._config import CONFIG_PATH, AwsConfig
+from worlds.aws._config import CONFIG_PATH, AwsConfig, check_endpoint, missing_profile
 from worlds.aws._errors import MISSING_CODES, MISSING_NOTE, translate
 
 CONNECT_TIMEOUT = 3
@@ -43,9 +43,13 @@ class Clients:
     def __init__(self, config: AwsConfig, max_attempts: int = 10) -> None:
         import boto3
         from botocore.config import Config
-        from botocore.exceptions import NoRegionError
+        from botocore.exceptions import NoRegionError, ProfileNotFound
 
-        session = boto3.session.Session(region_name=config.region)
+        check_endpoint(config.endpoint_url)
+        try:
+            session = boto3.session.Session(region_name=config.region)
+        except ProfileNotFound as exc:
+            raise missing_profile(exc) from None
         # "standard" retries throttling and 5xx answers with exponential backoff and jitter.
         settings = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -59,6 +63,8 @@ class Clients:
         def client(service: str) -> Any:
             try:
                 return session.client(service, endpoint_url=endpoint, config=settings)
+            except ProfileNotFound as exc:
+                raise missing_profile(exc) from None
             except NoRegionError:
                 raise ConfigurationError(
                     "the AWS world has no region: run `durable bootstrap --region NAME` first "

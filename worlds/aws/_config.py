@@ -175,6 +175,43 @@ def _source(
     return f"prefix {named}, named by the URL; there is no {file} in {Path.cwd()}"
 
 
+def check_endpoint(url: str | None) -> None:
+    """Refuse an endpoint that is not an http(s) URL, naming the setting it came from.
+
+    Raises:
+        ConfigurationError: no scheme (``localhost:5055``), another one (``htp://``), no host.
+    """
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return
+    if os.environ.get("AWS_ENDPOINT_URL") == url:
+        setting = "AWS_ENDPOINT_URL"
+    else:
+        setting = "the endpoint URL (--endpoint-url, aws://?endpoint_url=)"
+    example = "http://" + (url.split("://", 1)[1] if "://" in url else url)
+    raise ConfigurationError(
+        f"{setting} is {url!r}, not an http:// or https:// URL: give the scheme and the host, "
+        f"e.g. {example}"
+    )
+
+
+def missing_profile(exc: Exception) -> ConfigurationError:
+    """The error for botocore's ``ProfileNotFound``: which profile, where it was named."""
+    profile = getattr(exc, "kwargs", {}).get("profile")
+    setting = next(
+        (name for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE") if os.environ.get(name)),
+        "the AWS profile setting",
+    )
+    return ConfigurationError(
+        f"{setting} names the AWS profile {profile!r}, which is not in ~/.aws/config or "
+        f"~/.aws/credentials: set {setting} to a profile that exists (`aws configure "
+        "list-profiles` lists them), or unset it to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+        "or an attached role"
+    )
+
+
 def account_bucket(prefix: str) -> str:
     """The bucket bootstrap makes for ``prefix``, before the account id is known."""
     return f"{prefix}-payloads-{ACCOUNT}"

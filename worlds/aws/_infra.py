@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from durable._errors import ConfigurationError, WorldError
-from worlds.aws._config import ACCOUNT, AwsConfig, resolve_bucket, url_defaults
+from worlds.aws._config import (
+    ACCOUNT,
+    AwsConfig,
+    check_endpoint,
+    missing_profile,
+    resolve_bucket,
+    url_defaults,
+)
 
 try:
     import boto3
@@ -29,6 +36,7 @@ try:
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
+        ProfileNotFound,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ConfigurationError("the AWS commands need boto3: pip install 'durable-sdk[aws]'") from exc
@@ -92,7 +100,9 @@ class Clients:
     def __init__(self, config: AwsConfig, session: Any | None = None) -> None:
         """Make clients for ``config`` from ``session`` (default: a new boto3 session)."""
         self.config = config
-        self._session = session or boto3.session.Session(region_name=config.region)
+        check_endpoint(config.endpoint_url)
+        with aws_errors("reading the AWS settings"):
+            self._session = session or boto3.session.Session(region_name=config.region)
         self._made: dict[str, Any] = {}
         self._account: str | None = None
 
@@ -161,6 +171,8 @@ def aws_errors(action: str) -> Iterator[None]:
         raise ConfigurationError(
             f"{action}: no AWS region; pass --region or set AWS_REGION"
         ) from exc
+    except ProfileNotFound as exc:
+        raise missing_profile(exc) from exc
     except EndpointConnectionError as exc:
         raise WorldError(
             f"{action}: cannot reach {exc.kwargs.get('endpoint_url')}; check --endpoint-url "
