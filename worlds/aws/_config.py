@@ -126,6 +126,13 @@ def load_config(
     parts = urlsplit(url)
     if parts.scheme != "aws":
         raise ConfigurationError(f"not an aws world URL: {url!r} (expected aws://...)")
+    if parts.netloc or parts.path.strip("/"):
+        # aws://shop reads like a prefix, but only the query names one.
+        name = (parts.netloc + parts.path).strip("/")
+        raise ConfigurationError(
+            f"{url!r} names {name!r} where aws:// takes nothing: the prefix goes in the query, "
+            f"aws://?prefix={name}"
+        )
     query = dict(parse_qsl(parts.query))
     unknown = sorted(set(query) - set(_FIELDS) - {"config"})
     if unknown:
