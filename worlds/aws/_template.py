@@ -66,6 +66,7 @@ def worker_policy(
                     "dynamodb:GetItem",
                     "dynamodb:PutItem",
                     "dynamodb:Query",
+                    "dynamodb:Scan",
                     "dynamodb:UpdateItem",
                 ],
                 "Resource": [table, indexes],
