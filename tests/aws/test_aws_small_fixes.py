@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,3 +32,14 @@ def test_the_worker_role_may_scan_the_table_as_durable_hooks_does(moto_endpoint:
     document = json.loads(document) if isinstance(document, str) else document
     table = next(s for s in document["Statement"] if s["Sid"] == "RunsTable")
     assert "dynamodb:Scan" in table["Action"]
+
+
+def test_botocore_does_not_announce_where_it_found_the_credentials(
+    moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from worlds.aws import AwsWorld
+
+    with caplog.at_level(logging.INFO):
+        world = AwsWorld(f"aws://?prefix=quiet&region={REGION}&endpoint_url={moto_endpoint}")
+        world.close()
+    assert "Found credentials" not in caplog.text

@@ -8,6 +8,7 @@ keeps trying, instead of both staying silent through a minute of backoff.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from durable._errors import ConfigurationError
@@ -18,6 +19,13 @@ CONNECT_TIMEOUT = 3
 """Seconds to wait for a connection (AWS's endpoints answer in milliseconds)."""
 CONNECT_ATTEMPTS = 3
 """Attempts of a call whose connection failed before the failure is raised."""
+
+
+def quiet_botocore() -> None:
+    """Drop botocore's "Found credentials in environment variables." line (INFO, each start)."""
+    credentials = logging.getLogger("botocore.credentials")
+    if credentials.level == logging.NOTSET:
+        credentials.setLevel(logging.WARNING)
 
 
 def give_up_connecting(client: Any, limit: int = CONNECT_ATTEMPTS) -> None:
@@ -46,6 +54,7 @@ class Clients:
         from botocore.exceptions import NoRegionError, ProfileNotFound
 
         check_endpoint(config.endpoint_url)
+        quiet_botocore()
         try:
             session = boto3.session.Session(region_name=config.region)
         except ProfileNotFound as exc:

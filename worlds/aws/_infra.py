@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from durable._errors import ConfigurationError, WorldError
+from worlds.aws._clients import quiet_botocore
 from worlds.aws._config import (
     ACCOUNT,
     AwsConfig,
@@ -101,6 +102,7 @@ class Clients:
         """Make clients for ``config`` from ``session`` (default: a new boto3 session)."""
         self.config = config
         check_endpoint(config.endpoint_url)
+        quiet_botocore()
         with aws_errors("reading the AWS settings"):
             self._session = session or boto3.session.Session(region_name=config.region)
         self._made: dict[str, Any] = {}
