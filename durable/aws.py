@@ -32,6 +32,9 @@ from durable.world import RunRecord, open_world
 
 log = logging.getLogger("durable.aws")
 
+_RETRY_SOON = 5
+"""Seconds before a message this function cannot act on is visible again (as workers do)."""
+
 __all__ = ["LambdaContext", "handler", "make_handler"]
 
 
@@ -88,11 +91,21 @@ class _Handler:
                     "imports (%s); left for a function or worker that imports it",
                     message.run_id, ", ".join(self.modules) or "none: set DURABLE_MODULES",
                 )
+                self._retry_soon(world, message.receipt)
                 failures.append(message_id)
             elif run is not None:
                 leased.append((message_id, run))
         failures.extend(self._execute(leased, context, given))
         return {"batchItemFailures": [{"itemIdentifier": f} for f in failures]}
+
+    @staticmethod
+    def _retry_soon(world: Any, receipt: str) -> None:
+        # A failed batch item stays hidden for the queue's visibility timeout (15 minutes):
+        # make it visible again in seconds, for a function or worker that has the workflow.
+        try:
+            world.queue.extend(receipt, _RETRY_SOON)
+        except Exception as exc:
+            log.warning("could not make the message visible again soon: %s", exc)
 
     def _execute(
         self,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,49 @@ def test_botocore_does_not_announce_where_it_found_the_credentials(
         world = AwsWorld(f"aws://?prefix=quiet&region={REGION}&endpoint_url={moto_endpoint}")
         world.close()
     assert "Found credentials" not in caplog.text
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def test_a_message_the_function_cannot_act_on_comes_back_in_seconds(moto_endpoint: str) -> None:
+    import durable.aws
+    from durable.world import NewRun
+    from tests.aws_server import open_aws_world
+
+    world = open_aws_world(moto_endpoint)
+    handler = durable.aws.make_handler(world.url, [], margin=1.0)
+    try:
+        world.create_run(
+            NewRun("wrun_stranger", "defined_nowhere", b'{"args":[],"kwargs":{}}'),
+            owner=None, lease_ttl=30.0,
+        )
+        sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION)
+        url = sqs.get_queue_url(QueueName=world.config.queue)["QueueUrl"]
+
+        def receive() -> list[dict[str, Any]]:
+            return list(sqs.receive_message(
+                QueueUrl=url, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+            ).get("Messages", []))
+
+        (message,) = receive()
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {"ApproximateReceiveCount": "1"},
+        }
+        result = handler({"Records": [record]}, _Context())
+        assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        deadline = time.monotonic() + 15
+        again: list[dict[str, Any]] = []
+        while not again and time.monotonic() < deadline:
+            time.sleep(0.5)
+            again = receive()
+        assert [m["MessageId"] for m in again] == [message["MessageId"]]
+    finally:
+        handler.runtime.stop()
+        handler.runtime.world.close()
+        world.close()
