@@ -486,7 +486,8 @@ def dlq(
     elif letters:
         click.echo(
             f"{len(letters)} message(s) in {config.dead_letter_queue}; `durable dlq --redrive` "
-            f"sends them back to {config.queue}",
+            f"sends them back to {config.queue}. RECEIVED is SQS's count of receives, earlier "
+            "`durable dlq` listings included (each looks at the messages once)",
             err=True,
         )
     else:
@@ -507,8 +508,8 @@ def _letter_json(letter: DeadLetter) -> dict[str, Any]:
 
 def _letters_table(letters: list[DeadLetter]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("RUN ID", "KIND", "RECEIVES", "SENT", "DUE", "MESSAGE ID"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "RECEIVES" else "left")
+    for column in ("RUN ID", "KIND", "RECEIVED", "SENT", "DUE", "MESSAGE ID"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "RECEIVED" else "left")
     for letter in letters:
         table.add_row(
             letter.run or Text(f"(not durable's: {letter.body[:40]})", "magenta"),

@@ -91,3 +91,22 @@ def test_a_message_the_function_cannot_act_on_comes_back_in_seconds(moto_endpoin
         handler.runtime.stop()
         handler.runtime.world.close()
         world.close()
+
+
+def test_dlq_says_what_its_receive_count_counts(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    config = bootstrap(replace(url_defaults("letters"), endpoint_url=moto_endpoint)).config
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION)
+    url = sqs.get_queue_url(QueueName=config.dead_letter_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody='{"run":"wrun_1","at":0,"kind":"start"}')
+    shown = CliRunner().invoke(main, ["dlq", "--prefix", "letters"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "RECEIVED" in shown.stdout and "RECEIVES" not in shown.stdout
+    assert "earlier `durable dlq` listings included" in " ".join(shown.stderr.split())
