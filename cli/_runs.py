@@ -54,6 +54,7 @@ from durable._errors import (
     RunNotFound,
     WorkflowCancelled,
     WorkflowFailed,
+    WorldError,
 )
 from durable._retry import retry_run
 from durable._run import cancel_run, outcome_of
@@ -769,12 +770,18 @@ def world() -> None:
 @click.pass_context
 def info(ctx: click.Context, as_json: bool) -> None:
     """Which world this is, where it lives and how many runs it holds by status."""
+    problem: str | None = None
     with opened_world(ctx, may_be_new=True) as opened:
-        counts = opened.count_runs()
         url = opened.url
         location = getattr(opened, "path", None)
-        # A world without a file (AWS) says where its resources are instead.
-        where = opened.location() if hasattr(opened, "location") else None
+        # A world without a file (AWS) says where its resources are instead, and shows that
+        # also when they are missing: it is how one finds out which prefix and region were used.
+        where = _location(opened)
+        try:
+            counts = opened.count_runs()
+        except WorldError as exc:
+            counts, problem = {}, str(exc)
+            where = _marking_missing(opened, where)
     path = str(location) if location is not None else None
     size = _size(path) if path is not None else None
     by_status: dict[str, int] = {status: counts.get(status, 0) for status in RUN_STATUSES}
@@ -789,10 +796,31 @@ def info(ctx: click.Context, as_json: bool) -> None:
                 "size_bytes": size,
                 "runs": by_status,
                 "total_runs": sum(by_status.values()),
+                "error": problem,
             }
         )
-        return
-    show(world_table(url, path, size, by_status, where))
+    else:
+        show(world_table(url, path, size, by_status, where))
+    if problem is not None:
+        raise click.ClickException(problem)
+
+
+def _location(opened: World) -> dict[str, str] | None:
+    try:
+        return opened.location() if hasattr(opened, "location") else None
+    except WorldError:
+        return None
+
+
+def _marking_missing(opened: World, where: dict[str, str] | None) -> dict[str, str] | None:
+    """``where`` with ``(missing)`` after each resource that does not exist, if it can tell."""
+    if where is None or not hasattr(opened, "missing_resources"):
+        return where
+    try:
+        missing = opened.missing_resources()
+    except WorldError:
+        return where
+    return {k: f"{v} (missing)" if k in missing else v for k, v in where.items()}
 
 
 def _size(path: str) -> int | None:

@@ -148,9 +148,10 @@ def test_a_file_written_for_one_prefix_is_still_read(tmp_path):
     assert load_config("aws://?prefix=shop", file) == old
 
 
-def durable(*args: str, env: dict[str, str] | None = None) -> Result:
+def durable(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> Result:
     result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
+    if ok:
+        assert result.exit_code == 0, result.stderr
     return result
 
 
@@ -188,3 +189,16 @@ def test_world_info_says_where_the_world_is(moto_endpoint, elsewhere):
     for text in (REGION, "shop-runs-dlq", f"shop-payloads-{ACCOUNT}", moto_endpoint):
         assert text in shown
     assert "dead letter queue" in shown
+
+
+def test_world_info_shows_where_it_looked_when_resources_are_missing(moto_endpoint, elsewhere):
+    env = {"DURABLE_WORLD": "aws://?prefix=shpo", "AWS_ENDPOINT_URL": moto_endpoint}
+    proc = durable("world", "info", "--json", env=env, ok=False)
+    assert proc.exit_code == 1
+    info = json.loads(proc.stdout)
+    assert info["location"]["table"] == "shpo-runs (missing)"
+    assert info["location"]["queue"] == "shpo-runs (missing)"
+    assert info["location"]["region"] == REGION
+    assert "shpo-runs" in info["error"] and "shpo-runs" in proc.stderr
+    shown = durable("world", "info", env=env, ok=False)
+    assert "shpo-runs (missing)" in shown.stdout and shown.exit_code == 1

@@ -98,6 +98,23 @@ class AwsWorldBase:
             where["endpoint_url"] = self.config.endpoint_url
         return where
 
+    def missing_resources(self) -> list[str]:
+        """Which of :meth:`location`'s resources do not exist (``table``, ``queue``, ...).
+
+        Raises:
+            WorldError: AWS refused a call.
+        """
+        from worlds.aws._infra import outputs
+
+        found = outputs(self.config)  # control-plane clients (IAM, Lambda) of their own
+        checks = {
+            "table": found.get("table_arn"),
+            "queue": found.get("queue_url"),
+            "dead_letter_queue": found.get("dead_letter_queue_url"),
+            "bucket": found.get("bucket_exists") or None,
+        }
+        return [name for name, present in checks.items() if present is None]
+
     def close(self) -> None:
         self.clients.close()
 
@@ -270,7 +287,9 @@ class AwsWorldBase:
             self.queue.send(run_id, at, kind, self.now())
         except Exception as exc:
             log.warning(
-                "run %s: could not queue a %s message (%s); the sweep will find it",
+                "run %s: could not queue a %s message (%s); a `durable worker`'s sweep of due "
+                "runs picks it up within 15 s (where only the Lambda function runs, nothing "
+                "does until a `durable worker MODULE` runs)",
                 run_id,
                 kind,
                 exc,
