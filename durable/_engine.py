@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
@@ -35,7 +36,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._serialization import dumps, error_from_dict, error_to_dict, loads
-from durable.world import Event, HookRecord, NewEvent, RunUpdate, World
+from durable.world import Event, HookRecord, NewEvent, RunLifetime, RunUpdate, World
 
 log = logging.getLogger("durable")
 
@@ -169,6 +170,9 @@ class RunContext:
     cancel_requested: bool = False
     deadline: float | None = None
     """When (world clock) the run's timeout cancels it (see ``past_deadline``)."""
+    created_at: float = 0.0
+    lifetime: RunLifetime | None = None
+    """How long the world keeps the run's log, from ``created_at`` (see ``check_wait``)."""
     timed_out: bool = False
     release_requested: bool = False
     compensating: bool = False
@@ -1048,6 +1052,7 @@ class RunContext:
                 log.warning("step %r: retry_after ignored (%s); retrying as its policy says",
                             step.name, bad)
         retry_at = self.clock() + delay
+        self.check_wait(retry_at, f"retrying step {step.name!r} in {delay:g} s")
         info.update(attempt=attempt, retry_at=retry_at)
         self.record(NewEvent("step_retrying", op_id, step.name, _json(info)))
         return retry_at
@@ -1069,6 +1074,21 @@ class RunContext:
 
     # -- sleeps ------------------------------------------------------------------------------
 
+    def check_wait(self, until: float, what: str) -> None:
+        """Refuse a wait that would wake the run after the world stops keeping its log.
+
+        Raises:
+            InvalidDuration: it would; nothing was recorded.
+        """
+        if self.lifetime is None or until <= self.created_at + self.lifetime.seconds:
+            return
+        latest = self.created_at + self.lifetime.seconds
+        raise InvalidDuration(
+            f"{what} would wake run {self.run_id} at {_when(until)}, after its log expires: "
+            f"the world keeps a run for {self.lifetime.setting} from its start (this one until "
+            f"{_when(latest)}). Nothing was recorded; wait less, or raise the limit."
+        )
+
     def sleep_target(self, op_id: str, seconds: float | None, until: float | None) -> float:
         """The recorded wake-up time of a sleep, recording it on first execution."""
         name = "sleep" if until is None else "sleep_until"
@@ -1077,8 +1097,13 @@ class RunContext:
             return float(json.loads(event.data or b"{}")["wake_at"])
         self.check_cancel()
         wake_at = until if until is not None else self.clock() + (seconds or 0.0)
+        self.check_wait(wake_at, f"durable.{name}()")
         self.record(NewEvent("sleep_started", op_id, name, _json({"wake_at": wake_at})))
         return wake_at
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _settle(woken: asyncio.Future[None]) -> None:

@@ -168,6 +168,8 @@ def create_hook(
     ctx.check_cancel()
     chosen = token if token is not None else f"hook_{secrets.token_urlsafe(16)}"
     timeout_at = ctx.clock() + parse_duration(timeout) if timeout is not None else None
+    if timeout_at is not None:
+        ctx.check_wait(timeout_at, f"create_hook(timeout={timeout!r})")
     schema = importable_path(model) if model is not None else None
     data = json.dumps({"token": chosen, "timeout_at": timeout_at, "schema": schema}).encode()
     record = HookRecord(chosen, ctx.run_id, op_id, ctx.clock(), timeout_at, schema)

@@ -63,6 +63,7 @@ from durable.world import (
     RunUpdate,
     World,
     make_owner_id,
+    run_lifetime,
 )
 
 log = logging.getLogger("durable")
@@ -408,6 +409,8 @@ class Runtime:
             cancel_requested=record.cancel_requested,
             deadline=deadline_of(record),
             lease_ttl=self.options.lease_ttl,
+            created_at=record.created_at,
+            lifetime=run_lifetime(self.world),
         )
         ctx.lease_seen_at = ctx.clock()
         with self._lock:

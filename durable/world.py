@@ -190,6 +190,27 @@ class StreamRecord:
     """Epoch seconds of the last write."""
 
 
+@dataclass(frozen=True, slots=True)
+class RunLifetime:
+    """How long a world keeps a run's log: no wait of the run may end later than this.
+
+    A world with such a limit has a ``run_lifetime`` attribute (read it with
+    :func:`run_lifetime`); the engine then refuses, at the call site and recording nothing, a
+    sleep, retry delay or hook timeout that would wake the run after it.
+    """
+
+    seconds: float
+    """From the run's creation."""
+    setting: str
+    """What sets the limit and how to raise it, quoted by the error that refuses a longer wait."""
+
+
+def run_lifetime(world: World) -> RunLifetime | None:
+    """The world's :class:`RunLifetime`, or ``None`` when it keeps runs as long as they live."""
+    found = getattr(world, "run_lifetime", None)
+    return found if isinstance(found, RunLifetime) else None
+
+
 @runtime_checkable
 class World(Protocol):
     """Storage and scheduling for runs. Every method is thread-safe."""

@@ -133,7 +133,7 @@ def test_a_run_whose_input_item_expired_fails_clearly(moto_endpoint: str) -> Non
     with running(world) as runtime:
         runtime.ensure_worker()
         wait_until(lambda: run.status == "failed", 20, "the run to fail")
-        with pytest.raises(WorkflowFailed, match="input of run .* is gone: it likely expired"):
+        with pytest.raises(WorkflowFailed, match="input of run .* is gone: this run's log expired"):
             run.result(timeout=5)
         assert runtime.fatal_error is None
 

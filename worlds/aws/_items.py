@@ -169,7 +169,8 @@ def _or_empty(load: Callable[[], bytes | None]) -> bytes:
 
 def _input_gone(run_id: str) -> bytes:
     raise RunDataLost(
-        f"the input of run {run_id} is gone: {EXPIRY}, or it was deleted. The run cannot go on."
+        f"the input of run {run_id} is gone: this run's log expired {EXPIRY}, or it was "
+        "deleted. The run cannot go on."
     )
 
 

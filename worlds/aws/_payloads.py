@@ -17,9 +17,8 @@ from worlds.aws._config import ACCOUNT, resolve_bucket
 from worlds.aws._errors import error_code, translate
 
 EXPIRY = (
-    "it likely expired (a run's events, input and S3 payloads are kept max_run_days + "
-    "retention_days after they are written; `durable bootstrap --max-run-days N` keeps them "
-    "longer)"
+    "(a run's events, input and S3 payloads are kept max_run_days + retention_days after they "
+    "are written; `durable bootstrap --max-run-days N` keeps them longer)"
 )
 """Why a run's stored data may be gone, for messages that report it."""
 
@@ -113,8 +112,8 @@ class PayloadStore:
                 owner = run_id or self._run_of(key)
                 of_run = f" of run {owner}" if owner else ""
                 raise RunDataLost(
-                    f"payload s3://{bucket}/{key}{of_run} is missing: {EXPIRY}, or it was "
-                    "deleted. The run cannot go on."
+                    f"payload s3://{bucket}/{key}{of_run} is missing: it likely expired "
+                    f"{EXPIRY}, or was deleted. The run cannot go on."
                 ) from exc
             raise translate(exc, f"reading payload s3://{bucket}/{key}") from exc
 

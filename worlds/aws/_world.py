@@ -16,20 +16,32 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from durable._errors import RunDataLost
 from durable.world import (
     FINISHED_STATUSES,
     RUN_STATUSES,
     Event,
     NewEvent,
     NewRun,
+    RunLifetime,
     RunRecord,
     RunStatus,
     StreamRecord,
 )
+from worlds.aws._base import DAY
 from worlds.aws._errors import translate
 from worlds.aws._hooks import HookWorld
-from worlds.aws._items import Changes, changed, due_of, event_from_item, num, text
+from worlds.aws._items import (
+    Changes,
+    changed,
+    due_of,
+    event_from_item,
+    num,
+    seq_from_sk,
+    text,
+)
 from worlds.aws._leases import LeaseWorld
+from worlds.aws._payloads import EXPIRY
 from worlds.aws._retention import RetentionWorld
 from worlds.aws._schema import BY_STATUS, TTL_ATTRIBUTE, due_shard, event_sk, run_key
 
@@ -190,8 +202,27 @@ class AwsWorld(HookWorld, LeaseWorld, RetentionWorld):
             },
             ConsistentRead=True,
         )
+        seqs = [seq_from_sk(str(item["sk"]["S"])) for item in items]
+        if seqs != list(range(after_seq + 1, after_seq + 1 + len(seqs))) or (
+            not seqs and after_seq == 0 and self._read_run_item(run_id) is not None
+        ):
+            # DynamoDB's TTL removed the oldest events of a run that lived too long: replaying
+            # what is left would run finished steps again.
+            raise RunDataLost(
+                f"this run's log expired (max_run_days = {self.config.max_run_days}): events "
+                f"of run {run_id} are gone {EXPIRY}. The run cannot go on."
+            )
         fetched = self.payloads.prefetch(items, "d")
         return [event_from_item(run_id, item, self.payloads, fetched) for item in items]
+
+    @property
+    def run_lifetime(self) -> RunLifetime:
+        """Runs may wait until ``max_run_days`` after they started (their log expires later)."""
+        days = self.config.max_run_days
+        return RunLifetime(
+            days * DAY,
+            f"max_run_days = {days} days (`durable bootstrap --max-run-days N` raises it)",
+        )
 
     # -- cancelling ----------------------------------------------------------------------------
 
