@@ -95,6 +95,8 @@ class _Run:
     outputs: dict[str, Any]
     stopped: dict[str, str] = field(default_factory=dict)
     """Nodes skipped below a failure that failed the run, and that failed node."""
+    early: dict[str, str] = field(default_factory=dict)
+    """The hook's operation id of each node whose hook opened at the run's start."""
 
     @property
     def over(self) -> bool:
@@ -156,7 +158,7 @@ def dag_nodes(
         nid: [op for op in worked if op.op_id.startswith(prefix) or op.op_id == early.get(nid)]
         for nid, prefix in prefixes.items()
     }
-    state = _Run(record, spec, found[1], prefixes, ops, by_op, children, {}, {})
+    state = _Run(record, spec, found[1], prefixes, ops, by_op, children, {}, {}, early=early)
     nodes = {n.id: n for n in spec.nodes}
     for number, wave in enumerate(waves(spec), start=1):
         for nid in wave:
@@ -180,12 +182,25 @@ def _named_in_error(state: _Run) -> str | None:
 
 def _node_view(state: _Run, node: NodeSpec, wave: int) -> NodeView:
     view = NodeView(node.id, node.handler, list(node.dependencies), wave, "not started")
-    ops = state.ops[node.id]
+    ops = [op for op in state.ops[node.id] if op.op_id != state.early.get(node.id)
+           or _took_its_early_hook(state, node, op)]
     if ops:
         _from_operations(state, node, view, ops)
     elif state.ready(node) and (state.record.status != "pending" or state.executing):
         _without_events(state, node, view)
     return view
+
+
+def _took_its_early_hook(state: _Run, node: NodeSpec, op: Operation) -> bool:
+    """Whether a node whose hook opened at the start was reached and waited on it.
+
+    The hook is there from the start; a node that was skipped, or stopped by a failure, before
+    it was reached had its hook disposed of, unanswered.
+    """
+    if not state.ready(node) or _skip_reason(state, node) is not None:
+        return False
+    kinds = [e.kind for e in state.events[op.op_id]]
+    return "hook_received" in kinds or "hook_timed_out" in kinds or kinds[-1] == "hook_created"
 
 
 # --- nodes with events ---------------------------------------------------------------------

@@ -50,6 +50,11 @@ def retry_run(world: World, run_id: str, owner: str, lease_ttl: float) -> RunRec
     return reopened
 
 
+FAILURE_PASSED = "dag_node_failed"
+"""A value recorded in a branch whose step failed for good and which the run went past (a DAG
+node under ``on_failure: continue``): a retry leaves that failure as it is."""
+
+
 def steps_to_retry(run_id: str, events: Sequence[Event]) -> list[str]:
     """The steps whose final failure a retry forgets (see :func:`retry_run`).
 
@@ -59,7 +64,8 @@ def steps_to_retry(run_id: str, events: Sequence[Event]) -> list[str]:
     start = max((i + 1 for i, e in enumerate(events) if e.kind == "run_retried"), default=0)
     tail = events[start:]
     _check_nothing_waited(run_id, events)
-    failures = [e for e in tail if e.kind == "step_failed" and e.op_id is not None]
+    failures = _unpassed([e for e in tail if e.kind == "step_failed" and e.op_id is not None],
+                         tail)
     if not failures:
         return []
     failed = {e.op_id for e in failures if e.op_id is not None}
@@ -68,12 +74,23 @@ def steps_to_retry(run_id: str, events: Sequence[Event]) -> list[str]:
         op = event.op_id
         if event.seq <= first or op is None or op in failed or _beside(op, failed):
             continue
+        if event.kind == "hook_disposed":
+            continue  # a wait closed, not work that a step succeeding now could contradict
         raise ConfigurationError(
             f"run {run_id} went on after step {failures[0].name!r} failed (then: {event.kind} "
             f"{event.name or ''} at {op}), as a compensation does: retried, a step that succeeds "
             "now would not match what it recorded after; start a new run"
         )
     return sorted(failed)
+
+
+def _unpassed(failures: list[Event], events: Sequence[Event]) -> list[Event]:
+    """The failures the run did not go past (see :data:`FAILURE_PASSED`)."""
+    marks = [(e.seq, e.op_id.rpartition(".")[0] + ".") for e in events
+             if e.kind == "value_recorded" and e.name == FAILURE_PASSED and e.op_id]
+    return [f for f in failures if not any(
+        seq > f.seq and (f.op_id or "").startswith(branch) for seq, branch in marks
+    )]
 
 
 def _beside(op: str, failed: set[str]) -> bool:

@@ -11,12 +11,13 @@ A condition is parsed, never executed as code.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from durable.dag._templates import TEMPLATE, TemplateError
+from durable.dag._templates import TEMPLATE, TemplateError, one_template
 
 __all__ = ["Condition", "compile_condition", "truthy"]
 
@@ -34,6 +35,10 @@ _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
 }
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _SLOT = "_durable_template_"
+MAX_LENGTH = 4000
+"""The longest condition (characters): a longer one belongs in a node."""
+MAX_DEPTH = 40
+"""How deeply a condition may nest (operators and lists)."""
 HINT = (
     "a condition is one template ('{{ s.output.ok }}') or a comparison such as "
     "'{{ input.amount }} > 100', 'not {{ s.output.high }}' or "
@@ -73,15 +78,21 @@ class Condition:
         return truthy(_evaluate(self.tree, values, f"{where}: when {self.text!r}"))
 
 
+@functools.lru_cache(maxsize=512)
 def compile_condition(text: str) -> Condition:
-    """Parse a ``when`` string.
+    """Parse a ``when`` string (parsed once per process: a node's condition is read often).
 
     Raises:
         TemplateError: it is neither one template nor a comparison over templates and literals.
     """
-    whole = TEMPLATE.fullmatch(text.strip())
-    if whole is not None and "{{" not in whole.group(1):
-        return Condition(text, (whole.group(1),), None)
+    whole = one_template(text)
+    if whole is not None:
+        return Condition(text, (whole,), None)
+    if len(text) > MAX_LENGTH:
+        raise TemplateError(f"when: a condition of {len(text)} characters is longer than "
+                            f"{MAX_LENGTH}: compute it in a node and test its output")
+    if _SLOT in TEMPLATE.sub("", text):
+        raise TemplateError(f"when: {_short(text)}: {_SLOT!r} is a name of durable's own")
     found: list[str] = []
 
     def slot(match: Any) -> str:
@@ -97,33 +108,65 @@ def compile_condition(text: str) -> Condition:
     try:
         tree = ast.parse(source.strip(), mode="eval").body
     except SyntaxError:
-        raise TemplateError(f"when: {text!r} cannot be parsed: {HINT}") from None
-    _check(tree, text)
+        raise TemplateError(f"when: {_short(text)} cannot be parsed: {HINT}") from None
+    except (RecursionError, MemoryError):
+        raise TemplateError(f"when: {_short(text)} is nested too deeply") from None
+    _check(tree, text, found)
     return Condition(text, tuple(found), tree)
 
 
-def _check(tree: ast.expr, text: str) -> None:
+def _check(tree: ast.expr, text: str, found: list[str]) -> None:
+    def shown(node: ast.AST) -> str:
+        code = ast.unparse(node)
+        for index in reversed(range(len(found))):  # _10 before _1
+            code = code.replace(f"{_SLOT}{index}", f"{{{{ {found[index]} }}}}")
+        return code
+
+    if _depth(tree) > MAX_DEPTH:
+        raise TemplateError(f"when: {_short(text)} is nested more than {MAX_DEPTH} deep")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if not node.id.startswith(_SLOT) and node.id not in _NAMES:
-                raise TemplateError(
-                    f"when: {text!r}: {node.id!r} is neither a template nor a literal "
-                    "(quote a string: 'gold'; read a value with {{ input.x }})"
-                )
-        elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, str | int | float | bool | type(None)):
-                raise TemplateError(f"when: {text!r}: {node.value!r} is not a literal it takes")
-        elif isinstance(node, ast.Compare):
-            for op in node.ops:
-                if type(op) not in _COMPARE:
-                    raise TemplateError(f"when: {text!r}: operator {type(op).__name__} is not "
-                                        "one it takes (== != < <= > >= in, not in)")
-        elif not isinstance(node, ast.BoolOp | ast.UnaryOp | ast.List | ast.Tuple | ast.Load
-                            | ast.And | ast.Or | ast.Not | ast.USub | ast.cmpop):
-            raise TemplateError(f"when: {text!r}: {ast.unparse(node)!r} is not allowed: {HINT}")
-        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not | ast.USub):
-            raise TemplateError(f"when: {text!r}: operator {type(node.op).__name__} is not "
-                                "one it takes (not, and, or)")
+        problem = _problem(node, shown)
+        if problem is not None:
+            raise TemplateError(f"when: {_short(text)}: {problem}")
+
+
+def _problem(node: ast.AST, shown: Callable[[ast.AST], str]) -> str | None:
+    """What a condition may not hold, if ``node`` is that."""
+    if isinstance(node, ast.Name):
+        if node.id.startswith(_SLOT) or node.id in _NAMES:
+            return None
+        return (f"{node.id!r} is neither a template nor a literal (quote a string: 'gold'; "
+                "read a value with {{ input.x }})")
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, str | int | float | bool | type(None)):
+            return f"{node.value!r} is not a literal it takes"
+        if isinstance(node.value, str) and _SLOT in node.value:
+            return ("a template inside quotes is not compared as its value: leave the quotes "
+                    "out ({{ input.t }} == 'x' compares the value as it is)")
+        return None
+    if isinstance(node, ast.Compare):
+        wrong = [op for op in node.ops if type(op) not in _COMPARE]
+        return (f"operator {type(wrong[0]).__name__} is not one it takes "
+                "(== != < <= > >= in, not in)") if wrong else None
+    if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not | ast.USub):
+        return f"operator {type(node.op).__name__} is not one it takes (not, and, or)"
+    if not isinstance(node, ast.BoolOp | ast.UnaryOp | ast.List | ast.Tuple | ast.Load
+                      | ast.And | ast.Or | ast.Not | ast.USub | ast.cmpop):
+        return f"{shown(node)!r} is not allowed: {HINT}"
+    return None
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 100 else repr(text[:97] + "...")
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _evaluate(node: ast.expr, values: list[Any], where: str) -> Any:

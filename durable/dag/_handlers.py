@@ -155,6 +155,8 @@ def _sleep(duration: Any = 0, **_: Any) -> None:
 
 
 def _python(function: str, **kwargs: Any) -> Any:
+    if not isinstance(function, str):
+        raise HandlerConfigError(f"python handler: function must be a string, got {function!r}")
     module_name, sep, attr = function.partition(":")
     if not sep:
         module_name, _, attr = function.rpartition(".")

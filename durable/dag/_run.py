@@ -17,6 +17,7 @@ from durable._errors import DurableError, HookConflict, InvalidDuration
 from durable._graph import run_graph
 from durable._hooks import Hook, create_hook
 from durable._options import RetryPolicy
+from durable._retry import FAILURE_PASSED
 from durable._run import Run
 from durable._saga import (
     CompensationFailed,
@@ -49,8 +50,8 @@ def _call_timed(handler_name: str, config: dict[str, Any], timeout: float) -> An
     return _handlers.call(handler_name, config, timeout)
 
 
-NODE_FAILED = "dag_node_failed"
-"""Name of the recorded value that holds the error of an inline node whose failure continued."""
+NODE_FAILED = FAILURE_PASSED
+"""Name of the recorded value that holds the error of a node whose failure the run went past."""
 
 _steps: dict[tuple[str, RetryPolicy | None, bool], Step[..., Any]] = {}
 
@@ -130,15 +131,25 @@ class _Execution:
             if not _opens_at_start(node):
                 continue
             config = self._render(node.config, f"node {nid!r}")
+            token = config.get("token")
             try:
-                self.early_hooks[nid] = create_hook(config.get("token"),
-                                                    timeout=config.get("timeout"))
-            except (HookConflict, InvalidDuration) as exc:
+                if not isinstance(token, str) or not token:
+                    raise HandlerConfigError(
+                        f"hook handler: 'token' must be a non-empty string, got {token!r}"
+                    )
+                self.early_hooks[nid] = create_hook(token, timeout=config.get("timeout"))
+            except (HookConflict, InvalidDuration, HandlerConfigError) as exc:
                 raise _failed(f"node {nid!r} (handler 'hook'): {exc}", exc) from exc
 
     def branch(self, node: NodeSpec) -> Callable[[], None]:
         def run() -> None:
             status, output = self.execute(node)
+            early = self.early_hooks.get(node.id)
+            if early is not None and status == "skipped" and node.id not in self.stopped:
+                # Skipped whatever happens (its condition, its dependencies' own outcomes):
+                # nobody may answer it now. A node a failure stopped keeps its hook, as a run
+                # that failed waiting on one does (a retry is refused, not left waiting).
+                early.dispose()
             with self._lock:
                 self.status[node.id] = status
                 self.outputs[node.id] = output
@@ -193,7 +204,7 @@ class _Execution:
     ) -> tuple[str, Any]:
         """A node failed (after its retries): recorded as failed, or failing the run."""
         if self._on_failure(node) == "continue":
-            self._note_inline_failure(node, exc)
+            self._note_failure_passed(node, exc)
             return "failed", output
         message = (f"node {node.id!r} (handler {node.handler!r}) failed: "
                    f"{type(exc).__name__}: {exc}{detail}")
@@ -206,8 +217,10 @@ class _Execution:
                              if status != "completed" and nid not in self.partial)
 
     def _render(self, value: Any, where: str, variables: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            partial = frozenset(self.partial)
         return render(value, self.input, self.outputs, where, self.ids, variables,
-                      self._absent())
+                      self._absent(), partial)
 
     def _holds(self, when: str | bool, where: str) -> bool:
         if isinstance(when, bool):
@@ -220,13 +233,12 @@ class _Execution:
             lambda expr: self._render(f"{{{{ {expr} }}}}", f"{where} when"), where
         )
 
-    def _note_inline_failure(self, node: NodeSpec, exc: Exception) -> None:
-        # A step handler's failure is in its step events; an inline one (a workflow that is not
-        # registered, a hook that timed out) leaves none, so the error is recorded for inspect.
-        found = _handlers.lookup(node.handler)
-        if found is not None and found.inline:
-            error = {"type": type(exc).__name__, "message": str(exc)}
-            recorded_value(NODE_FAILED, lambda: error)
+    def _note_failure_passed(self, node: NodeSpec, exc: Exception) -> None:
+        # The run goes on past this failure: recorded in the node's branch, so that a retry of
+        # the run does not run the node again (the nodes after it already saw it fail), and so
+        # that inspect shows an inline handler's error (a hook that timed out leaves no step).
+        error = {"type": type(exc).__name__, "message": str(exc)}
+        recorded_value(NODE_FAILED, lambda: error)
 
     def _fan_out(self, node: NodeSpec, where: str) -> list[Any]:
         items = self._render(node.foreach, f"{where} foreach")

@@ -27,6 +27,7 @@ __all__ = [
     "TEMPLATE",
     "Reference",
     "TemplateError",
+    "one_template",
     "parse",
     "references",
     "render",
@@ -138,10 +139,12 @@ def references(
         yield parse(expr, node_ids, variables)
 
 
-def _lookup(root: Any, ref: Reference, where: str) -> Any:
+def _lookup(root: Any, ref: Reference, where: str, nulls_pass: bool = False) -> Any:
     value = root
     walked = "input" if ref.is_input else ref.source if ref.is_var else f"{ref.source}.output"
     for key in ref.path:
+        if value is None and nulls_pass:
+            return None  # a failed element of a foreach node: what follows it is null too
         try:
             if isinstance(key, int):
                 if not isinstance(value, list | tuple):
@@ -178,6 +181,7 @@ def render(
     node_ids: frozenset[str],
     variables: Mapping[str, Any] | None = None,
     absent: frozenset[str] = frozenset(),
+    partial: frozenset[str] = frozenset(),
 ) -> Any:
     """Resolve every template in ``value`` (recursively through dicts, their keys, and lists).
 
@@ -189,12 +193,14 @@ def render(
         node_ids: every node id of the spec.
         variables: extra names templates may use (``item`` and ``index`` in ``foreach``).
         absent: nodes that were skipped or failed: any path into their output is ``null``.
+        partial: foreach nodes some elements of which failed (``null`` in the list): a path
+            through such an element is ``null``.
 
     Raises:
         TemplateError: a template is malformed or a path is missing; the message names ``where``
             and the path.
     """
-    scope = _Scope(run_input, outputs, where, node_ids, variables or {}, absent)
+    scope = _Scope(run_input, outputs, where, node_ids, variables or {}, absent, partial)
     return _render(value, scope)
 
 
@@ -206,13 +212,23 @@ class _Scope:
     node_ids: frozenset[str]
     variables: Mapping[str, Any]
     absent: frozenset[str]
+    partial: frozenset[str]
 
 
 def _render(value: Any, scope: _Scope) -> Any:
     if isinstance(value, str):
         return _render_string(value, scope)
     if isinstance(value, Mapping):
-        return {_render_key(k, scope): _render(v, scope) for k, v in value.items()}
+        rendered: dict[Any, Any] = {}
+        for key, item in value.items():
+            name = _render_key(key, scope)
+            if name in rendered:
+                raise TemplateError(
+                    f"{scope.where}: the key {key!r} renders as {name!r}, which the mapping "
+                    "already has"
+                )
+            rendered[name] = _render(item, scope)
+        return rendered
     if isinstance(value, list | tuple):
         return [_render(v, scope) for v in value]
     return value
@@ -232,13 +248,21 @@ def _resolve(expr: str, scope: _Scope) -> Any:
         return None  # a skipped or failed node: what an all_done node reads of it is null
     if ref.source not in outputs:
         raise TemplateError(f"{where}: '{{{{ {expr} }}}}': node {ref.source!r} has not run")
-    return _lookup(outputs[ref.source], ref, where)
+    return _lookup(outputs[ref.source], ref, where, ref.source in scope.partial)
+
+
+def one_template(text: str) -> str | None:
+    """The expression of a string that is exactly one template (``None`` if it is not)."""
+    whole = TEMPLATE.fullmatch(text.strip())
+    if whole is None or "{{" in whole.group(1) or "}}" in whole.group(1):
+        return None
+    return whole.group(1)
 
 
 def _render_string(text: str, scope: _Scope) -> Any:
-    whole = TEMPLATE.fullmatch(text.strip())
-    if whole is not None and "{{" not in whole.group(1):
-        return _resolve(whole.group(1), scope)
+    whole = one_template(text)
+    if whole is not None:
+        return _resolve(whole, scope)
 
     def substitute(match: re.Match[str]) -> str:
         return _as_text(_resolve(match.group(1), scope), match.group(0), scope.where)
@@ -273,7 +297,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, uuid.UUID | decimal.Decimal):
         return str(value)
     if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
+        try:
+            return sorted(value)
+        except TypeError:  # mixed types: an order that is at least the same every time
+            return sorted(value, key=repr)
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, enum.Enum):

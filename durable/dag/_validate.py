@@ -24,9 +24,9 @@ from durable.dag._schema import (
 from durable.dag._spec import DagSpec, Defaults, NodeSpec, unnested
 from durable.dag._templates import (
     FOREACH_VARS,
-    TEMPLATE,
     Reference,
     TemplateError,
+    one_template,
     parse,
     templates,
     unclosed,
@@ -171,6 +171,9 @@ def _handler_problems(
                       "(CLI: -m MODULE)")
 
 
+_INPUT_ONLY = re.compile(r"input(?:[.\[]|$)")
+
+
 def _early_hook_problems(node_id: str, config: dict[str, Any], what: str) -> Iterable[Problem]:
     early = config.get("open_at_start")
     if early is None:
@@ -181,7 +184,7 @@ def _early_hook_problems(node_id: str, config: dict[str, Any], what: str) -> Ite
         return
     for key in ("token", "timeout"):
         for expr in templates(config.get(key)):
-            if not expr.startswith("input"):
+            if not _INPUT_ONLY.match(expr):
                 yield Problem(node_id, f"{what}config {key!r}: a hook with 'open_at_start' "
                               f"opens before any node runs, so '{{{{ {expr} }}}}' cannot be "
                               "read then (use the run input, or drop 'open_at_start')")
@@ -364,8 +367,7 @@ def _is_template(text: str) -> bool:
 
 
 def _is_one_template(text: str) -> bool:
-    whole = TEMPLATE.fullmatch(text.strip())
-    return whole is not None and "{{" not in whole.group(1)
+    return one_template(text) is not None
 
 
 def _check_compensation(

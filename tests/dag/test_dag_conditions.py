@@ -331,3 +331,128 @@ def test_the_spec_says_how_many_nodes_run_at_once(engine, limit):
         assert _at_once[1] == 2
     else:
         assert _crowded.is_set() and _at_once[1] >= 33  # past the default 32
+
+
+# -- retries, early hooks and templates after an adversarial trial ----------------------------
+
+_fixed = threading.Event()
+
+
+@dag.handler("cond.until_fixed")
+def until_fixed(name: str):
+    with _lock:
+        ran[name] += 1
+    if not _fixed.is_set():
+        raise durable.FatalError(f"{name}: not yet")
+    return f"{name} ok"
+
+
+def test_a_retry_runs_again_only_the_failure_that_failed_the_run(engine):
+    _fixed.clear()
+    spec = {"nodes": [
+        {"id": "optional", "handler": "cond.until_fixed", "on_failure": "continue",
+         "config": {"name": "optional"}},
+        {"id": "report", "handler": "cond.note", "dependencies": ["optional"],
+         "trigger": "all_done", "config": {"name": "report", "value": "{{ optional.output }}"}},
+        {"id": "gate", "handler": "cond.until_fixed", "dependencies": ["report"],
+         "config": {"name": "gate"}},
+    ], "output": {"optional": "{{ optional.output }}", "report": "{{ report.output }}",
+                  "gate": "{{ gate.output }}"}}
+    run = dag.start(spec, run_id="retried-dag")
+    with pytest.raises(WorkflowFailed, match="gate: not yet"):
+        run.result(timeout=20)
+    _fixed.set()
+    run.retry()
+    # The report saw 'optional' fail: it stays failed, and only the gate runs again.
+    assert run.result(timeout=20) == {"optional": None, "report": None, "gate": "gate ok"}
+    assert ran["optional"] == 1 and ran["gate"] == 2 and ran["report"] == 1
+
+
+def test_conditions_that_validation_refuses_after_a_trial():
+    cases = {
+        "slot": "{{ a.output }} == _durable_template_0",
+        "deep": "not " * 60 + "{{ a.output }}",
+        "long": "{{ a.output }} in [" + "1, " * 2000 + "1]",
+        "quoted": "'{{ a.output }}' == 'x'",
+        "stray": "{{ a.output }} }}",
+        "dunder": "{{ a.output }}.__class__",
+    }
+    spec = {"nodes": [{"id": "a", "handler": "cond.note", "config": {"name": "a"}}] + [
+        {"id": nid, "handler": "cond.note", "dependencies": ["a"], "when": when,
+         "config": {"name": nid}} for nid, when in cases.items()]}
+    with pytest.raises(dag.DagValidationError) as caught:
+        dag.validate(spec)
+    by_node = {p.node: p.message for p in caught.value.problems}
+    assert sorted(by_node) == sorted(cases)
+    assert "a name of durable's own" in by_node["slot"]
+    assert "nested more than" in by_node["deep"]
+    assert "longer than" in by_node["long"]
+    assert "a template inside quotes" in by_node["quoted"]
+    assert "cannot be parsed" in by_node["stray"]
+    assert "'{{ a.output }}.__class__' is not allowed" in by_node["dunder"]
+
+
+def test_a_stray_closing_brace_pair_is_text(engine):
+    spec = {"nodes": [
+        {"id": "a", "handler": "cond.note", "config": {"name": "a", "value": 5}},
+        {"id": "b", "handler": "cond.note", "dependencies": ["a"],
+         "config": {"name": "b", "value": "{{ a.output }} }}"}},
+    ], "output": "{{ b.output }}"}
+    assert dag.run(spec) == "5 }}"
+
+
+def test_two_keys_rendering_alike_fail_the_run(engine):
+    spec = {"nodes": [
+        {"id": "a", "handler": "cond.note", "config": {"name": "a", "value": "x"}},
+        {"id": "b", "handler": "cond.note", "dependencies": ["a"],
+         "config": {"name": "b", "value": {"{{ a.output }}": 1, "x": 2}}},
+    ]}
+    with pytest.raises(WorkflowFailed, match="renders as 'x', which the mapping already has"):
+        dag.start(spec).result(timeout=20)
+
+
+def test_an_all_done_node_reads_null_through_a_failed_element(engine):
+    spec = {"nodes": [
+        {**_each("continue"), "compensate": None},
+        {"id": "first", "handler": "cond.note", "dependencies": ["each"], "trigger": "all_done",
+         "config": {"name": "first", "value": ["{{ each.output[0] }}", "{{ each.output[1].x }}"]}},
+    ], "output": "{{ first.output }}"}
+    del spec["nodes"][0]["compensate"]
+    assert dag.run(spec, {"items": [1, 99]}) == [10, None]
+
+
+def test_an_early_hook_reads_only_the_input_not_a_node_called_inputs():
+    spec = {"nodes": [
+        {"id": "inputs", "handler": "cond.note", "config": {"name": "inputs"}},
+        {"id": "h", "handler": "hook", "dependencies": ["inputs"],
+         "config": {"token": "{{ inputs.output.tok }}", "open_at_start": True}},
+    ]}
+    with pytest.raises(dag.DagValidationError, match="opens before any node runs"):
+        dag.validate(spec)
+
+
+def test_an_early_hook_with_a_bad_token_fails_the_run_naming_the_node(engine):
+    spec = {"input": {"type": "object", "required": ["tok"], "properties": {"tok": {}}},
+            "nodes": [{"id": "h", "handler": "hook",
+                       "config": {"token": "{{ input.tok }}", "open_at_start": True}}]}
+    with pytest.raises(WorkflowFailed, match=r"node 'h' \(handler 'hook'\): hook handler: "
+                       r"'token' must be a non-empty string, got None"):
+        dag.start(spec, {"tok": None}).result(timeout=20)
+
+
+def test_an_early_hook_of_a_skipped_node_is_closed_so_the_run_can_be_retried(engine):
+    _fixed.clear()
+    spec = {"nodes": [
+        {"id": "h", "handler": "hook", "when": False,
+         "config": {"token": "never-asked", "open_at_start": True}},
+        {"id": "gate", "handler": "cond.until_fixed", "config": {"name": "gate"}},
+    ]}
+    run = dag.start(spec, run_id="early-skipped")
+    with pytest.raises(WorkflowFailed, match="gate: not yet"):
+        run.result(timeout=20)
+    assert any(e.kind == "hook_disposed" for e in run.events())
+    with pytest.raises(durable.HookNotFound):
+        durable.resume_hook("never-asked", 1)
+    _fixed.set()
+    run.retry()
+    assert run.result(timeout=20) == {"gate": "gate ok", "h": None}
