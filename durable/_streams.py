@@ -53,7 +53,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._serialization import dumps, loads
-from durable.world import World
+from durable.world import World, check_key
 
 log = logging.getLogger("durable")
 
@@ -207,6 +207,7 @@ def stream(name: str = DEFAULT_STREAM, *, keep_open: bool = False) -> StreamWrit
 
     Raises:
         ConfigurationError: not called inside a step, or ``name`` is not a non-empty string.
+        ValueError: ``name`` is longer than 256 characters or holds control characters.
     """
     info = current_step.get()
     if info is None:
@@ -216,6 +217,7 @@ def stream(name: str = DEFAULT_STREAM, *, keep_open: bool = False) -> StreamWrit
         )
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"a stream name must be a non-empty string, not {name!r}")
+    check_key(name, "stream name")  # kept in keys, as run ids and hook tokens are
     with _registry_lock:
         entry = _open.get(id(info))
         writers = entry[1] if entry is not None and entry[0] is info else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from durable._errors import LeaseLost
+from durable._errors import LeaseLost, WorldError
 from durable.world import FINISHED_STATUSES, StreamRecord
 from worlds.aws._errors import translate
 from worlds.aws._items import get_num, get_text, num, text
@@ -70,6 +70,7 @@ class StreamStore:
         close: bool,
     ) -> bool:
         """See ``World.write_chunks``."""
+        _check_name(stream)
         if len(chunks) > _MAX_CHUNKS:
             head = chunks[:_MAX_CHUNKS]
             if not self.write(run_id, owner, stream, writer, position, head, False):
@@ -149,6 +150,7 @@ class StreamStore:
         self, run_id: str, stream: str, start: int = 0, limit: int | None = None
     ) -> tuple[list[bytes], bool]:
         """See ``World.read_chunks``."""
+        _check_name(stream)
         doing = f"reading stream {stream!r} of run {run_id}"
         # The run first: once it has finished no chunk can be added, so a length read after it
         # is final.
@@ -199,3 +201,17 @@ class StreamStore:
             )
             for item in items
         ]
+
+
+_MAX_NAME_BYTES = 1000
+"""DynamoDB sort keys hold 1,024 bytes, and a chunk's is ``c#<name>#<12 digits>``."""
+
+
+def _check_name(stream: str) -> None:
+    size = len(stream.encode("utf-8", "surrogatepass"))
+    if size > _MAX_NAME_BYTES:
+        raise WorldError(
+            f"stream name {stream[:40]!r}... is {size} bytes long in UTF-8; the AWS world keeps "
+            f"stream names of at most {_MAX_NAME_BYTES} bytes (DynamoDB's sort keys hold 1,024): "
+            "use a shorter name"
+        )
