@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,16 @@ from durable._client import use_runtime
 from durable._runtime import Runtime, RuntimeOptions
 
 REGION = "us-east-1"
+
+
+class FakeContext:
+    """Lambda's context object: the time left counts down from ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 def _free_port() -> int:

@@ -24,22 +24,12 @@ import lambda_workload as wl  # noqa: E402
 import durable.aws  # noqa: E402
 from durable._client import use_runtime  # noqa: E402
 from durable._runtime import Runtime, RuntimeOptions  # noqa: E402
-from tests.aws_server import REGION, open_aws_world  # noqa: E402
+from tests.aws_server import REGION, FakeContext, open_aws_world  # noqa: E402
 from worlds.aws._bootstrap import bootstrap  # noqa: E402
 from worlds.aws._config import url_defaults  # noqa: E402
 from worlds.aws._deploy import DeployOptions, deploy  # noqa: E402
 
 MODULE = "lambda_workload"
-
-
-class FakeContext:
-    """Lambda's context object: the time left counts down from ``seconds``."""
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 @pytest.fixture
