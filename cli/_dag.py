@@ -18,7 +18,6 @@ from cli._common import (
 from cli._runs import stdout_to_stderr, wait_for_run
 from cli._schema import run_json
 from cli._stopping import INTERRUPTED
-from durable.dag._spec import spec_schema
 
 __all__ = ["dag"]
 
@@ -48,6 +47,8 @@ def dag() -> None:
 @dag.command()
 def schema() -> None:
     """Print the JSON Schema of DAG spec files (also published as durable/dag/schema.json)."""
+    from durable.dag._spec import spec_schema  # importing durable.dag registers its workflow
+
     click.echo(json.dumps(spec_schema(), indent=2, sort_keys=True))
 
 

@@ -6,6 +6,8 @@ imported, as the module of an API in front of workers does.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,3 +53,14 @@ def test_the_world_given_to_a_worker_wins_over_the_one_its_module_chose(
         worker.wait_for(f"on {cli.url}: doubled")
         run_id = cli("start", f"{MODULE}:doubled", "[1]").stdout.split()[0]
         wait_for_status(cli, run_id, "completed", timeout=15)
+
+
+def test_the_cli_registers_no_workflow_of_its_own():
+    # A worker takes up the workflows registered once its modules are imported: had the CLI
+    # imported durable.dag itself, every worker would claim DAG runs it has no handlers for,
+    # put each back for 10 s, and win it again over the worker that has them.
+    code = ("import cli._main\nfrom durable._decorators import registered_workflows\n"
+            "print(sorted(registered_workflows()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], check=True)
+    assert proc.stdout.strip() == "[]"
