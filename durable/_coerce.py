@@ -50,8 +50,52 @@ def _parameters(fn: Callable[..., Any]) -> _Parameters | None:
         try:
             adapters[name] = TypeAdapter(hint)
         except Exception:  # noqa: BLE001 - a type pydantic cannot validate: taken as given
-            continue
+            if typing.is_typeddict(hint):  # typing.TypedDict before 3.12: pydantic refuses it
+                adapters[name] = _TypedDictAdapter(hint)
     return _Parameters(signature, adapters) if adapters else None
+
+
+class _TypedDictAdapter:
+    """Validates a ``typing.TypedDict`` (pydantic takes one only from typing_extensions on 3.11).
+
+    The value must be an object with the required keys; each value is validated by its type.
+    """
+
+    def __init__(self, cls: Any) -> None:
+        from pydantic import TypeAdapter
+
+        self.name = cls.__name__
+        required: set[str] = set()
+        self.fields: dict[str, Any] = {}
+        # Read from the hints, not __required_keys__: under `from __future__ import annotations`
+        # Python 3.11 does not see NotRequired[...] in them.
+        for key, hint in typing.get_type_hints(cls, include_extras=True).items():
+            origin = typing.get_origin(hint)
+            if origin in (typing.NotRequired, typing.Required):
+                hint = typing.get_args(hint)[0]
+            if origin is typing.Required or (origin is not typing.NotRequired and cls.__total__):
+                required.add(key)
+            try:
+                self.fields[key] = TypeAdapter(hint)
+            except Exception:  # noqa: BLE001, S112 - a type pydantic cannot take: as given
+                continue
+        self.required = frozenset(required)
+
+    def validate_python(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object ({self.name}), got {type(value).__name__}")
+        missing = sorted(self.required - value.keys())
+        if missing:
+            raise ValueError(f"{self.name} is missing {', '.join(map(repr, missing))}")
+        checked = dict(value)
+        for key, adapter in self.fields.items():
+            if key in checked:
+                try:
+                    checked[key] = adapter.validate_python(checked[key])
+                except Exception as exc:  # pydantic.ValidationError
+                    problem = " ".join(str(exc).split())
+                    raise ValueError(f"{self.name}[{key!r}]: {problem}") from None
+        return checked
 
 
 def coerce_arguments(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pydantic
 import pytest
@@ -81,3 +81,27 @@ def test_plain_annotations_refuse_json_of_another_type() -> None:
         check_plain_arguments(counts, "ARGS", ("y" * 350_000, 2.0, True, "t", [], None), {})
     assert str(refused.value).startswith("ARGS: argument 'n' must be int, got str 'yyy")
     assert len(str(refused.value)) < 200
+
+
+class Order(TypedDict):
+    id: str
+    items: list[str]
+    when: dt.date
+    note: NotRequired[str]
+
+
+def place(order: Order) -> None:
+    pass
+
+
+def test_a_typing_typed_dict_is_checked_and_its_values_converted() -> None:
+    args, _ = coerce_arguments(place, "input", ({"id": "A-3", "items": ["mug"],
+                                                 "when": "2026-11-23"},), {})
+    assert args[0] == {"id": "A-3", "items": ["mug"], "when": dt.date(2026, 11, 23)}
+    with pytest.raises(TypeError, match=r"argument 'order' does not fit its annotation: Order "
+                       r"is missing 'items', 'when'"):
+        coerce_arguments(place, "input", ({"id": "A-3"},), {})
+    with pytest.raises(TypeError, match=r"Order\['id'\]: .*valid string"):
+        coerce_arguments(place, "input", ({"id": 3, "items": [], "when": "2026-11-23"},), {})
+    with pytest.raises(TypeError, match=r"expected an object \(Order\), got str"):
+        coerce_arguments(place, "input", ("A-3",), {})
