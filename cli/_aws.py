@@ -211,7 +211,7 @@ def _saved_message(prefix: str, prefixes: list[str]) -> str:
     "--timeout",
     default=300,
     show_default=True,
-    type=click.IntRange(1, 900),
+    type=click.IntRange(10, 900),
     help="Seconds one invocation may run (less than the queue's visibility timeout).",
 )
 @click.option(

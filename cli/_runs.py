@@ -776,12 +776,11 @@ def info(ctx: click.Context, as_json: bool) -> None:
         location = getattr(opened, "path", None)
         # A world without a file (AWS) says where its resources are instead, and shows that
         # also when they are missing: it is how one finds out which prefix and region were used.
-        where = _location(opened)
+        where = _marking_missing(opened, _location(opened))
         try:
             counts = opened.count_runs()
         except WorldError as exc:
             counts, problem = {}, str(exc)
-            where = _marking_missing(opened, where)
     path = str(location) if location is not None else None
     size = _size(path) if path is not None else None
     by_status: dict[str, int] = {status: counts.get(status, 0) for status in RUN_STATUSES}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from durable.dag._spec import DagSpec
-from durable.dag._validate import Problem
+from typing import Any
+
+from durable.dag._validate import Problem, parsed
 
 __all__ = ["advice"]
 
 
-def advice(spec: DagSpec) -> list[Problem]:
-    """Notes on a valid spec, each with its node.
+def advice(spec: Any) -> list[Problem]:
+    """Notes on a valid spec (a :class:`DagSpec`, a dict or a file's path), each with its node.
 
     - A node that waits for a ``continue`` node with the default trigger (``all_success``):
       when that node fails, this one and everything after it is skipped, and the run still
@@ -17,6 +18,7 @@ def advice(spec: DagSpec) -> list[Problem]:
     - A ``hook`` node with no timeout in a spec with none: the run waits for ever if nobody
       answers.
     """
+    spec = parsed(spec)
     notes: list[Problem] = []
     nodes = {n.id: n for n in spec.nodes}
     for node in spec.nodes:

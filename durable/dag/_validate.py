@@ -6,6 +6,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +22,7 @@ from durable.dag._schema import (
     missable_property,
     schema_problems,
 )
-from durable.dag._spec import DagSpec, Defaults, NodeSpec, unnested
+from durable.dag._spec import DagSpec, Defaults, NodeSpec, load_file, unnested
 from durable.dag._templates import (
     FOREACH_VARS,
     Reference,
@@ -542,11 +543,27 @@ def _cycles(nodes: list[NodeSpec], acyclic: set[str]) -> list[list[str]]:
     return found
 
 
-def waves(spec: DagSpec) -> list[list[str]]:
+def parsed(spec: Any) -> DagSpec:
+    """A spec given as a :class:`DagSpec`, a dict, or the path of a JSON/YAML file, parsed.
+
+    Raises:
+        DagValidationError: it is not a valid spec (handlers are not checked).
+        ValueError: the file cannot be read.
+    """
+    if isinstance(spec, DagSpec):
+        return spec
+    if isinstance(spec, str | Path):
+        spec = load_file(spec)
+    return validate(spec, check_handlers=False)
+
+
+def waves(spec: Any) -> list[list[str]]:
     """The nodes grouped by depth, each wave sorted by id: the order a run executes them in.
 
-    A node's wave is one more than its deepest dependency's.
+    A node's wave is one more than its deepest dependency's. ``spec`` may be a
+    :class:`DagSpec`, a dict or a file's path.
     """
+    spec = parsed(spec)
     order = _topological(spec.nodes)
     deps = {n.id: n.dependencies for n in spec.nodes}
     depth: dict[str, int] = {}

@@ -202,3 +202,13 @@ def test_world_info_shows_where_it_looked_when_resources_are_missing(moto_endpoi
     assert "shpo-runs" in info["error"] and "shpo-runs" in proc.stderr
     shown = durable("world", "info", env=env, ok=False)
     assert "shpo-runs (missing)" in shown.stdout and shown.exit_code == 1
+
+
+def test_world_info_marks_a_missing_queue_while_the_table_is_there(moto_endpoint, elsewhere):
+    config = made("shop", moto_endpoint)
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=config.queue)["QueueUrl"])
+    env = {"DURABLE_WORLD": "aws://?prefix=shop", "AWS_ENDPOINT_URL": moto_endpoint}
+    info = json.loads(durable("world", "info", "--json", env=env).stdout)
+    assert info["location"]["queue"] == "shop-runs (missing)"
+    assert info["location"]["table"] == "shop-runs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -459,3 +460,15 @@ def test_a_thousand_node_dag_validates():
     elapsed = time.perf_counter() - started
     print(f"validated 1000 nodes in {elapsed * 1000:.0f} ms")
     assert len(dag.waves(parsed)) == 501
+
+
+def test_waves_and_advice_take_a_dict_or_a_path_as_validate_does(tmp_path):
+    spec = {"nodes": [
+        {"id": "a", "handler": "input"},
+        {"id": "h", "handler": "hook", "dependencies": ["a"], "config": {"token": "t"}},
+    ]}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    for given in (spec, path, str(path), dag.validate(spec)):
+        assert dag.waves(given) == [["a"], ["h"]]
+        assert [p.node for p in dag.advice(given)] == ["h"]
