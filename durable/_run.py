@@ -188,14 +188,18 @@ class Run(Generic[T]):
                 self._runtime.wait_for_progress(wait)
                 delay = min(delay * 2, 0.1)
 
-    def _refuse_to_block_its_loop(self, record: RunRecord) -> None:
+    def _refuse_to_block_its_loop(
+        self,
+        record: RunRecord,
+        call: str = "run.result()",
+        instead: str = "`await run` (or `await run.wait(timeout)`)",
+    ) -> None:
         if self._runtime.blocks_its_loop(record):
             # Blocking would stop the very loop that must finish the run: it would wait until
             # its timeout (or for ever), then raise TimeoutError.
             raise ConfigurationError(
-                f"run {self.id} executes on this thread's event loop, which run.result() "
-                "would block, so the run could never finish: in async code, `await run` (or "
-                "`await run.wait(timeout)`) instead"
+                f"run {self.id} executes on this thread's event loop, which {call} would "
+                f"block, so the run could never finish: in async code, {instead} instead"
             )
 
     def _raise_if_worker_stopped(self) -> None:
@@ -247,6 +251,9 @@ class Run(Generic[T]):
             if is_chunk:
                 yield value
             else:
+                record = self._fetch()
+                if record.status not in FINISHED_STATUSES:
+                    self._refuse_to_block_its_loop(record, "run.stream()", "run.astream()")
                 with self._runtime.waiting():
                     self._runtime.wait_for_progress(value)
 

@@ -203,3 +203,26 @@ async def starts_another(label: str) -> str:
 async def test_result_in_a_step_on_the_loop_that_executes_the_run_is_refused(real_time):
     said = await starts_another.start("nested").wait(timeout=5)
     assert said.startswith("refused: run ") and "await run" in said
+
+
+@workflow
+async def narrates(label: str) -> str:
+    await speak(label)
+    await durable.sleep(0.3)  # in-process, on the loop executing the run
+    return "told"
+
+
+@step
+async def speak(label: str) -> None:
+    durable.stream("story", keep_open=True).write(label)  # open until the run ends
+
+
+async def test_a_sync_stream_on_the_loop_executing_the_run_is_refused_not_a_deadlock(real_time):
+    task = asyncio.ensure_future(narrates.with_options(run_id="story-here")("once"))
+    await asyncio.sleep(0.05)
+    began = time.monotonic()
+    with pytest.raises(durable.ConfigurationError, match="run.astream"):
+        for _ in durable.get_run("story-here").stream("story", timeout=5):
+            pass
+    assert time.monotonic() - began < 1.0
+    assert await task == "told"
