@@ -15,6 +15,9 @@ concurrently with the other ready nodes.
   node's output is the list of results in element order.
 - ``timeout: "30s"`` limits each attempt of the handler; an attempt that exceeds it fails with
   ``TimeoutError`` and is retried per ``retry``.
+- ``when`` is a template or a comparison over templates (``"{{ input.amount }} > 100"``); a
+  false one skips the node. A ``hook`` node with ``open_at_start: true`` opens its hook when the
+  run starts, keeping a payload sent before the node is reached.
 - ``compensate: {handler, config, retry}`` is a node's undo action. When a node with
   ``on_failure: compensate`` fails (after its retries), the undo actions of the nodes that
   completed run as steps in reverse wave order (their config may use the node's own output),
