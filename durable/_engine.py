@@ -163,6 +163,8 @@ class RunContext:
     recorded: dict[str, Event] = field(default_factory=dict)
     retries: dict[str, list[Event]] = field(default_factory=dict)
     visited: set[str] = field(default_factory=set)
+    ahead: set[str] = field(default_factory=set)
+    """Recorded operations this execution has not reached yet (a replay still behind)."""
     buffered: list[NewEvent] = field(default_factory=list)
     waits: list[float | None] = field(default_factory=list)
     commands: list[StepCommand] = field(default_factory=list)
@@ -267,6 +269,8 @@ class RunContext:
                 continue
             if event.op_id is None:
                 continue
+            if event.op_id not in self.visited:
+                self.ahead.add(event.op_id)
             if event.kind == "step_retrying":
                 self.retries.setdefault(event.op_id, []).append(event)
             elif event.kind == "hook_received":
@@ -392,6 +396,7 @@ class RunContext:
     def lookup(self, op_id: str, family: str, name: str) -> Event | None:
         """The event recorded at ``op_id``; raises :class:`Diverged` if it is another operation."""
         self.visited.add(op_id)
+        self.ahead.discard(op_id)
         event = self.recorded.get(op_id)
         if event is None:
             retries = self.retries.get(op_id)
@@ -833,6 +838,28 @@ class RunContext:
         finally:
             self.held.pop(task, None)
 
+    async def catch_up(self) -> None:
+        """Let the run's other tasks replay what the log holds before this one runs a step live.
+
+        A replay's tasks start in order, so a step no record covers could start before a
+        sibling replays the failure that, the first time, made an ``asyncio.TaskGroup`` cancel
+        it before it finished (nothing of it recorded): it would run again on every replay.
+        While the log holds operations not reached yet and another task of the run is ready,
+        this task yields, so such a cancellation reaches it before its step starts.
+        """
+        current = asyncio.current_task()
+        running = -1
+        for _ in range(_CATCH_UP_TURNS):
+            if not self.ahead:
+                return
+            others = [t for t in (self.task, *self.spawned)
+                      if t is not None and t is not current and not t.done()]
+            # A task that just ended has its done callbacks (a TaskGroup's abort) still to run.
+            if not any(_ready(t) for t in others) and len(others) == running:
+                return
+            running = len(others)
+            await asyncio.sleep(0)
+
     def _look_soon(self) -> None:
         if self.held and not self._looking:
             self._looking = True
@@ -1172,6 +1199,9 @@ def _ready(task: asyncio.Future[Any]) -> bool:
     done = getattr(waiter, "done", None)
     return callable(done) and bool(done())
 
+
+_CATCH_UP_TURNS = 100
+"""The most turns of the event loop a live step waits for its siblings' replay."""
 
 _LINGER_POLL = 0.2
 """Seconds between looks at the log while a branch lingers (hook payloads, child outcomes)."""

@@ -119,6 +119,7 @@ async def _run_async(
     event = ctx.lookup(op_id, "step", step.name)
     if event is not None:
         return ctx.step_outcome(event)
+    await ctx.catch_up()
     attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
     kept = ctx.result_kept(op_id, step)
     if kept is not None:

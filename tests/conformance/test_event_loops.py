@@ -226,3 +226,41 @@ async def test_a_sync_stream_on_the_loop_executing_the_run_is_refused_not_a_dead
             pass
     assert time.monotonic() - began < 1.0
     assert await task == "told"
+
+
+# -- a step a TaskGroup cancelled, replayed ----------------------------------------------------
+
+charges: list[int] = []
+
+
+@step
+async def charge(x: int) -> int:
+    charges.append(x)  # a side effect
+    await asyncio.sleep(0.05)
+    return x
+
+
+@step(retry=durable.RetryPolicy(max_attempts=1))
+async def refuse() -> None:
+    raise KeyError("refused")
+
+
+@workflow
+async def charge_or_refuse() -> str:
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(charge(1))
+            group.create_task(refuse())
+    except* KeyError:
+        pass
+    for _ in range(3):
+        await durable.sleep("1h")  # each wake replays the group
+    return "done"
+
+
+def test_a_step_a_taskgroup_cancelled_does_not_run_again_on_each_replay(env):
+    # The sibling's failure cancelled it mid-step, leaving no record: on each replay it started
+    # live again before the sibling's recorded failure could cancel it again.
+    charges.clear()
+    assert charge_or_refuse.start().result(timeout=20) == "done"
+    assert charges == [1]
