@@ -42,12 +42,14 @@ def payloads_received(world: World, hooks: list[HookRecord]) -> dict[str, int]:
     A hook that has had some is open for more (a run may iterate it), not necessarily what its
     run waits on.
     """
+    by_run: dict[str, list[HookRecord]] = {}
+    for hook in hooks:
+        by_run.setdefault(hook.run_id, []).append(hook)
     counts: dict[str, int] = {}
-    for run_id in {h.run_id for h in hooks}:
+    for run_id, theirs in by_run.items():
         per_op = Counter(e.op_id for e in world.read_events(run_id) if e.kind == "hook_received")
-        for hook in hooks:
-            if hook.run_id == run_id:
-                counts[hook.token] = per_op.get(hook.op_id, 0)
+        for hook in theirs:
+            counts[hook.token] = per_op.get(hook.op_id, 0)
     return counts
 
 

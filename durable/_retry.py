@@ -31,6 +31,12 @@ def retry_run(world: World, run_id: str, owner: str, lease_ttl: float) -> RunRec
         raise RunNotFound(run_id)
     _check_retriable(record)
     steps = steps_to_retry(run_id, world.read_events(run_id))
+    failure = json_object(record.error)
+    if not steps and failure.get("type") in ("HookTimeout", "durable.HookTimeout"):
+        raise ConfigurationError(
+            f"run {run_id} failed because a hook timed out ({failure.get('message', '')}): "
+            "retried, it would replay the timeout and fail again; start a new run"
+        )
     deadline = deadline_of(record)
     if deadline is not None and world.now() >= deadline:
         raise ConfigurationError(
@@ -41,7 +47,6 @@ def retry_run(world: World, run_id: str, owner: str, lease_ttl: float) -> RunRec
     if reopened is None:  # it changed meanwhile
         _check_retriable(world.get_run(run_id) or record)
         raise ConfigurationError(f"run {run_id} could not be reopened; try again")
-    failure = json_object(record.error)
     retried = {
         "steps": steps,
         "error": f"{failure.get('type', 'Exception')}: {failure.get('message', '')}",

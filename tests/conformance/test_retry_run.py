@@ -217,3 +217,19 @@ def test_a_dag_run_whose_node_failed_retries_that_node(engine):
     run.retry()
     assert run.result(timeout=10) == {"ship": "paid paid o-9"}
     assert calls == {"pay": 3}  # the failed attempt, then pay and ship
+
+
+@workflow
+def approval(order: str) -> str:
+    durable.create_hook(token=f"approve:{order}", timeout="1h").wait()
+    return "approved"
+
+
+def test_a_run_failed_by_a_hook_timeout_is_not_retried(engine):
+    # Retried, it replays the timeout and fails again at once: refused, saying so.
+    run = approval.start("o-1")
+    with pytest.raises(WorkflowFailed, match="HookTimeout"):
+        run.result(timeout=20)
+    with pytest.raises(ConfigurationError, match="a hook timed out .*fail again; start a new run"):
+        run.retry()
+    assert run.status == "failed"
