@@ -94,7 +94,12 @@ def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     elif record.status == "pending":
         notes.append("waiting for a worker")
     elif record.status == "running" and record.lease_owner:
-        notes.append(f"on {record.lease_owner}")
+        lapsed = record.lease_expires_at is not None and record.lease_expires_at < now
+        notes.append(
+            f"lease of {record.lease_owner} lapsed {format_ago(record.lease_expires_at, now)}: "
+            "a worker takes it over" if lapsed and record.lease_expires_at is not None
+            else f"on {record.lease_owner}"
+        )
     if record.cancel_requested and record.status not in ("cancelled", "completed", "failed"):
         notes.append("cancel requested")
     return "; ".join(n for n in notes if n)

@@ -104,12 +104,19 @@ def describe_runs(runs: dict[str, str]) -> str:
     """``wrun_1 (long_job, step 'slow' x32), wrun_2 (quick)`` for runs by id and workflow name."""
     steps = steps_in_flight()
     parts = []
-    for run_id, workflow in runs.items():
+    named = dict(list(runs.items())[:_RUNS_NAMED])
+    for run_id, workflow in named.items():
         counted = Counter(steps.get(run_id, []))
         shown = [f"{name!r}" + (f" x{n}" if n > 1 else "") for name, n in counted.items()]
         doing = f", {'steps' if len(counted) > 1 else 'step'} {', '.join(shown)}" if shown else ""
         parts.append(f"{run_id} ({workflow}{doing})")
+    if len(runs) > len(named):
+        parts.append(f"and {len(runs) - len(named)} more (durable runs --status running)")
     return ", ".join(parts)
+
+
+_RUNS_NAMED = 10
+"""The most runs a stopping worker names on its line (a worker may hold a hundred)."""
 
 
 def runs_in_progress(runtime: Runtime) -> dict[str, str]:

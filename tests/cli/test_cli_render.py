@@ -287,3 +287,12 @@ def test_rendering_ten_thousand_events_piped_is_quick():
     out = render(events_table(events, T0), 240, terminal=False)
     assert len(out.splitlines()) == 10_002
     assert time.perf_counter() - started < 3  # rich's Table took about 10 s
+
+
+def test_a_running_run_whose_lease_lapsed_says_so_not_on_its_dead_worker():
+    live = record("wrun_live", "running", lease_owner="vm:1:aa", lease_expires_at=T0 + 60)
+    lapsed = record("wrun_lapsed", "running", lease_owner="vm:2:bb", lease_expires_at=T0 - 30)
+    out = render(runs_table([live, lapsed], T0 + 5), 240)
+    assert "on vm:1:aa" in out
+    assert "lease of vm:2:bb lapsed" in out and "a worker takes it over" in out
+    assert "on vm:2:bb" not in out

@@ -46,3 +46,10 @@ def test_steps_running_many_times_at_once_are_counted_not_listed():
         assert line in (f"{run.id} (crawler, steps 'crawl' x5, 'index_page')",
                         f"{run.id} (crawler, steps 'index_page', 'crawl' x5)")
         assert run.result(timeout=10) == [0, 1, 2, 3, 4]
+
+
+def test_a_stopping_worker_names_ten_runs_and_counts_the_rest():
+    runs = {f"wrun_{i}": "flow" for i in range(63)}
+    line = describe_runs(runs)
+    assert line.count("(flow)") == 10
+    assert line.endswith("and 53 more (durable runs --status running)")
