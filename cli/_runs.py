@@ -494,7 +494,7 @@ def events(ctx: click.Context, run_id: str, after: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run_id")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
 @click.option(
     "--force",
     is_flag=True,
@@ -504,25 +504,43 @@ def events(ctx: click.Context, run_id: str, after: int, as_json: bool) -> None:
 )
 @json_option
 @click.pass_context
-def cancel(ctx: click.Context, run_id: str, force: bool, as_json: bool) -> None:
-    """Cancel a run.
+def cancel(ctx: click.Context, run_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Cancel runs.
 
     A run that has not started is cancelled at once. A run that has started stops at its next
     durable point on a worker (its next step, sleep, hook or its outcome), after running its
     saga's undo steps, and ends cancelled. --force cancels at once, without undo steps, a run no
-    live worker holds.
+    live worker holds. With --json and several ids, one object per run, one per line. An id
+    with no run is reported and the others are still cancelled (exit 1).
     """
+    missing: list[str] = []
     with opened_world(ctx) as world:
-        before = _get(world, run_id)
-        if before.status in FINISHED_STATUSES:
-            outcome, record = "already_finished", before
-        else:
-            outcome, record = _cancel(world, run_id, force)
-        holder = _live_holder(record, world.now())
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                _cancel_one(world, run_id, force, as_json, many=len(run_ids) > 1)
+            except RunNotFound as exc:
+                if len(run_ids) == 1:
+                    raise
+                missing.append(run_id)
+                click.echo(f"Error: {exc}", err=True)
+    if missing:
+        ctx.exit(1)
+
+
+def _cancel_one(world: World, run_id: str, force: bool, as_json: bool, many: bool) -> None:
+    before = _get(world, run_id)
+    if before.status in FINISHED_STATUSES:
+        outcome, record = "already_finished", before
+    else:
+        outcome, record = _cancel(world, run_id, force)
+    holder = _live_holder(record, world.now())
     if as_json:
-        echo_json({**run_json(record), "outcome": outcome})
-        return
-    if outcome == "cancelled":
+        shown = {**run_json(record), "outcome": outcome}
+        if many:  # one line per run
+            click.echo(json.dumps(shown, ensure_ascii=False))
+        else:
+            echo_json(shown)
+    elif outcome == "cancelled":
         click.echo(f"cancelled run {run_id}")
     elif outcome == "already_finished":
         click.echo(f"run {run_id} already {record.status}; nothing to cancel")

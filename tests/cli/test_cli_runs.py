@@ -418,3 +418,13 @@ def test_retry_makes_a_failed_run_pending_for_a_worker(cli):
     greeted = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait").stdout.splitlines()[0]
     refused = cli("retry", greeted, ok=False)
     assert "is completed: only a failed run can be retried" in refused.stderr
+
+
+def test_cancel_takes_many_runs_and_reports_the_ids_it_cannot_find(cli):
+    first, second = cli.start("nap", '["1h"]'), cli.start("nap", '["1h"]')
+    out = cli("cancel", first, "nope", second, ok=False)
+    assert out.returncode == 1
+    assert f"cancelled run {first}" in out.stdout and f"cancelled run {second}" in out.stdout
+    assert "nope" in out.stderr
+    lines = cli("cancel", first, second, "--json").stdout.splitlines()
+    assert [json.loads(line)["outcome"] for line in lines] == ["already_finished"] * 2
