@@ -219,7 +219,7 @@ def test_a_dag_run_whose_node_failed_retries_that_node(engine):
     assert calls == {"pay": 3}  # the failed attempt, then pay and ship
 
 
-@workflow
+@workflow(name="retry_run.approval")
 def approval(order: str) -> str:
     durable.create_hook(token=f"approve:{order}", timeout="1h").wait()
     return "approved"
