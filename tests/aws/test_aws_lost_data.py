@@ -8,10 +8,6 @@ on with the others.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from durable import WorkflowFailed, step, workflow
@@ -22,6 +18,7 @@ from tests.aws_server import REGION, open_aws_world, running
 
 boto3 = pytest.importorskip("boto3")
 
+from tests.system._support import wait_until  # noqa: E402
 from worlds.aws import AwsWorld  # noqa: E402
 
 BIG = 4096
@@ -51,15 +48,6 @@ def delete_item(world: AwsWorld, run_id: str, sk: str) -> None:
     client.delete_item(
         TableName=world.config.table, Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": sk}}
     )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 @step

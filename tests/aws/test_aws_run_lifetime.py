@@ -5,8 +5,6 @@ saying so instead of replaying what is left.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,18 +13,10 @@ import durable
 from durable import InvalidDuration, RetryableError, WorkflowFailed, step, workflow
 from durable.world import NewEvent, run_lifetime
 from tests.aws_server import REGION, open_aws_world, running
+from tests.system._support import wait_until
 from worlds.memory import MemoryWorld
 
 boto3 = pytest.importorskip("boto3")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 @workflow(name="aws_lifetime.sleeper")

@@ -145,24 +145,6 @@ def queue(world: Any, moto_endpoint: str) -> Queue:
     return Queue(moto_endpoint, world.config.queue)
 
 
-@pytest.fixture
-def handlers(world: Any) -> Iterator[Callable[..., durable.aws._Handler]]:
-    """Builds handlers on the world's URL (each one a separate Lambda container)."""
-    made: list[durable.aws._Handler] = []
-
-    def make(margin: float = 1.0, lease_ttl: float = 60.0) -> durable.aws._Handler:
-        handler = durable.aws.make_handler(world.url, [MODULE], margin=margin, lease_ttl=lease_ttl)
-        made.append(handler)
-        return handler
-
-    try:
-        yield make
-    finally:
-        for handler in made:
-            handler.runtime.stop()
-            handler.runtime.world.close()
-
-
 def step_counts(run_id: str) -> Counter[str]:
     return Counter(wl.attempts(run_id))
 

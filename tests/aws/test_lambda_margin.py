@@ -21,15 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lambda_workload as wl  # noqa: E402
 
-import durable.aws  # noqa: E402
 from durable._client import use_runtime  # noqa: E402
 from durable._runtime import Runtime, RuntimeOptions  # noqa: E402
 from tests.aws_server import REGION, FakeContext, open_aws_world  # noqa: E402
 from worlds.aws._bootstrap import bootstrap  # noqa: E402
 from worlds.aws._config import url_defaults  # noqa: E402
 from worlds.aws._deploy import DeployOptions, deploy  # noqa: E402
-
-MODULE = "lambda_workload"
 
 
 @pytest.fixture
@@ -63,23 +60,6 @@ def event_of(world: Any, endpoint: str) -> tuple[Any, str, dict[str, Any]]:
         "attributes": {"ApproximateReceiveCount": message["Attributes"]["ApproximateReceiveCount"]},
     }
     return sqs, url, {"Records": [record]}
-
-
-@pytest.fixture
-def handlers(world: Any) -> Iterator[Any]:
-    made: list[durable.aws._Handler] = []
-
-    def make(margin: float) -> durable.aws._Handler:
-        handler = durable.aws.make_handler(world.url, [MODULE], margin=margin)
-        made.append(handler)
-        return handler
-
-    try:
-        yield make
-    finally:
-        for handler in made:
-            handler.runtime.stop()
-            handler.runtime.world.close()
 
 
 def test_a_margin_as_long_as_the_invocation_is_an_error_in_the_log(

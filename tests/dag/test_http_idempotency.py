@@ -6,12 +6,13 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 import durable.dag as dag
 from durable import WorkflowFailed
+from tests.local_http import serving
 
 seen: list[dict[str, object]] = []
 """Every request the server got: method, path and the Idempotency-Key headers (any case)."""
@@ -46,15 +47,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     seen.clear()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serving(_Handler) as url:
+        yield url
 
 
 def failure(run) -> WorkflowFailed:
