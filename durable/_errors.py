@@ -6,6 +6,7 @@ The hierarchy::
     ├── SerializationError        a value cannot be recorded
     ├── InvalidDuration           a sleep or timeout that makes no sense (also a ValueError)
     ├── NonDeterminismError       replay met different code than the log recorded
+    ├── InvalidEventLog           replay() was given a log no world could have recorded
     ├── WorkflowFailed            a run ended in failure (raised by Run.result)
     ├── WorkflowCancelled         a run was cancelled (raised by Run.result)
     │   └── WorkflowTimedOut      ... because its timeout ran out
@@ -82,6 +83,30 @@ class NonDeterminismError(DurableError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.position, self.recorded, self.new))
+
+
+class InvalidEventLog(DurableError, ValueError):
+    """:func:`durable.replay` was given an event log that no world could have recorded.
+
+    Attributes:
+        index: the offending event's position in the sequence passed (0-based).
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, index: int, problem: str) -> None:
+        self.index = index
+        self.problem = problem
+        super().__init__(
+            f"the event log is not valid at events[{index}]: {problem}. A valid log is what "
+            "Run.events() or World.read_events() returns: durable.Event records of one run, "
+            "seq strictly increasing, run_created first; an operation's event (step_completed, "
+            "step_failed, sleep_started, value_recorded, ...) carries the operation's op_id "
+            '("1", "2.1") and name, and its data as durable records it (step results '
+            "and values encoded by durable's serializer, the rest JSON objects)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.index, self.problem))
 
 
 class WorkflowFailed(DurableError):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from durable._context import Frame, current_frame
 from durable._control import Cancelled, Suspend
 from durable._engine import Diverged, RunContext, StepCommand
+from durable._log_check import check_log
 from durable._tasks import install_task_factory, wait_for_branches
 from durable._timeouts import run_coroutine
 from durable.world import Event, NewEvent
@@ -46,7 +47,9 @@ def replay(
 
     Recorded operations return their recorded outcomes; the first operation the log lacks
     becomes a command and the replay suspends there. Divergence raises
-    :class:`~durable.NonDeterminismError`.
+    :class:`~durable.NonDeterminismError`; a log no world could have recorded (events out of
+    order, an unknown kind, an operation's event without its op_id or name, data that does not
+    decode) raises :class:`~durable.InvalidEventLog` naming the event, before any code runs.
 
     Args:
         fn: the workflow function (the undecorated function or the ``@workflow`` object).
@@ -57,6 +60,7 @@ def replay(
             or the time of the log's last event if that is later).
         run_id: the run id exposed to the code.
     """
+    check_log(events)
     target = getattr(getattr(fn, "definition", None), "fn", fn)
     is_async = asyncio.iscoroutinefunction(target)
     fixed = now
