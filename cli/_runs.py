@@ -581,7 +581,8 @@ def retry(
     its first attempt), then the workflow goes on. A run failed by a NonDeterminismError replays
     with the code the workers have now. Each run becomes pending: a worker that has its workflow
     executes it. With several runs (or --failed), one refused (it compensated, say) is reported
-    and the others are retried; the exit status is then 1.
+    and the others are retried; the exit status is then 1. --json prints
+    {"retried": [ids], "refused": [{"id", "reason"}]} however many runs were named.
     """
     if not run_ids and not all_failed:
         raise click.UsageError("name the runs to retry, or give --failed")
@@ -593,12 +594,9 @@ def retry(
         if all_failed:
             failed = _listed(world, "failed", workflow, limit)
             ids += [r.id for r in failed if r.parent_id is None and r.id not in ids]
-        if len(ids) == 1 and run_ids:
-            record = _retry_one(world, ids[0], owner)
-            if as_json:
-                echo_json(run_json(record))
-            else:
-                click.echo(_retrying_line(record))
+        if len(ids) == 1 and run_ids and not as_json:
+            # One named run: a refusal is the error of the command (on stderr), as it always was.
+            click.echo(_retrying_line(_retry_one(world, ids[0], owner)))
             return
         retried: list[RunRecord] = []
         refused: list[tuple[str, str]] = []
