@@ -9,6 +9,7 @@ is read from its run record, which never changes once finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Generator
@@ -20,7 +21,15 @@ from durable._engine import RunContext
 from durable._errors import ConfigurationError, HookNotFound, WorkflowCancelled
 from durable._run import Run
 from durable._serialization import dumps
-from durable.world import FINISHED_STATUSES, HookRecord, NewEvent, NewRun, RunRecord, World
+from durable.world import (
+    FINISHED_STATUSES,
+    MAX_KEY_LENGTH,
+    HookRecord,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    World,
+)
 
 if TYPE_CHECKING:
     from durable._decorators import WorkflowDefinition
@@ -52,6 +61,29 @@ def child_token(child_id: str) -> str:
     return f"{CHILD_TOKEN_PREFIX}{child_id}"
 
 
+CHILD_ID_LIMIT = MAX_KEY_LENGTH - len(CHILD_TOKEN_PREFIX)
+"""Longest derived child id: the id, and the token its parent waits on, fit every world's keys."""
+
+_KEPT_PREFIX = 100
+"""How much of a long parent id a derived child id keeps readable (the top-level run's id)."""
+
+
+def derived_child_id(parent_id: str, op_id: str) -> str:
+    """The id of a child run started without an explicit one: ``<parent id>.<op id>``.
+
+    Deep recursion would grow that past what worlds keep in keys, so past ``CHILD_ID_LIMIT`` the
+    id is the parent id's start, then a hash of the whole (deterministic: a replay, or a retry
+    after a crash, finds the same child), then the op id when it still fits.
+    """
+    plain = f"{parent_id}.{op_id}"
+    if len(plain) <= CHILD_ID_LIMIT:
+        return plain
+    digest = hashlib.sha256(plain.encode()).hexdigest()[:32]
+    hashed = f"{parent_id[:_KEPT_PREFIX]}~{digest}"
+    with_op = f"{hashed}.{op_id}"
+    return with_op if len(with_op) <= CHILD_ID_LIMIT else hashed
+
+
 def start_child(
     runtime: Runtime,
     defn: WorkflowDefinition,
@@ -79,7 +111,7 @@ def start_child(
         raise ctx.block()
     ctx.check_cancel()
     ctx.record(replay_point=False)  # values its input may hold (uuid4(), now()) first
-    child_id = run_id or f"{ctx.run_id}.{op_id}"
+    child_id = run_id or derived_child_id(ctx.run_id, op_id)
     # The child run exists before the parent's log names it, so every child a log names can be
     # read; a crash in between leaves a child the replay adopts (its id is deterministic).
     _create(runtime, ctx, defn, child_id, data)
@@ -187,6 +219,4 @@ def notify_parent(world: World, record: RunRecord) -> None:
 
 def child_ids(events: list[Any]) -> list[str]:
     """The ids of the children a run started, from its log."""
-    return [
-        json.loads(e.data or b"{}")["run_id"] for e in events if e.kind == "child_started"
-    ]
+    return [json.loads(e.data or b"{}")["run_id"] for e in events if e.kind == "child_started"]
