@@ -251,7 +251,8 @@ class compensating:  # noqa: N801 - used like a function: `with compensating():`
     """Let undo steps run although the run's cancellation was requested.
 
     ``RunContext.check_cancel`` raises ``Cancelled`` at every durable point once a cancel is
-    requested; it lets them proceed while ``ctx.compensating`` is true.
+    requested; it lets them proceed while ``ctx.compensating`` is true. A run cancelled before
+    its deadline no longer has one: it ends cancelled however long its undo steps take.
     """
 
     def __enter__(self) -> None:
@@ -260,6 +261,10 @@ class compensating:  # noqa: N801 - used like a function: `with compensating():`
         self._previous = self._ctx.compensating if self._ctx is not None else False
         if self._ctx is not None:
             self._ctx.compensating = True
+            if self._ctx.cancel_requested and not self._ctx.timed_out:
+                # Cancelled before its deadline: undo steps that outlast the deadline must not
+                # turn the cancel into a timeout (WorkflowTimedOut) once they are done.
+                self._ctx.deadline = None
 
     def __exit__(self, *exc_info: object) -> None:
         if self._ctx is not None:
