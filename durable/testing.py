@@ -120,12 +120,23 @@ class TestWorld:
                 return hook
             due = self.world.next_due_at() if idle else None
             skipping = self.runtime.options.time_skipping is not None
+            live = self.world.list_hooks()
+            expiring = [h for h in live if h.timeout_at is not None]
+            first_timeout = min((h.timeout_at for h in expiring if h.timeout_at), default=None)
+            if due is not None and first_timeout is not None and due >= first_timeout:
+                # Only a hook's timeout is due next: jumping there would run the timeout path of
+                # another run (a token with a typo would time out every hook the test waits on).
+                raise TimeoutError(
+                    f"no hook {token!r} was created: nothing is due before the timeout of "
+                    f"{_hooks_text(expiring)}; the clock was not moved (to go past that timeout, "
+                    f"env.advance(...) first){_live_text(token, live)}"
+                )
             if idle and due is not None and skipping and time.monotonic() < deadline:
                 self.world.renew_leases(self.runtime.owner, self.runtime.options.lease_ttl)
                 self.clock.advance_to(due)
                 continue
             why = "no run is executing and nothing is due" if idle else f"{timeout} s passed"
-            raise TimeoutError(f"no hook {token!r} was created: {why}")
+            raise TimeoutError(f"no hook {token!r} was created: {why}{_live_text(token, live)}")
 
     def advance(self, duration: float | str | timedelta, *, wait: float = 10.0) -> None:
         """Move time forward (seconds, a timedelta or ``"7 days"``) and run what comes due.
@@ -185,6 +196,17 @@ def world(
         runtime.stop()
         if last is not None and last is not runtime and last is not previous:
             last.stop()  # made by durable.configure(...) on this world during the test
+
+
+def _hooks_text(hooks: list[HookRecord]) -> str:
+    shown = ", ".join(f"{h.token!r} (run {h.run_id})" for h in hooks[:5])
+    return shown + (f" and {len(hooks) - 5} more" if len(hooks) > 5 else "")
+
+
+def _live_text(token: str, live: list[HookRecord]) -> str:
+    if not live:
+        return ""
+    return f"; the live hooks are {_hooks_text(live)}: is {token!r} spelled as the run makes it?"
 
 
 def _epoch(start: float | datetime | None) -> float | None:

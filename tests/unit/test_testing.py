@@ -522,3 +522,26 @@ def test_wait_for_hook_goes_past_a_sleep_and_a_retry_delay_to_the_hook(durable_w
 def test_wait_for_hook_says_when_no_run_will_create_it(durable_world):
     with pytest.raises(TimeoutError, match="no hook 'nobody' was created: no run is executing"):
         durable_world.wait_for_hook("nobody", timeout=2)
+
+
+@durable.workflow
+def approve_with_deadline(order: str) -> str:
+    hook = durable.create_hook(token=f"approve:{order}", timeout="3 days")
+    try:
+        return str(hook.wait())
+    except durable.HookTimeout:
+        return "expired"
+
+
+def test_wait_for_hook_with_a_wrong_token_leaves_other_hooks_timeouts_alone(durable_world):
+    run = approve_with_deadline.start("t1")
+    durable_world.wait_for_hook("approve:t1")
+    before = durable_world.now()
+    with pytest.raises(TimeoutError) as caught:
+        durable_world.wait_for_hook("approve:T1")  # a typo: no run creates this one
+    message = str(caught.value)
+    assert "the clock was not moved" in message and "'approve:t1'" in message
+    assert durable_world.now() == before
+    assert run.status == "suspended"
+    durable.resume_hook("approve:t1", "yes")
+    assert run.result(timeout=10) == "yes"
