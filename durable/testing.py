@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from durable._client import current_runtime, use_runtime
 from durable._decorators import Workflow, swap_code
@@ -31,7 +31,12 @@ from durable._runtime import Runtime, RuntimeOptions
 from durable.world import HookRecord
 from worlds.memory import MemoryWorld
 
+__all__ = ["Clock", "TestWorld", "deploy", "world"]
+
 log = logging.getLogger("durable")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Clock:
@@ -221,7 +226,7 @@ def _epoch(start: float | datetime | None) -> float | None:
 
 
 @contextmanager
-def deploy(workflow: Workflow[..., Any], code: Callable[..., Any]) -> Iterator[None]:
+def deploy(workflow: Workflow[P, R], code: Callable[P, R]) -> Iterator[None]:
     """Run ``workflow``'s runs with ``code`` meanwhile, as a deployment of changed code would.
 
     Runs recorded under the old code replay under the new one when they next execute, so a test
