@@ -47,6 +47,7 @@ from durable._errors import (
     RunDataLost,
     SerializationError,
     UnknownWorkflow,
+    WorkflowTimedOut,
     WorldError,
 )
 from durable._flusher import Flusher
@@ -73,6 +74,7 @@ _BUSY_WAIT = 0.02
 _WAKE_BATCH = 0.01
 _FAILING_WAIT = 5.0  # the longest a worker waits between asks of a world that keeps failing
 _UNWRITTEN_RUNS = 1000  # runs whose refused step results this process keeps
+_REPORTED_MESSAGE = 300  # characters of a failed run's error message a worker's log line shows
 _STALL_WARNING = 2.0  # real seconds a time-skipping test may wait on nothing due before a hint
 """Seconds an idle worker waits at least before claiming again: runs falling due one after
 another (2,000 a second) are claimed some at a time, not in a claim each, at the cost of
@@ -334,7 +336,8 @@ class Runtime:
             future = self._thread_pool().submit(self.execute, record)
         with self._lock:
             self._futures.add(future)
-        future.add_done_callback(lambda done: self._submitted_done(record.id, done))
+        name = record.workflow_name
+        future.add_done_callback(lambda done: self._submitted_done(record.id, name, done))
 
     def execute_now(self, record: RunRecord) -> Outcome:
         """Execute a leased run here and wait for it (sync or async workflow alike)."""
@@ -344,11 +347,13 @@ class Runtime:
             return outcome
         return self.execute(record)
 
-    def _submitted_done(self, run_id: str, future: Future[Any]) -> None:
+    def _submitted_done(self, run_id: str, workflow_name: str, future: Future[Any]) -> None:
         with self._lock:
             self._futures.discard(future)
         if future.cancelled():  # never started (the worker stopped first): hand it back
             self._give_back(run_id)
+        elif future.exception() is None:
+            _report_ended(run_id, workflow_name, future.result())
         self._leave(run_id)
 
     def _enter(self, run_id: str) -> None:
@@ -1078,6 +1083,34 @@ def _decode_input(
         raise SerializationError(f"run {record.id}: recorded input is not an args/kwargs mapping")
     args, kwargs = tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
     return coerce_arguments(defn.fn, f"input of workflow {defn.name!r}", args, kwargs)
+
+
+def _report_ended(run_id: str, workflow_name: str, outcome: Outcome) -> None:
+    """Say that a run executed in the background failed or ran out of time.
+
+    Nobody waits on a worker's execution: without this line a worker's log shows no sign of the
+    runs it failed (a deploy that broke them goes unnoticed). A direct call raises instead.
+    """
+    error = outcome.error
+    if error is None or isinstance(error, RunDataLost):  # RunDataLost: logged as it happened
+        return
+    if outcome.status == "cancelled" and not isinstance(error, WorkflowTimedOut):
+        return  # cancelled on purpose
+    if outcome.status not in ("failed", "cancelled"):
+        return
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if len(message) > _REPORTED_MESSAGE:
+        message = message[: _REPORTED_MESSAGE - 3] + "..."
+    log.warning(
+        "run %s (workflow %s) %s: %s%s; see `durable inspect %s`",
+        run_id,
+        workflow_name,
+        "timed out" if outcome.status == "cancelled" else "failed",
+        type(error).__name__,
+        f": {message}" if message else "",
+        run_id,
+    )
 
 
 def _serializer(ctx: RunContext) -> str:
