@@ -262,6 +262,31 @@ def test_another_applications_database_is_refused(db: Path) -> None:
     assert not Path(f"{db}-wal").exists()
 
 
+def test_a_copy_without_its_log_is_refused_not_opened_empty(tmp_path: Path) -> None:
+    original = tmp_path / "durable.db"
+    copy = tmp_path / "copy" / "durable.db"
+    copy.parent.mkdir()
+    with SqliteWorld(url(original)) as world:
+        populate(world)
+        copy.write_bytes(original.read_bytes())  # the runs are still in durable.db-wal
+        content = copy.read_bytes()
+        with pytest.raises(WorldError) as info:
+            SqliteWorld(url(copy))
+        message = str(info.value)
+        assert str(copy) in message and "without its -wal file" in message
+        assert ".backup" in message
+        assert copy.read_bytes() == content and not Path(f"{copy}-wal").exists()
+        assert world.get_run("run-1") is not None
+    # Copied with its log, the same file opens with its runs.
+    copy.unlink()
+    with SqliteWorld(url(original)) as world:
+        populate(world, "run-2")
+        for suffix in ("", "-wal"):
+            Path(f"{copy}{suffix}").write_bytes(Path(f"{original}{suffix}").read_bytes())
+    with SqliteWorld(url(copy)) as reopened:
+        assert reopened.get_run("run-2") is not None
+
+
 def test_processes_creating_a_new_file_at_once(tmp_path: Path) -> None:
     db = tmp_path / "race" / "new.db"
     script = (
@@ -307,7 +332,8 @@ def test_new_files_get_small_pages_and_existing_files_keep_theirs(tmp_path: Path
     older = tmp_path / "older.db"
     conn = sqlite3.connect(older)
     conn.execute("PRAGMA page_size = 4096")
-    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE first_write_fixes_the_page_size (x)")
+    conn.execute("DROP TABLE first_write_fixes_the_page_size")
     conn.close()
     with SqliteWorld(url(older)) as world:
         populate(world)

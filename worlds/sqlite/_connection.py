@@ -173,6 +173,7 @@ class Connections:
                 f"cannot create the directory {self.path.parent} for the durable database: "
                 f"{exc.strerror or exc}; check the path in DURABLE_WORLD and its permissions"
             ) from exc
+        _refuse_copy_without_log(self.path)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
@@ -354,6 +355,43 @@ def _use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _refuse_copy_without_log(path: Path) -> None:
+    """Refuse a file whose data can only be in a write-ahead log that is not beside it.
+
+    Until a checkpoint copies them back, a durable database's newest writes (at first, its
+    schema and every run) live in ``<file>-wal``. A copy of the main file alone then looks like
+    an empty database in WAL mode: opened, it would become a new, empty world without a word.
+    """
+    # A process creating the file passes through this state for a moment (WAL mode set, its
+    # log not open yet): only a state that lasts is a copy.
+    deadline = time.monotonic() + 1.0
+    while _looks_like_copy_without_log(path):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    else:
+        return
+    raise WorldError(
+        f"the durable database {path} is in write-ahead-log mode but holds no schema and has no "
+        f"{path.name}-wal beside it: it looks like a copy made without its -wal file, where the "
+        "runs are. Copy the three files together while no process writes "
+        f"({path.name}, {path.name}-wal, {path.name}-shm), or make a consistent copy with "
+        f"`sqlite3 {path.name} \".backup copy.db\"`. If this file is new and empty, delete it"
+    )
+
+
+def _looks_like_copy_without_log(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+    except OSError:
+        return False  # no file yet (or unreadable: connecting reports that)
+    if len(header) < 100 or header[18] != 2 or header[19] != 2:
+        return False  # empty, or not in WAL mode
+    user_version = int.from_bytes(header[60:64], "big")
+    return user_version == 0 and not Path(f"{path}-wal").exists()
 
 
 def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
