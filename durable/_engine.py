@@ -314,7 +314,7 @@ class RunContext:
         event = self.recorded.get(op_id)
         if event is None or (event.kind == "value_recorded" and event.name == CANCEL_NOTICED):
             return
-        raise Diverged(NonDeterminismError(op_id, _describe(event), _GROUP))
+        raise self.diverged(op_id, event, _GROUP)
 
     def _forget_failures(self, retried: Event) -> None:
         """A retried run runs again the steps whose failure failed it, from their first attempt."""
@@ -404,17 +404,30 @@ class RunContext:
                 if self.recorded and op_id in self._log_shape()[0]:
                     # The recorded execution ran a group of branches here: running this
                     # operation live would repeat what they did.
-                    raise Diverged(NonDeterminismError(op_id, _GROUP, describe_op(family, name)))
+                    raise self.diverged(op_id, None, describe_op(family, name))
                 return None
             event = retries[-1]
             if event.name != name or family != "step":
-                raise Diverged(
-                    NonDeterminismError(op_id, _describe(event), describe_op(family, name))
-                )
+                raise self.diverged(op_id, event, describe_op(family, name))
             return None
         if _FAMILY.get(event.kind) != family or event.name != name:
-            raise Diverged(NonDeterminismError(op_id, _describe(event), describe_op(family, name)))
+            raise self.diverged(op_id, event, describe_op(family, name))
         return event
+
+    def diverged(self, op_id: str, recorded: Event | None, new: str) -> Diverged:
+        """The divergence at ``op_id``: the log holds ``recorded`` (None: a group of branches)."""
+        patch_id = None
+        if recorded is not None and recorded.kind == "value_recorded" and recorded.name:
+            if recorded.name.startswith(PATCH_MARKER):
+                patch_id = recorded.name.removeprefix(PATCH_MARKER)
+        error = NonDeterminismError(
+            op_id,
+            _GROUP if recorded is None else _describe(recorded),
+            new,
+            patch_id,
+            None if self.pure else self.run_id,
+        )
+        return Diverged(error)
 
     def record_last(self, event: NewEvent | None, update: RunUpdate) -> None:
         """The execution's last write: its outcome or suspension, after everything buffered.
@@ -470,11 +483,7 @@ class RunContext:
         missing = [op for op in self.recorded if op not in self.visited]
         if missing:
             op_id = min(missing, key=_op_sort_key)
-            raise Diverged(
-                NonDeterminismError(
-                    op_id, _describe(self.recorded[op_id]), "nothing (the workflow returned)"
-                )
-            )
+            raise self.diverged(op_id, self.recorded[op_id], "nothing (the workflow returned)")
 
     def record(self, *events: NewEvent, replay_point: bool = True) -> None:
         """Record events durably (with any buffered values before them).

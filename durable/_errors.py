@@ -64,25 +64,56 @@ class NonDeterminismError(DurableError):
         position: the operation id (``"3"``, ``"4.1.2"``) where the two differ.
         recorded: what the log holds at that position, e.g. ``"step 'charge'"``.
         new: what the workflow code does there now.
+        patch_id: the patch whose ``durable.patched()`` marker the log holds there, if it does:
+            the run was recorded by code that has the patch, and the code replaying it does not.
+        run_id: the run, when a world holds it (named in what to do).
     """
 
-    def __init__(self, position: str, recorded: str, new: str) -> None:
+    def __init__(
+        self,
+        position: str,
+        recorded: str,
+        new: str,
+        patch_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.position = position
         self.recorded = recorded
         self.new = new
-        super().__init__(
+        self.patch_id = patch_id
+        self.run_id = run_id
+        message = (
             f"workflow code no longer matches its recorded history at position {position}: "
-            f"the log recorded {recorded}, the code now calls {new}. Either the code changed "
-            "(changing the order or names of steps breaks runs already in flight: keep the old "
-            "path for them behind `if durable.patched(\"change-id\"):`, and where a patched() "
-            "call was removed leave durable.deprecate_patch(\"change-id\")), or the "
-            "workflow decides what to call from something that differs between executions "
-            "(time.time(), random, os.environ, a database read): use durable.now(), "
-            "durable.random() or durable.uuid4(), or read it in a step."
+            f"the log recorded {recorded}, the code now calls {new}. "
+        )
+        if patch_id is not None:
+            # The usual advice (add a patched() call) is wrong here: the code that recorded the
+            # run has that call; the code replaying it is older (a rolling deploy, a rollback).
+            message += (
+                f"The run was recorded by code with patch {patch_id!r}, which this code "
+                "lacks: this happens when a worker runs code older than the one that recorded "
+                "the run (a rolling deploy, a rollback): stop workers running older code, then "
+                f"`durable retry {run_id or 'RUN_ID'}`. If the patched() call was removed on "
+                f'purpose, leave durable.deprecate_patch("{patch_id}") where it was. '
+                "Otherwise, either"
+            )
+        else:
+            message += "Either"
+        super().__init__(
+            message + " the code changed (changing the order or names of steps breaks runs "
+            "already in flight: keep the old path for them behind "
+            "`if durable.patched(\"change-id\"):`, and where a patched() call was removed "
+            "leave durable.deprecate_patch(\"change-id\")), or the workflow decides what to "
+            "call from something that differs between executions (time.time(), random, "
+            "os.environ, a database read): use durable.now(), durable.random() or "
+            "durable.uuid4(), or read it in a step."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.position, self.recorded, self.new))
+        return (
+            type(self),
+            (self.position, self.recorded, self.new, self.patch_id, self.run_id),
+        )
 
 
 class InvalidEventLog(DurableError, ValueError):
