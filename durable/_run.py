@@ -6,12 +6,14 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from durable._cancellation import recorded_cancellation
 from durable._context import current_frame
 from durable._errors import (
     ConfigurationError,
+    DurableError,
     LeaseLost,
     RunNotFound,
     WorkflowFailed,
@@ -183,10 +185,30 @@ class Run(Generic[T]):
                 self._refuse_to_block_its_loop(record)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"run {self.id} is still {record.status}")
+                    raise TimeoutError(self._still(record))
                 wait = delay if remaining is None else min(delay, remaining)
                 self._runtime.wait_for_progress(wait)
                 delay = min(delay * 2, 0.1)
+
+    def _still(self, record: RunRecord) -> str:
+        """Why a wait for the run's result timed out: what the run waits for, if anything."""
+        world = self._runtime.world
+        what = f"run {self.id} is still {record.status}"
+        try:
+            hooks = world.list_hooks(record.id)
+        except DurableError:
+            hooks = []
+        if hooks:
+            what += f", waiting on hook {hooks[0].token!r}"
+        if record.status == "suspended" and record.wake_at is not None:
+            due = datetime.fromtimestamp(record.wake_at, UTC).isoformat(timespec="seconds")
+            what += f", {'timing out' if hooks else 'due'} at {due}"
+            if self._runtime.options.time_skipping is None and record.wake_at > world.now():
+                what += (
+                    f" ({record.wake_at - world.now():,.0f} s from now on {world.url}; in tests, "
+                    "durable.testing's world skips such waits)"
+                )
+        return what
 
     def _refuse_to_block_its_loop(
         self,
@@ -221,7 +243,7 @@ class Run(Generic[T]):
                     return result
                 self._raise_if_worker_stopped()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"run {self.id} is still {record.status}")
+                    raise TimeoutError(self._still(record))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.1)
 
