@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from durable._call_site import call_site
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
 from durable._control import Cancelled, StorageUnavailable, Suspend
 from durable._durations import parse_duration
@@ -414,8 +415,13 @@ class RunContext:
             raise self.diverged(op_id, event, describe_op(family, name))
         return event
 
-    def diverged(self, op_id: str, recorded: Event | None, new: str) -> Diverged:
-        """The divergence at ``op_id``: the log holds ``recorded`` (None: a group of branches)."""
+    def diverged(
+        self, op_id: str, recorded: Event | None, new: str, *, located: bool = True
+    ) -> Diverged:
+        """The divergence at ``op_id``: the log holds ``recorded`` (None: a group of branches).
+
+        ``located``: the workflow's code is on the stack, at the call that diverged.
+        """
         patch_id = None
         if recorded is not None and recorded.kind == "value_recorded" and recorded.name:
             if recorded.name.startswith(PATCH_MARKER):
@@ -426,6 +432,7 @@ class RunContext:
             new,
             patch_id,
             None if self.pure else self.run_id,
+            call_site() if located else None,
         )
         return Diverged(error)
 
@@ -483,7 +490,9 @@ class RunContext:
         missing = [op for op in self.recorded if op not in self.visited]
         if missing:
             op_id = min(missing, key=_op_sort_key)
-            raise self.diverged(op_id, self.recorded[op_id], "nothing (the workflow returned)")
+            raise self.diverged(
+                op_id, self.recorded[op_id], "nothing (the workflow returned)", located=False
+            )
 
     def record(self, *events: NewEvent, replay_point: bool = True) -> None:
         """Record events durably (with any buffered values before them).

@@ -67,6 +67,8 @@ class NonDeterminismError(DurableError):
         patch_id: the patch whose ``durable.patched()`` marker the log holds there, if it does:
             the run was recorded by code that has the patch, and the code replaying it does not.
         run_id: the run, when a world holds it (named in what to do).
+        location: ``path:line in function`` of the workflow code's call that diverged, when
+            known (not when the code ended where the log goes on).
     """
 
     def __init__(
@@ -76,14 +78,17 @@ class NonDeterminismError(DurableError):
         new: str,
         patch_id: str | None = None,
         run_id: str | None = None,
+        location: str | None = None,
     ) -> None:
         self.position = position
         self.recorded = recorded
         self.new = new
         self.patch_id = patch_id
         self.run_id = run_id
+        self.location = location
+        at = f", at {location}" if location else ""
         message = (
-            f"workflow code no longer matches its recorded history at position {position}: "
+            f"workflow code no longer matches its recorded history at position {position}{at}: "
             f"the log recorded {recorded}, the code now calls {new}. "
         )
         if patch_id is not None:
@@ -112,7 +117,7 @@ class NonDeterminismError(DurableError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             type(self),
-            (self.position, self.recorded, self.new, self.patch_id, self.run_id),
+            (self.position, self.recorded, self.new, self.patch_id, self.run_id, self.location),
         )
 
 

@@ -78,7 +78,9 @@ def replay(
         clock=clock,
     )
     ctx.load(list(events))
-    token = current_frame.set(Frame(ctx, ctx.root))
+    # An async workflow's frame is set in its own task only: asyncio.run's closing tasks
+    # (shutdown_asyncgens) would otherwise take operation ids and hide a divergence behind one.
+    token = current_frame.set(None if is_async else Frame(ctx, ctx.root))
     try:
         if is_async:
             result = run_coroutine(_run_async(ctx, target, tuple(args), kwargs or {}))
@@ -118,6 +120,7 @@ async def _run_async(
 ) -> Any:
     install_task_factory(asyncio.get_running_loop())
     ctx.task = asyncio.current_task()
+    current_frame.set(Frame(ctx, ctx.root))  # this task's context only
     try:
         return await fn(*args, **kwargs)
     finally:
