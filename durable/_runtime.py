@@ -74,6 +74,10 @@ _BUSY_WAIT = 0.02
 _WAKE_BATCH = 0.01
 _FAILING_WAIT = 5.0  # the longest a worker waits between asks of a world that keeps failing
 _UNWRITTEN_RUNS = 1000  # runs whose refused step results this process keeps
+_UNKNOWN_CHECK = 10.0  # seconds between looks for runs of workflows this process does not know
+_UNKNOWN_REPEAT = 60.0  # seconds before such runs of one workflow are reported again
+_UNKNOWN_LISTED = 200  # runs of each status looked at for them
+_UNKNOWN_IDS = 3  # run ids named on a line
 _REPORTED_MESSAGE = 300  # characters of a failed run's error message a worker's log line shows
 _STALL_WARNING = 2.0  # real seconds a time-skipping test may wait on nothing due before a hint
 """Seconds an idle worker waits at least before claiming again: runs falling due one after
@@ -194,7 +198,7 @@ class Runtime:
         self._stalled_since: float | None = None
         self._stall_told = False
         self._draining = False
-        self._reported_unknown: set[str] = set()
+        self._reported_unknown: dict[str, float] = {}  # workflow name: when last said
         self._flusher = Flusher(self._active_contexts)
 
     # -- starting runs -----------------------------------------------------------------------
@@ -912,29 +916,47 @@ class Runtime:
             self.submit(record)
 
     def _report_unknown(self) -> None:
-        # Runs of workflows this process does not know stay pending for another worker; say so
-        # once per workflow name so a missing import is easy to spot.
+        # Runs of workflows this process does not know stay pending for another worker (a
+        # missing import, or a workflow renamed by a deploy): say how many, per workflow name,
+        # again each minute while they wait, so that none goes unnoticed and the log stays short.
         now = time.monotonic()
-        if now - self._last_unknown_check < 10.0:
+        if now - self._last_unknown_check < _UNKNOWN_CHECK:
             return
         self._last_unknown_check = now
         known = set(self._names())
         try:
-            pending = self.world.list_runs(status="pending", limit=200)
+            pending = self.world.list_runs(status="pending", limit=_UNKNOWN_LISTED)
             # A suspended run whose wake-up came while no worker had its workflow (the code
             # that deployed dropped or renamed it) waits the same way.
-            asleep = self.world.list_runs(status="suspended", limit=200)
+            asleep = self.world.list_runs(status="suspended", limit=_UNKNOWN_LISTED)
         except DurableError:
             return
         world_now = self.world.now()
         due = [r for r in asleep if r.wake_at is not None and r.wake_at <= world_now]
+        waiting: dict[str, list[RunRecord]] = {}
         for record in [*pending, *due]:
-            name = record.workflow_name
-            if name not in known and name not in self._reported_unknown:
-                self._reported_unknown.add(name)
-                log.warning(
-                    "run %s stays %s: %s", record.id, record.status, UnknownWorkflow(name)
-                )
+            if record.workflow_name not in known:
+                waiting.setdefault(record.workflow_name, []).append(record)
+        at_least = "at least " if _UNKNOWN_LISTED in (len(pending), len(asleep)) else ""
+        for name, records in waiting.items():
+            told = self._reported_unknown.get(name)
+            if told is not None and now - told < _UNKNOWN_REPEAT:
+                continue
+            self._reported_unknown[name] = now
+            count = len(records)
+            ids = ", ".join(r.id for r in records[:_UNKNOWN_IDS])
+            if count > _UNKNOWN_IDS:
+                ids += f" and {count - _UNKNOWN_IDS} more"
+            log.warning(
+                "%s%d run%s of workflow %r wait%s for a worker that has it registered (%s): %s",
+                at_least,
+                count,
+                "" if count == 1 else "s",
+                name,
+                "s" if count == 1 else "",
+                ids,
+                UnknownWorkflow(name),
+            )
 
     def _idle_wait(self) -> float:
         wait = self.options.poll_interval
