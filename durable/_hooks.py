@@ -7,7 +7,8 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any, Generic, TypeVar
+from datetime import timedelta
+from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
 from durable._context import current_frame, current_step
 from durable._durations import parse_duration
@@ -19,6 +20,16 @@ from durable.world import HookRecord, NewEvent, World, check_key
 T = TypeVar("T")
 
 
+class PayloadModel(Protocol):
+    """A pydantic model class (anything with ``model_validate``), for ``create_hook(model=...)``."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, /) -> Self: ...
+
+
+M = TypeVar("M", bound=PayloadModel)
+
+
 class Hook(Generic[T]):
     """A token a run waits on. Create it with :func:`create_hook` inside a workflow.
 
@@ -27,7 +38,12 @@ class Hook(Generic[T]):
     """
 
     def __init__(
-        self, ctx: RunContext, op_id: str, token: str, timeout_at: float | None, model: Any
+        self,
+        ctx: RunContext,
+        op_id: str,
+        token: str,
+        timeout_at: float | None,
+        model: type[PayloadModel] | None,
     ) -> None:
         self._ctx = ctx
         self._op_id = op_id
@@ -134,8 +150,33 @@ def _ended(ctx: RunContext, op_id: str, kind: str = "hook_timed_out") -> Any:
     return Event(ctx.run_id, 0, kind, op_id, "hook", None, ctx.clock())
 
 
+@overload
 def create_hook(
-    token: str | None = None, timeout: float | str | Any = None, model: Any = None
+    token: str | None = None,
+    timeout: float | str | timedelta | None = None,
+    *,
+    model: type[M],
+) -> Hook[M]: ...
+
+
+@overload
+def create_hook(
+    token: str | None, timeout: float | str | timedelta | None, model: type[M]
+) -> Hook[M]: ...
+
+
+@overload
+def create_hook(
+    token: str | None = None,
+    timeout: float | str | timedelta | None = None,
+    model: None = None,
+) -> Hook[Any]: ...
+
+
+def create_hook(
+    token: str | None = None,
+    timeout: float | str | timedelta | None = None,
+    model: type[PayloadModel] | None = None,
 ) -> Hook[Any]:
     """Create a hook the current run can wait on.
 
@@ -144,7 +185,9 @@ def create_hook(
             default: a random token with 128 bits of entropy.
         timeout: how long waits may take (seconds, ``timedelta`` or ``"24h"``); then the wait
             raises :class:`~durable.HookTimeout`. Default: no limit.
-        model: a pydantic model class; payloads are validated into it when received.
+        model: a pydantic model class; payloads are validated into it when received, and
+            ``wait()`` (or ``await hook``) returns an instance of it. Without one a payload
+            comes back as recorded (JSON-like values: dicts, lists, str, numbers, ...).
 
     Raises:
         HookConflict: a live hook already holds ``token``.
