@@ -8,10 +8,10 @@ import random as _random
 import threading
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, overload
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
 from durable._control import Cancelled, StorageUnavailable, Suspend
@@ -22,6 +22,12 @@ from durable._tasks import own_coroutine
 
 T = TypeVar("T")
 U = TypeVar("U")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+E = TypeVar("E")
+F = TypeVar("F")
 
 _SYNC_BRANCH_LIMIT = 32
 """Threads a sync workflow's parallel()/map() use at most when no max_concurrency is given."""
@@ -38,12 +44,13 @@ def _in_event_loop() -> bool:
 # -- sleeping ----------------------------------------------------------------------------------
 
 
-def sleep(duration: float | str | Any) -> Any:
+def sleep(duration: float | str | timedelta) -> Awaitable[None]:
     """Pause the workflow for a duration: seconds, a ``timedelta``, or ``"7 days"``, ``"1h30m"``.
 
     Short sleeps wait in-process; long ones suspend the run (holding no thread or task) and a
     worker resumes it when due. In async workflows, ``await`` it. Outside workflows it is a plain
-    ``time.sleep`` (or ``asyncio.sleep`` when awaited in a running event loop).
+    ``time.sleep`` (or ``asyncio.sleep`` when awaited in a running event loop). In sync code it
+    has slept when it returns, and what it returns need not be awaited (awaiting it does nothing).
 
     Raises:
         ConfigurationError: called inside a step, which cannot suspend its run.
@@ -52,12 +59,35 @@ def sleep(duration: float | str | Any) -> Any:
     return _sleep(seconds, None)
 
 
-def sleep_until(when: datetime | float) -> Any:
-    """Pause the workflow until a timezone-aware ``datetime`` (or epoch seconds)."""
+def sleep_until(when: datetime | float) -> Awaitable[None]:
+    """Pause the workflow until a timezone-aware ``datetime`` (or epoch seconds).
+
+    ``await`` it in async workflows; in sync code it returns once the time has come.
+    """
     return _sleep(None, to_timestamp(when))
 
 
-def _sleep(seconds: float | None, until: float | None) -> Any:
+class _Slept:
+    """What a sleep in sync code returns: it has already slept, so awaiting this does nothing.
+
+    One type, ``Awaitable[None]``, then holds for every call: async code gets a sleep that
+    happens when awaited, sync code one that happened already.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator, as __await__ must return an iterator
+
+    def __repr__(self) -> str:
+        return "<durable.sleep: done>"
+
+
+_SLEPT = _Slept()
+
+
+def _sleep(seconds: float | None, until: float | None) -> Awaitable[None]:
     frame = current_frame.get()
     if frame is None:
         info = current_step.get()
@@ -72,14 +102,14 @@ def _sleep(seconds: float | None, until: float | None) -> Any:
         if _in_event_loop():
             return asyncio.sleep(delay)
         time.sleep(delay)
-        return None
+        return _SLEPT
     ctx = frame.ctx
     op_id = frame.branch.next_op()
     if ctx.is_async:
         call = _sleep_async(ctx, op_id, seconds, until)
         return ctx.hand_out(call, "durable.sleep()" if until is None else "durable.sleep_until()")
     ctx.wait_until(ctx.sleep_target(op_id, seconds, until))
-    return None
+    return _SLEPT
 
 
 @own_coroutine
@@ -140,6 +170,123 @@ def step_info() -> StepInfo:
 # -- branching ---------------------------------------------------------------------------------
 
 
+# Typed by what the callables return, as a step is (see Step.run_async): async callables (async
+# steps, step.run_async, coroutine functions) give an awaitable of the results, the rest the
+# results. A sync callable's group in an async workflow is an awaitable at run time too: type
+# checkers reject ``await`` on it, which ``step.run_async`` spells in a way they accept. The
+# overlaps are on purpose: the first overload that matches wins, async callables first.
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    a: Callable[[], Awaitable[A]],
+    b: Callable[[], Awaitable[B]],
+    /,
+) -> Coroutine[Any, Any, list[A | B]]: ...
+
+
+@overload
+def parallel(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    /,
+) -> list[A | B]: ...
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    a: Callable[[], Awaitable[A]],
+    b: Callable[[], Awaitable[B]],
+    c: Callable[[], Awaitable[C]],
+    /,
+) -> Coroutine[Any, Any, list[A | B | C]]: ...
+
+
+@overload
+def parallel(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    /,
+) -> list[A | B | C]: ...
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    a: Callable[[], Awaitable[A]],
+    b: Callable[[], Awaitable[B]],
+    c: Callable[[], Awaitable[C]],
+    d: Callable[[], Awaitable[D]],
+    /,
+) -> Coroutine[Any, Any, list[A | B | C | D]]: ...
+
+
+@overload
+def parallel(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    d: Callable[[], D],
+    /,
+) -> list[A | B | C | D]: ...
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    a: Callable[[], Awaitable[A]],
+    b: Callable[[], Awaitable[B]],
+    c: Callable[[], Awaitable[C]],
+    d: Callable[[], Awaitable[D]],
+    e: Callable[[], Awaitable[E]],
+    /,
+) -> Coroutine[Any, Any, list[A | B | C | D | E]]: ...
+
+
+@overload
+def parallel(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    d: Callable[[], D],
+    e: Callable[[], E],
+    /,
+) -> list[A | B | C | D | E]: ...
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    a: Callable[[], Awaitable[A]],
+    b: Callable[[], Awaitable[B]],
+    c: Callable[[], Awaitable[C]],
+    d: Callable[[], Awaitable[D]],
+    e: Callable[[], Awaitable[E]],
+    f: Callable[[], Awaitable[F]],
+    /,
+) -> Coroutine[Any, Any, list[A | B | C | D | E | F]]: ...
+
+
+@overload
+def parallel(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    d: Callable[[], D],
+    e: Callable[[], E],
+    f: Callable[[], F],
+    /,
+) -> list[A | B | C | D | E | F]: ...
+
+
+@overload
+def parallel(  # type: ignore[overload-overlap]
+    *callables: Callable[[], Awaitable[T]],
+) -> Coroutine[Any, Any, list[T]]: ...
+
+
+@overload
+def parallel(*callables: Callable[[], T]) -> list[T]: ...
+
+
 def parallel(*callables: Callable[[], Any]) -> Any:
     """Run callables concurrently as branches and return their results in order.
 
@@ -147,6 +294,11 @@ def parallel(*callables: Callable[[], Any]) -> Any:
     scoped per branch, so replay does not depend on which branch finishes first. In async
     workflows, ``await`` the result. If branches fail, the first failure (in argument order) is
     raised after every branch has finished.
+
+    Returns:
+        A list of the results. Type checkers see a list for plain callables and an awaitable
+        of the list for async ones; in async workflows give ``def`` steps as
+        ``lambda: charge.run_async(order)`` so that ``await`` type-checks.
     """
     for position, fn in enumerate(callables, 1):
         if not callable(fn):
@@ -158,8 +310,20 @@ def parallel(*callables: Callable[[], Any]) -> Any:
     return _branches(list(callables), None)
 
 
-def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
+@overload
+def map(  # type: ignore[overload-overlap]  # noqa: A001 - async callables first, see parallel
+    fn: Callable[[T], Awaitable[U]], items: Iterable[T], max_concurrency: int | None = None
+) -> Coroutine[Any, Any, list[U]]: ...
+
+
+@overload
+def map(  # noqa: A001
     fn: Callable[[T], U], items: Iterable[T], max_concurrency: int | None = None
+) -> list[U]: ...
+
+
+def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
+    fn: Callable[[T], Any], items: Iterable[T], max_concurrency: int | None = None
 ) -> Any:
     """Apply ``fn`` to each item concurrently (as branches); results come back in item order.
 
@@ -168,7 +332,30 @@ def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
         items: the inputs.
         max_concurrency: how many branches run at once (default: all of them in async
             workflows, up to 32 threads in sync workflows).
+
+    Returns:
+        A list of the results (sync workflows); in async workflows, ``await`` it. Type
+        checkers see a list for a plain ``fn`` and an awaitable of the list for an async one:
+        in async workflows pass a ``def`` step as ``my_step.run_async``.
+
+    Raises:
+        TypeError: ``fn`` is not callable or ``items`` not iterable.
+        ValueError: ``max_concurrency`` is not a whole number >= 1.
     """
+    if not callable(fn):
+        swapped = ", and the arguments look swapped" if callable(items) else ""
+        raise TypeError(
+            f"durable.map() takes a function, then the items to call it with, but its first "
+            f"argument is of type {type(fn).__name__!r}{swapped}: pass the function itself, "
+            "durable.map(my_step, items), not the result of a call, my_step(x)"
+        )
+    try:
+        inputs = iter(items)
+    except TypeError:
+        raise TypeError(
+            f"durable.map() takes the items as an iterable (a list, say), but got one of type "
+            f"{type(items).__name__!r}: durable.map(my_step, [a, b, c])"
+        ) from None
     if max_concurrency is not None and (
         isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
         or max_concurrency < 1
@@ -177,7 +364,7 @@ def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
             f"max_concurrency must be a whole number >= 1 (or None: no limit), "
             f"got {max_concurrency!r}"
         )
-    calls = [_bind(fn, item) for item in items]
+    calls = [_bind(fn, item) for item in inputs]
     return _branches(calls, max_concurrency)
 
 
