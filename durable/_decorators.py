@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from durable._context import current_frame
 from durable._durations import parse_duration
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from durable._run import Run
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 T = TypeVar("T")
 
 _SERIALIZERS = ("json", "pickle")
@@ -327,7 +329,9 @@ class Step(Generic[P, R]):
         result: R = call_step(self.definition, args, kwargs)
         return result
 
-    def run_async(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+    # Coroutine[object, None, R], not [Any, Any, R]: an Any there makes a type checker give up
+    # on overloads that tell async callables from plain ones (durable.map, durable.parallel).
+    def run_async(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[object, None, R]:
         """Call a sync step from an async workflow: ``x = await my_step.run_async(1)``.
 
         ``await my_step(1)`` does the same at run time, but a type checker reads ``my_step(1)``
@@ -348,10 +352,20 @@ class Step(Generic[P, R]):
                 f"step {self.name!r}: .run_async(...) is for async workflows, and this workflow "
                 f"is a def; call the step directly, {self.definition.fn.__name__}(...)"
             )
-        call: Coroutine[Any, Any, R] = call_step(self.definition, args, kwargs)
+        call: Coroutine[object, None, R] = call_step(self.definition, args, kwargs)
         return call
 
-    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+    @overload
+    def __get__(self, obj: None, objtype: type[Any] | None = None) -> Step[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Step[Concatenate[S, Q], R], obj: S, objtype: type[Any] | None = None
+    ) -> Callable[Q, R]: ...
+
+    def __get__(self, obj: Any, objtype: type[Any] | None = None) -> Any:
+        # A step defined in a class body, read from an instance: the instance is its first
+        # argument, as for a method (and is part of what the step is called with).
         if obj is None:
             return self
         return functools.partial(self.__call__, obj)
@@ -534,7 +548,7 @@ def step(
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
-    timeout: float | str | None = None,
+    timeout: float | str | timedelta | None = None,
     serializer: str = "json",
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
@@ -545,7 +559,7 @@ def step(
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
-    timeout: float | str | None = None,
+    timeout: float | str | timedelta | None = None,
     serializer: str = "json",
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Make a function a durable step: its result is recorded once and replayed afterwards.
@@ -554,11 +568,11 @@ def step(
         fn: the step function (``def`` or ``async def``).
         name: the name recorded in the log; defaults to the function's qualified name.
         retry: the retry policy; steps retry with ``RetryPolicy()`` defaults unless told.
-        timeout: a limit for each attempt (seconds or a duration string); an attempt that
-            exceeds it fails with ``TimeoutError`` and is retried. An ``async def`` step is
-            cancelled; a ``def`` step runs in a thread of its own, which cannot be interrupted,
-            so an attempt that runs out is left to finish in the background and its result is
-            ignored.
+        timeout: a limit for each attempt (seconds, a ``timedelta`` or a duration string such
+            as ``"30s"``); an attempt that exceeds it fails with ``TimeoutError`` and is
+            retried. An ``async def`` step is cancelled; a ``def`` step runs in a thread of its
+            own, which cannot be interrupted, so an attempt that runs out is left to finish in
+            the background and its result is ignored.
         serializer: ``"json"`` (default) or ``"pickle"`` for the step's result.
     """
 
