@@ -40,7 +40,7 @@ from durable._replay import ReplayResult, replay
 from durable._run import Run
 from durable._saga import CompensationFailed, Saga
 from durable._streams import StreamClosed, StreamWriter, stream
-from durable.world import Event
+from durable.world import Event, RunStatus
 
 __all__ = [
     "CancelRequested",
@@ -63,6 +63,7 @@ __all__ = [
     "RetryableError",
     "Run",
     "RunNotFound",
+    "RunStatus",
     "Saga",
     "SerializationError",
     "Step",
