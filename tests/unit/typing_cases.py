@@ -6,9 +6,15 @@ A line marked ``# type: ignore[...]`` must stay an error: strict mode reports an
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any, assert_type
 
-from durable import resume_hook_async, step, workflow
+from pydantic import BaseModel
+
+import durable
+from durable import Hook, RunStatus, resume_hook_async, step, workflow
 from durable.testing import world
 
 
@@ -85,3 +91,109 @@ async def start_async_gives_a_typed_run() -> int:
     run_id: str = await resume_hook_async("token", {"ok": True})
     print(run_id)
     return value + number
+
+
+# -- hooks, branches, sleeps and method steps: typed by what they return, not Any -------------
+
+
+class Decision(BaseModel):
+    approved: bool
+
+
+@workflow
+def hook_payloads_have_the_models_type() -> bool:
+    hook = durable.create_hook(model=Decision, timeout=timedelta(hours=1))
+    assert_type(hook, Hook[Decision])
+    decision = hook.wait()
+    assert_type(decision, Decision)
+    for later in hook:
+        assert_type(later, Decision)
+    print(decision.aproved)  # type: ignore[attr-defined]
+    positional = durable.create_hook("typed-token", "1h", Decision)
+    assert_type(positional, Hook[Decision])
+    plain = durable.create_hook(timeout="24h")
+    assert_type(plain, Hook[Any])  # without a model a payload is whatever JSON was delivered
+    durable.create_hook(timeout=[1])  # type: ignore[call-overload]
+    durable.create_hook(model=dict)  # type: ignore[type-var]
+    return decision.approved
+
+
+@workflow
+async def awaiting_a_hook_gives_the_models_type() -> bool:
+    decision = await durable.create_hook(model=Decision, timeout=90)
+    assert_type(decision, Decision)
+    async for later in durable.create_hook(model=Decision):
+        assert_type(later, Decision)
+    return decision.approved
+
+
+@workflow
+def sync_branches_give_lists(xs: list[int]) -> int:
+    mapped = durable.map(add_one, xs, max_concurrency=4)
+    assert_type(mapped, list[int])
+    same = durable.parallel(lambda: add_one(1), lambda: add_one(2))
+    assert_type(same, list[int])
+    mixed = durable.parallel(lambda: add_one(1), lambda: "text", lambda: 2.5)
+    assert_type(mixed, list[int | str | float])
+    many = durable.parallel(*[functools.partial(add_one, x) for x in xs])
+    assert_type(many, list[int])
+    mapped.upper()  # type: ignore[attr-defined]
+    durable.map(3, xs)  # type: ignore[call-overload]
+    print(durable.map(add_one, ["not", "ints"]))  # type: ignore[arg-type]
+    return sum(mapped) + sum(same)
+
+
+@workflow
+async def async_branches_are_awaited(xs: list[int]) -> int:
+    mapped = await durable.map(add_two, xs)
+    assert_type(mapped, list[int])
+    through_run_async = await durable.map(add_one.run_async, xs)
+    assert_type(through_run_async, list[int])
+    pair = await durable.parallel(lambda: add_two(1), lambda: add_one.run_async(2))
+    assert_type(pair, list[int])
+    # A def step's group is an awaitable in async workflows too, but typed as its list (as
+    # add_one(x) is typed int): run_async is the spelling type checkers accept.
+    await durable.map(add_one, xs)  # type: ignore[misc]
+    durable.map(add_two, xs)  # type: ignore[unused-coroutine]
+    return sum(mapped) + sum(through_run_async) + sum(pair)
+
+
+@workflow
+def sync_sleeps_need_no_await() -> None:
+    assert_type(durable.sleep("1h"), Awaitable[None])  # it has slept: awaiting it does nothing
+    durable.sleep(timedelta(minutes=5))
+    durable.sleep_until(durable.now() + timedelta(days=1))
+    durable.sleep(None)  # type: ignore[arg-type]
+
+
+@workflow
+async def async_sleeps_are_awaited() -> None:
+    await durable.sleep(30)
+    await durable.sleep_until(durable.now() + timedelta(days=1))
+
+
+class Billing:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+
+    @step
+    def charge(self, cents: int) -> int:
+        return cents * self.rate
+
+
+def method_steps_bind_their_instance(billing: Billing) -> int:
+    charged = billing.charge(21)
+    assert_type(charged, int)
+    billing.charge("21")  # type: ignore[arg-type]
+    billing.charge(21, 2)  # type: ignore[call-arg]
+    text: str = billing.charge(1)  # type: ignore[assignment]
+    print(text, Billing.charge.name)
+    return charged
+
+
+def run_statuses_are_a_literal(run: durable.Run[int]) -> RunStatus:
+    status = run.status
+    assert_type(status, RunStatus)
+    wrong: RunStatus = "done"  # type: ignore[assignment]
+    print(wrong)
+    return status
