@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 import durable
 from durable import Hook, RunStatus, resume_hook_async, step, workflow
-from durable.testing import world
+from durable.testing import deploy, world
 
 
 @step
@@ -197,3 +197,16 @@ def run_statuses_are_a_literal(run: durable.Run[int]) -> RunStatus:
     wrong: RunStatus = "done"  # type: ignore[assignment]
     print(wrong)
     return status
+
+
+def new_code_must_fit_the_workflow() -> None:
+    def sync_flow_v2(x: int) -> int:
+        return x + 2
+
+    def wrong_signature(x: str, extra: bool) -> str:
+        return x
+
+    with deploy(sync_flow, sync_flow_v2):
+        pass
+    with deploy(sync_flow, wrong_signature):  # type: ignore[misc]
+        pass
