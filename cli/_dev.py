@@ -84,10 +84,11 @@ def dev(
         runtime.ensure_worker()
         try:
             if live_view:
+                # Drawn when it changes, after each poll: it says nothing new in between.
                 with Live(
                     active_runs(watcher, runtime.world.now()),
                     console=out,
-                    refresh_per_second=4,
+                    auto_refresh=False,
                     transient=True,
                 ) as live:
                     _watch(runtime, watcher, stop, refresh, live)
@@ -125,4 +126,4 @@ def _watch(
         for line in lines:
             target.print(line, soft_wrap=True)
         if live is not None:
-            live.update(active_runs(watcher, watcher.world.now()))
+            live.update(active_runs(watcher, watcher.world.now()), refresh=True)

@@ -56,13 +56,15 @@ class _ActiveRuns:
 
 
 def active_runs(watcher: RunWatcher, now: float) -> _ActiveRuns:
-    """The unfinished runs a watcher follows (the newest ``ROWS``) as a table for a terminal.
+    """The newest unfinished runs a watcher follows, as a table for a terminal.
 
-    Columns go from least to most needed as the terminal narrows: when the run began, then
-    what it waits for, then (shortened first) its workflow; its id and status stay whole.
+    Its title and last line count every unfinished run in the world. Columns go from least to
+    most needed as the terminal narrows: when the run began, then what it waits for, then
+    (shortened first) its workflow; its id and status stay whole.
     """
-    active = watcher.active()
-    return _ActiveRuns([_row(watcher, record, now) for record in active[-ROWS:]], len(active))
+    rows = [_row(watcher, record, now) for record in watcher.active(ROWS)]
+    # The world's count: the watcher follows at most so many runs, and lists them now and then.
+    return _ActiveRuns(rows, max(watcher.unfinished_count(), len(rows)))
 
 
 def _row(watcher: RunWatcher, record: RunRecord, now: float) -> _Row:

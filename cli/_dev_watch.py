@@ -5,10 +5,15 @@ Each :meth:`RunWatcher.poll` looks at
 * the newest runs, in a page that doubles (up to ``max_page``) until it reaches runs seen before,
   so that every run created since the last poll is shown from its creation; a burst larger than
   that is summarised in one line, with the world's counts by status;
-* the unfinished runs it follows, listed by status (and read one by one once they leave those
-  lists, finishing say);
+* the pending and running runs, and, one by one, the runs it follows that left those lists (that
+  finished, say), whose timer just fell due, or whose child changed;
 * the newest failed runs, in pages the same way, so that no failure goes unshown, not even of a
-  run created within a summarised burst.
+  run created within a summarised burst;
+* every unfinished run, by status, when a time budget allows: a world may hold tens of thousands of
+  suspended runs, too many to list twice a second, so after a listing that took ``t`` seconds the
+  next waits ``RELIST_WAIT * t`` (at every poll while that is short). A run that woke, ran and
+  suspended or finished between two polls, unseen by the lists above, is shown at that listing,
+  later but whole: its events are read from the newest ``seq`` shown.
 
 No event is shown twice: each followed run remembers the newest ``seq`` shown (the log, not the
 run's record, which may be older than the log read after it, says how far that is), and a run that
@@ -17,8 +22,10 @@ finished and was shown is remembered by id while the lists above may still retur
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,7 +50,13 @@ MAX_PAGE = 3200
 FAILED_PAGE = 50
 """How many of the newest failed runs each poll lists first."""
 FOLLOW_MAX = 10_000
-"""The most unfinished runs of one status followed (listed at every poll)."""
+"""The most unfinished runs of one status followed (listed when the time budget allows)."""
+RELIST_WAIT = 20.0
+"""After listing every unfinished run took ``t`` seconds, the next listing waits at least this
+times ``t``: it then takes at most ~5% of the time, however many runs sleep."""
+DUE_GRACE = 30.0
+"""Seconds after a followed run's timer fell due during which it is read at every poll; after that
+(no worker takes it up, say) the listing of every unfinished run looks after it."""
 MARGIN = 2.0
 """Seconds: a run created up to this long before the newest one seen may still be new (processes
 stamp creation times with clocks of their own, so their order is not quite that of creation)."""
@@ -162,11 +175,16 @@ class RunWatcher:
         page: int = PAGE,
         max_page: int = MAX_PAGE,
         failed_page: int = FAILED_PAGE,
+        follow_max: int = FOLLOW_MAX,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``timer`` measures what listing every unfinished run costs (seconds, any origin)."""
         self.world = world
         self._page = page
         self._max_page = max(max_page, page)
         self._failed_page = failed_page
+        self._follow_max = follow_max
+        self._timer = timer
         self._runs: dict[str, _Run] = {}
         self._done: dict[str, tuple[float, float]] = {}
         """Finished runs shown: id to creation time and when they were shown finished."""
@@ -178,6 +196,14 @@ class RunWatcher:
         """Failed runs the world held when last counted, plus the failures shown since."""
         self._retry: dict[str, bool] = {}
         """Runs whose changes could not be read, and whether they are new."""
+        self._relist_at = float("-inf")
+        """When (by ``timer``) every unfinished run may be listed again."""
+        self._burst = False
+        """A burst was summarised since that listing: it lists as many runs as the world counts."""
+        self._unfinished_count = 0
+        """Unfinished runs the world held when last counted."""
+        self._counted = False
+        """Whether they were counted since the last poll began."""
 
     def prime(self) -> dict[str, int]:
         """Remember the runs that already exist, so only what happens from now on is shown.
@@ -186,6 +212,7 @@ class RunWatcher:
             The number of runs by status.
         """
         counts = self.world.count_runs()
+        self._note_counts(counts)
         self._total = sum(counts.values())
         self._failed = counts.get("failed", 0)
         newest = self.world.list_runs(limit=self._page)
@@ -195,16 +222,29 @@ class RunWatcher:
                 self._done[record.id] = (record.created_at, now)
             else:
                 self._follow(record)
-        for record in self._unfinished(counts):
+        started = self._timer()
+        for record in self._relist(counts):
             if record.id not in self._runs:
                 self._follow(record)
+        self._schedule_relist(started)
         self._advance(newest, full=len(newest) >= self._page)
         return counts
 
-    def active(self) -> list[RunRecord]:
-        """The unfinished runs being followed, oldest first."""
+    def active(self, limit: int | None = None) -> list[RunRecord]:
+        """The unfinished runs being followed (the newest ``limit`` of them), oldest first."""
         runs = [r.record for r in self._runs.values() if r.record.status not in FINISHED_STATUSES]
-        return sorted(runs, key=lambda r: (r.created_at, r.id))
+        if limit is None:
+            return sorted(runs, key=_age)
+        return heapq.nlargest(limit, runs, key=_age)[::-1]
+
+    def unfinished_count(self) -> int:
+        """How many unfinished runs the world holds, followed or not (counted once a poll)."""
+        if not self._counted:
+            try:
+                self._note_counts(self.world.count_runs())
+            except DurableError as exc:  # the last count stands until the next poll
+                log.warning("dev: %s", exc)
+        return self._unfinished_count
 
     def waiting(self, run_id: str) -> Waiting | None:
         """What a followed suspended run waits for (its log is read once, if need be)."""
@@ -221,26 +261,46 @@ class RunWatcher:
     def poll(self) -> list[Text]:
         """Look for changes; returns one line per thing that happened, oldest first."""
         horizon = self._horizon
+        self._counted = False
         found: dict[str, RunRecord] = {}
         newest, capped = self._scan(None, self._page)
         _merge(found, newest)
         counts = self.world.count_runs() if capped else None
-        _merge(found, self._unfinished(counts))
+        if counts is not None:
+            self._note_counts(counts)
+        self._burst = self._burst or capped
+        started = self._timer()
+        relisting = started >= self._relist_at
+        cut: dict[str, float] = {}
+        if relisting:
+            _merge(found, self._relist(counts))
+        else:
+            burst = 0
+            if counts is not None:  # how many runs came at once, at least
+                burst = max(sum(counts.values()) - self._total, self._max_page)
+            cut = self._list_active(found, burst)
         failed, failed_capped = self._scan("failed", self._failed_page)
         _merge(found, failed)
-        for run_id in [i for i in (*self._runs, *self._retry) if i not in found]:
-            record = self.world.get_run(run_id)
-            if record is not None:
-                found[run_id] = record
-            elif run_id in self._runs:  # deleted
-                del self._runs[run_id]
+        if relisting:  # every followed run not listed is finished (or gone)
+            missing = [i for i in (*self._runs, *self._retry) if i not in found]
+        else:
+            missing = self._worth_reading(found, cut)
+        self._read(found, missing)
+        changed = [r for r in found.values() if not self._unchanged(r)]
+        # A parent hears of its child's end by a hook, and may take it in between two polls.
+        parents = {r.parent_id for r in changed if r.parent_id is not None}
+        parents = {p for p in parents if p in self._runs and p not in found}
+        self._read(found, parents)
+        changed.extend(found[p] for p in parents if p in found and not self._unchanged(found[p]))
+        if relisting:  # charged with the reads up to here; the lines that follow are news
+            self._schedule_relist(started)
         # New: created since the last poll, and listed in full (not within a summarised burst);
         # or created after the newest run listed (found in a list read later).
         listed = {r.id for r in (*newest, *failed)}
         top = newest[0].created_at if newest else float("-inf")
         retry, self._retry = self._retry, {}
         lines: list[Line] = []
-        for record in sorted(found.values(), key=lambda r: (r.created_at, r.id)):
+        for record in sorted(changed, key=_age):
             fresh = retry.get(record.id) or (
                 record.created_at >= horizon and (record.id in listed or record.created_at > top)
             )
@@ -275,6 +335,96 @@ class RunWatcher:
             record.created_at <= self._horizon or record.id in self._runs or record.id in self._done
         )
 
+    def _relist(self, counts: dict[str, int] | None) -> list[RunRecord]:
+        """Every unfinished run (see :meth:`_unfinished`)."""
+        if self._burst and counts is None:
+            counts = self.world.count_runs()
+            self._note_counts(counts)
+        self._burst = False
+        return self._unfinished(counts)
+
+    def _schedule_relist(self, started: float) -> None:
+        """Put off the next listing of every unfinished run by ``RELIST_WAIT`` times this one's."""
+        ended = self._timer()
+        self._relist_at = ended + (ended - started) * RELIST_WAIT
+
+    def _list_active(self, found: dict[str, RunRecord], burst: int) -> dict[str, float]:
+        """List the pending and running runs into ``found``.
+
+        After a burst of ``burst`` runs, too many to show, the newest of every unfinished status
+        as well: the burst's runs are followed from now on, so that a failure is shown even of
+        a run that was not (the list of failed runs finds it, but only a run followed, or new,
+        is shown).
+
+        Returns:
+            For a list cut short, when its oldest run was created: of the runs there before,
+            only those listed or created after it are known to have kept that status.
+        """
+        cut: dict[str, float] = {}
+        for status in _UNFINISHED:
+            limit = min(burst + self._page, self._follow_max) if burst else 0
+            if status != "suspended":
+                limit = max(limit, self._max_page)
+            if not limit:
+                continue
+            records = self.world.list_runs(status=status, limit=limit)
+            _merge(found, records)
+            if len(records) >= limit:
+                cut[status] = records[-1].created_at
+        return cut
+
+    def _worth_reading(self, found: dict[str, RunRecord], cut: dict[str, float]) -> list[str]:
+        """Followed runs not listed, that changed or may have: read them one by one.
+
+        Those that left the pending or running list, and those whose timer just fell due (one
+        that woke, ran and suspended again in between two polls is in no list). Suspended runs
+        woken otherwise (a hook's payload, a cancellation) are found in those lists or, should
+        they be quicker than a poll, by the next listing of every unfinished run.
+        """
+        now = self.world.now()
+        reads = [run_id for run_id in self._retry if run_id not in found]
+        due: list[tuple[float, str]] = []
+        for run_id, run in self._runs.items():
+            if run_id in found:
+                continue
+            record = run.record
+            if record.status == "suspended":
+                wake = record.wake_at
+                if wake is not None and now - DUE_GRACE <= wake <= now:
+                    due.append((wake, run_id))
+            elif record.status in cut:
+                if record.created_at > cut[record.status]:
+                    reads.append(run_id)
+            elif record.status in ("pending", "running"):
+                reads.append(run_id)
+        # Many falling due at once: the first are read now, the rest at the next listing.
+        reads.extend(run_id for _, run_id in heapq.nsmallest(self._page, due))
+        return list(dict.fromkeys(reads))  # a run to read again may be among them
+
+    def _read(self, found: dict[str, RunRecord], run_ids: Iterable[str]) -> None:
+        """Read runs one by one into ``found``; stop following those deleted."""
+        for run_id in run_ids:
+            record = self.world.get_run(run_id)
+            if record is not None:
+                found[run_id] = record
+            elif run_id in self._runs:  # deleted
+                del self._runs[run_id]
+
+    def _unchanged(self, record: RunRecord) -> bool:
+        """Whether a run listed has nothing to show, and nothing to be done about it."""
+        run = self._runs.get(record.id)
+        if run is None:
+            return record.id in self._done
+        previous = run.record
+        # An older copy (a lagging index), or the same.
+        return record.last_seq < previous.last_seq or (
+            record.last_seq == previous.last_seq and record.status == previous.status
+        )
+
+    def _note_counts(self, counts: dict[str, int]) -> None:
+        self._unfinished_count = sum(counts.get(status, 0) for status in _UNFINISHED)
+        self._counted = True
+
     def _unfinished(self, counts: dict[str, int] | None) -> list[RunRecord]:
         """Unfinished runs by status: every one followed, and (with ``counts``) every one there."""
         records: list[RunRecord] = []
@@ -284,7 +434,7 @@ class RunWatcher:
                 followed[run.record.status] += 1
         for status in _UNFINISHED:
             there = (counts or {}).get(status, 0)
-            limit = min(max(followed[status], there) + self._page, FOLLOW_MAX)
+            limit = min(max(followed[status], there) + self._page, self._follow_max)
             records.extend(self.world.list_runs(status=status, limit=limit))
         return records
 
@@ -443,6 +593,10 @@ class RunWatcher:
         line.append(f"  {waiting.describe()}; no thread is held", style="dim")
         lines.append((at, record.last_seq + 0.5, line))
         return lines
+
+
+def _age(record: RunRecord) -> tuple[float, str]:
+    return record.created_at, record.id
 
 
 def _merge(found: dict[str, RunRecord], records: Iterable[RunRecord]) -> None:

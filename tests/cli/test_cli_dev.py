@@ -74,17 +74,28 @@ class Clock:
 
 
 class SpyWorld(MemoryWorld):
-    """Counts the calls a watcher makes; can run something just before one read of a log."""
+    """Counts the calls a watcher makes and the runs they return; can run something just before
+    one read of a log; with ``cost``, makes each run returned take a millisecond of that clock."""
 
     def __init__(self, clock: Clock) -> None:
         super().__init__("memory://", clock=clock)
         self.calls: Counter[str] = Counter()
+        self.returned: Counter[str | None] = Counter()
+        """Runs returned, by the status listed (``None``: any status, or read one by one)."""
+        self.cost: Clock | None = None
         self.before_read: Callable[[], None] | None = None
         self.unreadable: set[str] = set()
 
+    def _returned(self, status: str | None, count: int) -> None:
+        self.returned[status] += count
+        if self.cost is not None:
+            self.cost.tick(count / 1000)
+
     def list_runs(self, **kwargs):
         self.calls["list_runs"] += 1
-        return super().list_runs(**kwargs)
+        runs = super().list_runs(**kwargs)
+        self._returned(kwargs.get("status"), len(runs))
+        return runs
 
     def count_runs(self):
         self.calls["count_runs"] += 1
@@ -92,7 +103,9 @@ class SpyWorld(MemoryWorld):
 
     def get_run(self, run_id):
         self.calls["get_run"] += 1
-        return super().get_run(run_id)
+        run = super().get_run(run_id)
+        self._returned(None, run is not None)
+        return run
 
     def read_events(self, run_id, after_seq=0):
         self.calls["read_events"] += 1
@@ -329,3 +342,130 @@ def test_active_runs_keep_run_ids_and_statuses_readable_when_narrow(world, clock
     assert rows[worker].endswith("  running"), text
     wide = _render(watcher, 160)
     assert "a_workflow_with_a_long_name" in wide and "wakes in 1 h" in wide, wide
+
+
+# Many runs asleep: each poll reads only what may have changed; every unfinished run is listed on
+# a time budget (the world's ``cost`` clock stands for the time its reads take).
+
+
+def _sleepers(world: SpyWorld, count: int, wake_at: float | None) -> list[str]:
+    runs = []
+    for _ in range(count):
+        world._clock.tick()
+        run_id = f"wrun_{uuid.uuid4().hex}"
+        world.create_run(NewRun(run_id, "nap", b"[]"), owner=OWNER, lease_ttl=30)
+        world.append(run_id, OWNER, [], RunUpdate("suspended", wake_at=wake_at, release=True))
+        runs.append(run_id)
+    return runs
+
+
+def _headlines(lines, run_id: str) -> list[str]:
+    """What a run did, without durations and details."""
+    return [t.split(" (")[0].split("  ")[0] for t in _lines_of(_texts(lines), run_id)]
+
+
+def _budgeted(world: SpyWorld) -> tuple[RunWatcher, Clock]:
+    cost = Clock()
+    world.cost = cost
+    watcher = RunWatcher(world, timer=cost)
+    watcher.prime()
+    world.returned.clear()
+    world.calls.clear()
+    return watcher, cost
+
+
+def test_watcher_idle_polls_read_few_runs_however_many_sleep(world, clock):
+    _sleepers(world, 2_000, wake_at=clock() + 3600)
+    watcher, cost = _budgeted(world)
+    for _ in range(10):
+        cost.tick(0.5)  # `durable dev --refresh 0.5`
+        assert watcher.poll() == []
+    assert world.returned["suspended"] == 0  # not listed again yet: that took 2 s
+    assert sum(world.returned.values()) <= 10 * 250  # the newest page, no more
+    # Listed again, now and then: at most a twentieth of the time goes to it.
+    start = cost()
+    for _ in range(300):
+        cost.tick(0.5)
+        assert watcher.poll() == []
+    relists = world.returned["suspended"] / 2_000
+    assert relists >= 2
+    assert relists * 2.0 <= 0.05 * (cost() - start)
+
+
+def test_watcher_lists_every_unfinished_run_at_each_poll_while_that_is_cheap(world, clock):
+    _sleepers(world, 20, wake_at=clock() + 3600)
+    watcher, cost = _budgeted(world)
+    for _ in range(5):
+        cost.tick(0.5)
+        watcher.poll()
+    assert world.returned["suspended"] == 5 * 20
+
+
+def test_watcher_shows_a_run_woken_between_polls_when_it_lists_every_run(world, clock):
+    sleeper = _create(world, "signup")
+    world.acquire(sleeper, OWNER, 30)
+    hook = HookRecord("signed:7", sleeper, "1", clock())
+    world.create_hook(OWNER, hook, NewEvent("hook_created", "1", "hook"))
+    _suspend(world, sleeper, wake_at=None)
+    _sleepers(world, 2_000, wake_at=clock() + 3600)  # the sleeper is not among the newest
+    watcher, cost = _budgeted(world)
+    cost.tick(0.5)
+    assert watcher.poll() == []
+    # Woken by the hook, run and finished in between two polls: in none of the lists read.
+    world.resume_hook("signed:7", b'"yes"')
+    _finish(world, sleeper)
+    cost.tick(0.5)
+    assert _lines_of(_texts(watcher.poll()), sleeper) == []
+    cost.tick(60)
+    lines = _headlines(watcher.poll(), sleeper)
+    assert lines == ["• hook_received signed:7", "▶ resumed", "✓ step work", "■ completed"], lines
+    cost.tick(60)
+    assert _lines_of(_texts(watcher.poll()), sleeper) == []
+
+
+def test_watcher_reads_a_run_whose_timer_fell_due_at_the_next_poll(world, clock):
+    sleeper = _sleepers(world, 1, wake_at=clock() + 5)[0]
+    _sleepers(world, 2_000, wake_at=clock() + 3600)
+    watcher, cost = _budgeted(world)
+    clock.tick(6)
+    _finish(world, sleeper)  # woke, ran and finished in between two polls
+    cost.tick(0.5)
+    lines = _headlines(watcher.poll(), sleeper)
+    assert lines == ["▶ resumed", "✓ step work", "■ completed"], lines
+    assert world.returned["suspended"] == 0
+
+
+def test_active_runs_count_every_unfinished_run_not_only_those_followed(world, clock):
+    _sleepers(world, 10_050, wake_at=clock() + 3600)
+    watcher = RunWatcher(world)
+    watcher.prime()
+    text = _render(watcher, 120)
+    assert "active runs (10,050)" in text and "…and 10,035 more" in text, text
+    for _ in range(3):
+        _create(world, "greet")
+    watcher.poll()
+    assert "active runs (10,053)" in _render(watcher, 120)
+
+
+def test_watcher_reads_the_parent_of_a_run_that_changed(world, clock):
+    parent = _create(world, "parent")
+    world.acquire(parent, OWNER, 30)
+    _sleepers(world, 2_000, wake_at=clock() + 3600)  # the parent is not among the newest
+    child = _create(world, "child", parent=parent)
+    token = f"{CHILD_TOKEN_PREFIX}{child}"
+    info = json.dumps({"run_id": child, "workflow": "child"}).encode()
+    world.create_hook(
+        OWNER,
+        HookRecord(token, parent, "1", clock()),
+        NewEvent("child_started", "1", "child", info),
+    )
+    _suspend(world, parent, wake_at=clock() + 60)
+    watcher, cost = _budgeted(world)
+    # The child ends, and its parent takes that in and finishes, in between two polls.
+    _finish(world, child)
+    world.resume_hook(token, b'{"status": "completed"}')
+    _finish(world, parent)
+    cost.tick(0.5)
+    lines = _headlines(watcher.poll(), parent)
+    assert lines == [f"↲ child {child} completed", "▶ resumed", "✓ step work", "■ completed"]
+    assert world.returned["suspended"] == 0
