@@ -266,7 +266,7 @@ def test_start_gives_json_arguments_the_annotated_types(cli):
 def test_start_wait_is_quiet_about_other_workflows_runs_but_a_worker_says_why(cli):
     other = cli("start", "tests.system.workloads.sleepy:sleepy", '["1s"]').stdout.split()[0]
     waited = cli("start", f"{WORKLOAD}:greet", '["a"]', "--wait")
-    assert "stays pending" not in waited.stderr, waited.stderr
+    assert "has it registered" not in waited.stderr, waited.stderr
     with subprocess.Popen(
         [cli.script, "worker", WORKLOAD, "--poll-interval", "0.05"],
         cwd=ROOT,
@@ -275,7 +275,7 @@ def test_start_wait_is_quiet_about_other_workflows_runs_but_a_worker_says_why(cl
         text=True,
     ) as worker:
         assert worker.stderr is not None
-        said = next(line for line in worker.stderr if "stays pending" in line)
+        said = next(line for line in worker.stderr if "has it registered" in line)
         worker.terminate()
     assert other in said and "'sleepy'" in said, said
 
