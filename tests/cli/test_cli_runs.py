@@ -275,8 +275,10 @@ def test_start_wait_is_quiet_about_other_workflows_runs_but_a_worker_says_why(cl
         text=True,
     ) as worker:
         assert worker.stderr is not None
-        said = next(line for line in worker.stderr if "has it registered" in line)
-        worker.terminate()
+        try:
+            said = next(line for line in worker.stderr if "has it registered" in line)
+        finally:  # also when the test times out, or leaving the block waits for the worker
+            worker.kill()
     assert other in said and "'sleepy'" in said, said
 
 
