@@ -42,8 +42,9 @@ from cli._render import (
 from cli._schema import event_json, run_json, timeline_json
 from cli._stopping import INTERRUPTED, exit_at_once, stop_on_signals, taken_over
 from cli._timeline import build_timeline
-from cli._values import compact, format_local, iso, shorten
+from cli._values import compact, format_ago, format_duration, format_local, iso, shorten
 from cli._wait import RunDriver
+from cli._waits import worker_wait
 from durable._children import child_ids
 from durable._coerce import check_plain_arguments, coerce_arguments
 from durable._decorators import unexpected_keywords
@@ -421,7 +422,7 @@ def inspect(ctx: click.Context, run_id: str, show_all: bool, as_json: bool) -> N
         return
     limit = None if show_all else OPERATIONS_SHOWN
     parts: list[RenderableType] = [run_header(record, timeline, now), Text("")]
-    lines = _link_lines(links)
+    lines = _worker_line(record, now) + _link_lines(links)
     if lines:
         parts += [Text("\n".join(lines)), Text("")]
     if nodes:
@@ -455,6 +456,19 @@ def _links(world: World, record: RunRecord, log: list[Event]) -> dict[str, Any]:
             for s in world.list_streams(record.id)
         ],
     }
+
+
+def _worker_line(record: RunRecord, now: float) -> list[str]:
+    waiting = worker_wait(record, now)
+    if waiting is None:
+        return []
+    note, since = waiting
+    how_long = (
+        f"pending for {format_duration(now - since)}"
+        if record.status == "pending"
+        else f"due {format_ago(since, now)}"
+    )
+    return [f"waiting   {note.removeprefix('waiting ')} ({how_long})"]
 
 
 def _link_lines(links: dict[str, Any]) -> list[str]:

@@ -14,10 +14,34 @@ from typing import Any, Literal
 from durable._serialization import json_object
 from durable.world import Event, RunRecord
 
-__all__ = ["Wait", "open_waits"]
+__all__ = ["Wait", "open_waits", "worker_wait"]
 
 _WAKE_MATCH = 0.01
 """Seconds: a timer whose time is this close to the run's ``wake_at`` is what wakes it."""
+
+
+WORKER_GRACE = 10.0
+"""Seconds a run may wait for a worker before notes name the workflow that worker must have: a
+running worker that knows it claims it well within that (it polls several times a second)."""
+
+
+def worker_wait(record: RunRecord, now: float) -> tuple[str, float] | None:
+    """What a run waits for when only a worker can move it on, and since when; else None.
+
+    That is a pending run, or a suspended one whose wake-up is due. Which workflows the live
+    workers have cannot be read from the world: past :data:`WORKER_GRACE` the note names the
+    workflow, since a worker whose code lacks it (renamed or dropped by a deploy, a module not
+    imported) leaves the run waiting however long it runs.
+    """
+    if record.status == "pending":
+        since = record.updated_at
+    elif record.status == "suspended" and record.wake_at is not None and record.wake_at <= now:
+        since = record.wake_at
+    else:
+        return None
+    if now - since < WORKER_GRACE:
+        return "waiting for a worker", since
+    return f"waiting for a worker that has workflow {record.workflow_name!r} registered", since
 
 
 @dataclass(frozen=True)
