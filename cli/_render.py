@@ -23,7 +23,7 @@ from cli._values import (
     format_local,
     format_when,
 )
-from cli._waits import Wait, open_waits
+from cli._waits import Wait, open_waits, worker_wait
 from durable._cancellation import deadline_passed, undo_failed
 from durable._deadlines import arguments_only, deadline_of
 from durable._engine import CANCEL_NOTICED, PATCH_MARKER
@@ -92,7 +92,8 @@ def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     elif record.status == "suspended":
         notes.append(_waiting_note(record, now, waits))
     elif record.status == "pending":
-        notes.append("waiting for a worker")
+        waiting = worker_wait(record, now)
+        notes.append(waiting[0] if waiting else "waiting for a worker")
     elif record.status == "running" and record.lease_owner:
         lapsed = record.lease_expires_at is not None and record.lease_expires_at < now
         notes.append(
@@ -109,8 +110,9 @@ def _waiting_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
     """What a suspended run waits for now: a worker once due, else its latest open wait."""
     wake = record.wake_at
     # Due, it waits on nothing but a worker: a payload or a child's end came, or a time passed.
-    if wake is not None and wake <= now:
-        return f"due {format_ago(wake, now)}: waiting for a worker"
+    waiting = worker_wait(record, now)
+    if wake is not None and waiting is not None:
+        return f"due {format_ago(wake, now)}: {waiting[0]}"
     # A hook that had its payload yields to a wait still unanswered (gather over two hooks).
     latest = next((w for w in waits if not w.received), waits[0] if waits else None)
     if latest is None or latest.kind == "timer":

@@ -8,7 +8,6 @@ workflow the run needs.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from cli._waits import WORKER_GRACE, worker_wait
 from durable.world import NewRun, RunUpdate
@@ -76,3 +75,13 @@ def test_worker_wait_only_for_runs_a_worker_must_take() -> None:
         assert worker_wait(record, 2001.0) == ("waiting for a worker", 2000.0)
     finally:
         world.close()
+
+
+def test_durable_runs_names_the_workflow_too(cli: Cli) -> None:
+    long_ago = time.time() - 120
+    _pending(cli, "renamed-3", "deploy_wait.listed", long_ago)
+    _due(cli, "renamed-4", "deploy_wait.listed", long_ago)
+    _pending(cli, "fresh-2", "deploy_wait.listed_fresh", time.time())
+    listed = cli("runs").stdout
+    assert listed.count("that has workflow 'deploy_wait.listed' registered") == 2, listed
+    assert "deploy_wait.listed_fresh' registered" not in listed, listed
