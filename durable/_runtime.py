@@ -357,7 +357,7 @@ class Runtime:
         if future.cancelled():  # never started (the worker stopped first): hand it back
             self._give_back(run_id)
         elif future.exception() is None:
-            _report_ended(run_id, workflow_name, future.result())
+            report_ended(run_id, workflow_name, future.result())
         self._leave(run_id)
 
     def _enter(self, run_id: str) -> None:
@@ -1107,8 +1107,8 @@ def _decode_input(
     return coerce_arguments(defn.fn, f"input of workflow {defn.name!r}", args, kwargs)
 
 
-def _report_ended(run_id: str, workflow_name: str, outcome: Outcome) -> None:
-    """Say that a run executed in the background failed or ran out of time.
+def report_ended(run_id: str, workflow_name: str, outcome: Outcome) -> None:
+    """Say that a run executed in the background (a worker, a Lambda) failed or ran out of time.
 
     Nobody waits on a worker's execution: without this line a worker's log shows no sign of the
     runs it failed (a deploy that broke them goes unnoticed). A direct call raises instead.

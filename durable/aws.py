@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from durable._decorators import registered_workflows
-from durable._runtime import Runtime, RuntimeOptions
+from durable._runtime import Runtime, RuntimeOptions, report_ended
 from durable.world import RunRecord, open_world
 
 log = logging.getLogger("durable.aws")
@@ -134,6 +134,7 @@ class _Handler:
             with ThreadPoolExecutor(len(leased)) as pool:
                 outcomes = list(pool.map(lambda item: runtime.execute_now(item[1]), leased))
             for (message_id, run), outcome in zip(leased, outcomes, strict=True):
+                report_ended(run.id, run.workflow_name, outcome)
                 if outcome.status == "error":
                     log.warning("run %s: %s", run.id, outcome.error)
                     failures.append(message_id)

@@ -82,3 +82,8 @@ def tells(n: int) -> int:
 @durable.workflow(name="lw_streams")
 def lw_streams(n: int) -> int:
     return tells(n)
+
+
+@durable.workflow(name="lw_breaks")
+def lw_breaks(order: str) -> int:
+    raise ValueError(f"order {order} has no lines")

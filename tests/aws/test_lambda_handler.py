@@ -9,6 +9,7 @@ the ones not reported in ``batchItemFailures``).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -186,6 +187,27 @@ def test_batch_of_runs_completes_with_each_step_run_once(
         assert set(counts) == set(ops) and set(counts.values()) == {1}, counts
     # Nothing is left to do: no new message was queued for the finished runs.
     assert queue.receive_now() == []
+
+
+def test_a_run_failed_in_the_handler_is_logged(
+    world: Any,
+    client: Runtime,
+    queue: Queue,
+    handlers: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = wl.lw_breaks.with_options(execute=False).start("A-7")
+    messages = queue.receive(1)
+    with caplog.at_level(logging.WARNING, logger="durable"):
+        result = handlers()(queue.event(messages), FakeContext(60))
+    assert no_failures(result), result  # the run failed, the message was handled
+    assert world.get_run(run.id).status == "failed"
+    lines = [r.getMessage() for r in caplog.records if run.id in r.getMessage()]
+    assert any(
+        "(workflow lw_breaks) failed: ValueError: order A-7 has no lines" in line
+        and f"durable inspect {run.id}" in line
+        for line in lines
+    ), lines
 
 
 def test_a_step_writes_its_streams_under_the_handlers_lease(
