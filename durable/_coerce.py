@@ -9,6 +9,7 @@ validated into it with pydantic, so ``def greet(user: User)`` gets a ``User`` ei
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import reprlib
@@ -157,3 +158,39 @@ def check_plain_arguments(
                 f"{what}: argument {name!r} must be {wanted}, got {type(value).__name__} "
                 f"{reprlib.repr(value)}"  # cut short: a value may be megabytes long
             )
+
+
+@functools.lru_cache(maxsize=1024)
+def _result_adapter(fn: Callable[..., Any]) -> Any:
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotations: results are taken as recorded
+        return None
+    if not isinstance(hint, type) or not (
+        dataclasses.is_dataclass(hint) or hasattr(hint, "model_validate")
+    ):
+        return None
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(hint)
+    except Exception:  # noqa: BLE001 - a class pydantic cannot validate: taken as recorded
+        return None
+
+
+def recorded_result(fn: Callable[..., Any], value: object) -> object:
+    """A step's recorded result, as the type its annotation now names where it was a plain dict.
+
+    A result is recorded with its type, but code that changed a step's return annotation from
+    ``dict`` to a dataclass or a pydantic model replays results older code recorded as dicts:
+    they are validated into the class, or left as they are if they do not fit it.
+    """
+    if type(value) is not dict:
+        return value
+    adapter = _result_adapter(fn)
+    if adapter is None:
+        return value
+    try:
+        return adapter.validate_python(value)
+    except Exception:  # noqa: BLE001 - a dict that does not fit: as recorded, as before
+        return value

@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from durable._coerce import recorded_result
 from durable._context import current_frame
 from durable._engine import RunContext, enter_step, exit_step
 from durable._errors import LeaseLost
@@ -67,7 +68,7 @@ def call_step(step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any
         return ctx.hand_out(_run_async(ctx, op_id, step, args, kwargs), f"step {step.name!r}")
     event = ctx.lookup(op_id, "step", step.name)
     if event is not None:
-        return ctx.step_outcome(event)
+        return recorded_result(step.fn, ctx.step_outcome(event))
     return _run_sync(ctx, op_id, step, args, kwargs)
 
 
@@ -118,7 +119,7 @@ async def _run_async(
 ) -> Any:
     event = ctx.lookup(op_id, "step", step.name)
     if event is not None:
-        return ctx.step_outcome(event)
+        return recorded_result(step.fn, ctx.step_outcome(event))
     await ctx.catch_up()
     attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
     kept = ctx.result_kept(op_id, step)
