@@ -992,11 +992,16 @@ class Runtime:
             self._stalled_since = now
         elif now - self._stalled_since > _STALL_WARNING and not self._stall_told:
             self._stall_told = True
+            try:
+                hooks = [h for h in self.world.list_hooks() if h.timeout_at is None]
+            except DurableError:
+                hooks = []
+            waiting = ", ".join(f"{h.token!r} (run {h.run_id})" for h in hooks[:5])
             log.warning(
-                "the runs a test waits for wait for outside input (a hook without a timeout?) "
-                "and nothing is due, so the test clock cannot skip ahead: resume the hook from "
-                "another thread (or start the run, then resume it, then wait), or give the hook "
-                "a timeout"
+                "the runs a test waits for wait for outside input (%s) and nothing is due, so "
+                "the test clock cannot skip ahead: resume the hook from another thread (or start "
+                "the run, then resume it, then wait), or give the hook a timeout",
+                f"hook {waiting}" if waiting else "a hook without a timeout?",
             )
 
     def drain(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -545,3 +546,19 @@ def test_wait_for_hook_with_a_wrong_token_leaves_other_hooks_timeouts_alone(dura
     assert run.status == "suspended"
     durable.resume_hook("approve:t1", "yes")
     assert run.result(timeout=10) == "yes"
+
+
+@durable.workflow
+def waits_without_a_timeout(order: str) -> str:
+    return str(durable.create_hook(token=f"stall:{order}").wait())
+
+
+def test_a_test_stalled_on_a_hook_without_timeout_is_told_which(
+    durable_world, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = waits_without_a_timeout.start("o-1")
+    with caplog.at_level(logging.WARNING, logger="durable"):
+        with pytest.raises(TimeoutError, match="waiting on hook 'stall:o-1'"):
+            run.result(timeout=3)
+    told = [r.getMessage() for r in caplog.records if "cannot skip ahead" in r.getMessage()]
+    assert len(told) == 1 and f"hook 'stall:o-1' (run {run.id})" in told[0], told
