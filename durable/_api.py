@@ -8,10 +8,10 @@ import random as _random
 import threading
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from durable._context import Branch, Frame, StepInfo, current_frame, current_step, step_clock
 from durable._control import Cancelled, StorageUnavailable, Suspend
@@ -67,24 +67,10 @@ def sleep_until(when: datetime | float) -> Awaitable[None]:
     return _sleep(None, to_timestamp(when))
 
 
-class _Slept:
-    """What a sleep in sync code returns: it has already slept, so awaiting this does nothing.
-
-    One type, ``Awaitable[None]``, then holds for every call: async code gets a sleep that
-    happens when awaited, sync code one that happened already.
-    """
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # a generator, as __await__ must return an iterator
-
-    def __repr__(self) -> str:
-        return "<durable.sleep: done>"
-
-
-_SLEPT = _Slept()
+# In sync code a sleep has happened when it returns, and returns None, as it always has (a
+# branch of parallel() that ends with one gives None, which is recorded). Its type is the async
+# form's, so that `await durable.sleep(...)` type-checks; in sync code there is nothing to await.
+_SLEPT = cast("Awaitable[None]", None)
 
 
 def _sleep(seconds: float | None, until: float | None) -> Awaitable[None]:
