@@ -545,4 +545,3 @@ def test_wait_for_hook_with_a_wrong_token_leaves_other_hooks_timeouts_alone(dura
     assert run.status == "suspended"
     durable.resume_hook("approve:t1", "yes")
     assert run.result(timeout=10) == "yes"
-
