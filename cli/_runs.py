@@ -689,18 +689,36 @@ def _requested_message(run_id: str, holder: str | None, force: bool) -> str:
     '"1h30m", "7 days", or seconds.',
 )
 @click.option("--dry-run", is_flag=True, help="Only say which runs would be removed.")
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="SQLite: then shrink the file (VACUUM). Writers wait meanwhile; needs free disk "
+    "about the size of the data.",
+)
 @json_option
 @click.pass_context
-def gc(ctx: click.Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+def gc(
+    ctx: click.Context, older_than: str, dry_run: bool, compact: bool, as_json: bool
+) -> None:
     """Delete finished runs (completed, failed, cancelled) and their events after a while.
 
-    A child run whose parent is still going stays: the parent reads its outcome.
+    A child run whose parent is still going stays: the parent reads its outcome. The space
+    they took is reused by new runs; --compact also gives it back to the file system.
     """
     seconds = _parse_age(older_than, "--older-than")
+    sizes: tuple[int, int] | None = None
     with opened_world(ctx) as world:
+        shrink = getattr(world, "compact", None)
+        if compact and shrink is None:
+            raise click.UsageError(
+                f"--compact applies to a SQLite world only; {world.url} gives the space of "
+                "deleted runs back by itself"
+            )
         cutoff = world.now() - seconds
         doomed = _doomed(world, cutoff) if dry_run else []
         deleted = 0 if dry_run else world.delete_runs(cutoff)
+        if compact and not dry_run and shrink is not None:
+            sizes = shrink()
     age = f"older than {_short_duration(seconds)} (last changed before {format_local(cutoff)})"
     if as_json:
         doc: dict[str, Any] = {
@@ -709,6 +727,8 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool, as_json: bool) -> Non
             "cutoff": iso(cutoff),
             "dry_run": dry_run,
         }
+        if sizes is not None:
+            doc["bytes_before"], doc["bytes_after"] = sizes
         if dry_run:
             doc["would_delete"] = [
                 {"id": r.id, "workflow": r.workflow_name, "status": r.status} for r in doomed
@@ -717,6 +737,8 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool, as_json: bool) -> Non
         return
     if not dry_run:
         click.echo(f"deleted {deleted} finished {_runs_noun(deleted)} {age}")
+        if sizes is not None:
+            click.echo(f"compacted the database: {_mib(sizes[0])} -> {_mib(sizes[1])}")
         return
     by_status = Counter(r.status for r in doomed)
     split = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
@@ -729,6 +751,10 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool, as_json: bool) -> Non
         click.echo(f"  {record.id}  {record.workflow_name}  {record.status}")
     if len(doomed) > _DRY_RUN_LISTED:
         click.echo(f"  … and {len(doomed) - _DRY_RUN_LISTED} more (--json lists them all)")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
 
 
 _DRY_RUN_LISTED = 20

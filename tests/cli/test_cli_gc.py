@@ -44,3 +44,34 @@ def test_gc_says_durations_one_way_and_which_ones_it_takes(cli):
         '12h, 90m, 1h30m or "7 days" (units: ms, s, m, h, d, w), or a number of seconds\n'
     )
     assert "--dry-run" in cli("gc", "--help").stdout
+
+
+def test_gc_compact_gives_the_space_of_deleted_runs_back(cli, tmp_path):
+    payload = b'{"args":["' + b"x" * 50_000 + b'"],"kwargs":{}}'
+    with SqliteWorld(cli.url) as world:
+        for i in range(200):
+            world.create_run(NewRun(f"big-{i}", "wf", payload), owner="me", lease_ttl=60)
+            world.append(
+                f"big-{i}", "me", [NewEvent("run_completed")], RunUpdate("completed", release=True)
+            )
+        world.create_run(NewRun("kept", "wf", payload), owner=None, lease_ttl=60)
+    database = tmp_path / "world.db"
+    assert str(database) in cli.url
+    plain = cli.json("gc", "--older-than", "0s")
+    assert plain["deleted"] == 200 and "bytes_after" not in plain
+    grown = database.stat().st_size
+    assert grown > 5_000_000  # deleting frees pages inside the file, which keeps its size
+
+    doc = cli.json("gc", "--older-than", "0s", "--compact")
+    assert doc["deleted"] == 0
+    assert doc["bytes_before"] >= grown and doc["bytes_after"] < 1_000_000, doc
+    assert database.stat().st_size < 1_000_000
+    said = cli("gc", "--older-than", "0s", "--compact").stdout
+    assert "compacted the database:" in said and "MiB ->" in said
+    assert [r["id"] for r in cli.json("runs")["runs"]] == ["kept"]
+    assert cli.json("inspect", "kept")["run"]["status"] == "pending"
+
+
+def test_gc_compact_is_refused_where_it_has_no_meaning(cli):
+    refused = cli("--world", "memory://", "gc", "--older-than", "0s", "--compact", ok=False)
+    assert "--compact applies to a SQLite world only" in refused.stderr

@@ -34,6 +34,7 @@ Design notes:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -351,6 +352,37 @@ class SqliteWorld(Hooks, Streams):
             conn.executemany(_DELETE_STREAMS, [(run_id,) for run_id, _ in doomed])
             conn.executemany(_DELETE_RUN, [(run_id,) for run_id, _ in doomed])
         return len(doomed)
+
+    def compact(self) -> tuple[int, int]:
+        """Give the space of deleted runs back to the file system (``VACUUM``).
+
+        SQLite reuses the pages that ``delete_runs`` frees, so the file stops growing, but it
+        only shrinks when rewritten: this copies the live data into a new file, holding the
+        write lock meanwhile (other writers wait, up to the busy timeout), and needs about as
+        much free disk as the data.
+
+        Returns:
+            The bytes of the database and its log before and after.
+        """
+        before = self._bytes_on_disk()
+        with self._lock:
+            conn = self._writer()
+            try:
+                conn.execute("VACUUM")
+                # The rewritten file goes through the log: copy it back, so the file shrinks now.
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "compacting it (VACUUM)") from exc
+        return before, self._bytes_on_disk()
+
+    def _bytes_on_disk(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(f"{self.path}{suffix}")
+            except OSError:
+                pass
+        return total
 
 
 def _dead_owners(conn: sqlite3.Connection, now: float) -> str:
