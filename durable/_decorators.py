@@ -63,6 +63,10 @@ class WorkflowDefinition:
         """Raise ``TypeError`` now, before anything is recorded, if the call cannot bind."""
         if self.signature is None:
             return
+        if not kwargs:
+            arity = _positional_arity(self.signature)
+            if arity is not None and arity[0] <= len(args) <= arity[1]:
+                return  # binds: the common call, without Signature.bind's cost
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -74,6 +78,16 @@ class WorkflowDefinition:
                 f"workflow {self.name!r} called with arguments that do not match "
                 f"{self.fn.__name__}{self.signature}: {why}{hint}"
             ) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional_arity(signature: inspect.Signature) -> tuple[int, int] | None:
+    """How many positional arguments bind, for a signature of plain parameters only."""
+    parameters = signature.parameters.values()
+    if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in parameters):
+        return None
+    required = sum(1 for p in parameters if p.default is p.empty)
+    return required, len(signature.parameters)
 
 
 def unexpected_keywords(signature: inspect.Signature, kwargs: dict[str, Any]) -> str | None:
