@@ -54,6 +54,7 @@ STATUS_STYLES: dict[str, str] = {
     "cancelled": "yellow",
     "retrying": "yellow",
     "sleeping": "magenta",
+    "due": "magenta",
     "interrupted": "yellow",
     "recorded": "dim",
     "waiting": "magenta",

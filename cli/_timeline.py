@@ -62,9 +62,10 @@ class Operation:
     name: str
     """The step's name, ``"sleep"``/``"sleep_until"``, or ``"now"``/``"random"``/``"uuid4"``."""
     status: str
-    """``completed``, ``failed``, ``retrying``, ``sleeping``, ``recorded``, ``waiting``,
-    ``interrupted``; for a hook also ``timed out`` or ``disposed`` (without a payload); for a
-    child run ``completed``, ``failed`` or ``cancelled`` as the child ended."""
+    """``completed``, ``failed``, ``retrying``, ``sleeping``, ``due`` (a sleep whose time came
+    while no worker has woken the run yet), ``recorded``, ``waiting``, ``interrupted``; for a
+    hook also ``timed out`` or ``disposed`` (without a payload); for a child run
+    ``completed``, ``failed`` or ``cancelled`` as the child ended."""
     started_at: float
     """Epoch seconds the operation began (estimated for steps)."""
     finished_at: float | None
@@ -169,6 +170,14 @@ def build_timeline(
         _operation(op_id, by_op[op_id], starts[op_id], run_over, finished, now)
         for op_id in sorted(by_op, key=keys.__getitem__)
     ]
+    last_seq = events[-1].seq if events else 0
+    for op in operations:
+        if (
+            op.kind == "sleep" and op.status == "completed" and record.status == "suspended"
+            and op.first_seq == last_seq
+        ):
+            # Its time came, but the run has recorded nothing since: no worker woke it yet.
+            op.status = "due"
     return Timeline(started, finished, operations)
 
 

@@ -7,10 +7,11 @@ workflow the run needs.
 
 from __future__ import annotations
 
+import json
 import time
 
 from cli._waits import WORKER_GRACE, worker_wait
-from durable.world import NewRun, RunUpdate
+from durable.world import NewEvent, NewRun, RunUpdate
 from tests.cli.conftest import Cli
 from worlds.memory import MemoryWorld
 from worlds.sqlite import SqliteWorld
@@ -84,3 +85,20 @@ def test_durable_runs_names_the_workflow_too(cli: Cli) -> None:
     listed = cli("runs").stdout
     assert listed.count("that has workflow 'deploy_wait.listed' registered") == 2, listed
     assert "deploy_wait.listed_fresh' registered" not in listed, listed
+
+
+def test_a_sleep_whose_time_came_without_a_worker_is_due_not_completed(cli: Cli) -> None:
+    at = time.time() - 120
+    world = _world(cli, at)
+    try:
+        world.create_run(NewRun("napped-1", "deploy_wait.napper", INPUT), owner="w", lease_ttl=5)
+        wake = json.dumps({"wake_at": at + 60}).encode()
+        world.append(
+            "napped-1", "w", [NewEvent("sleep_started", "1", "sleep", wake)],
+            RunUpdate("suspended", wake_at=at + 60, release=True),
+        )
+    finally:
+        world.close()
+    ops = cli.json("inspect", "napped-1")["operations"]
+    assert [(op["kind"], op["status"]) for op in ops] == [("sleep", "due")], ops
+    assert " due " in cli("inspect", "napped-1").stdout
