@@ -837,8 +837,9 @@ def info(ctx: click.Context, as_json: bool) -> None:
             counts = opened.count_runs()
         except WorldError as exc:
             counts, problem = {}, str(exc)
+        measure = getattr(opened, "bytes_on_disk", None)
+        size: int | None = measure() if measure is not None else None
     path = str(location) if location is not None else None
-    size = _size(path) if path is not None else None
     by_status: dict[str, int] = {status: counts.get(status, 0) for status in RUN_STATUSES}
     by_status.update({k: v for k, v in counts.items() if k not in by_status})
     if as_json:
@@ -876,15 +877,3 @@ def _marking_missing(opened: World, where: dict[str, str] | None) -> dict[str, s
     except WorldError:
         return where
     return {k: f"{v} (missing)" if k in missing else v for k, v in where.items()}
-
-
-def _size(path: str) -> int | None:
-    # SQLite in WAL mode keeps recent writes in the -wal file until a checkpoint.
-    total, found = 0, False
-    for suffix in ("", "-wal"):
-        try:
-            total += os.path.getsize(path + suffix)
-            found = True
-        except OSError:
-            continue
-    return total if found else None

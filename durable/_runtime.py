@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -996,7 +996,7 @@ class Runtime:
                 hooks = [h for h in self.world.list_hooks() if h.timeout_at is None]
             except DurableError:
                 hooks = []
-            waiting = ", ".join(f"{h.token!r} (run {h.run_id})" for h in hooks[:5])
+            waiting = hooks_text(hooks)
             log.warning(
                 "the runs a test waits for wait for outside input (%s) and nothing is due, so "
                 "the test clock cannot skip ahead: resume the hook from another thread (or start "
@@ -1110,6 +1110,12 @@ def _decode_input(
         raise SerializationError(f"run {record.id}: recorded input is not an args/kwargs mapping")
     args, kwargs = tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
     return coerce_arguments(defn.fn, f"input of workflow {defn.name!r}", args, kwargs)
+
+
+def hooks_text(hooks: Sequence[HookRecord], shown: int = 5) -> str:
+    """``'token' (run ID)`` for the first hooks, and how many more."""
+    text = ", ".join(f"{h.token!r} (run {h.run_id})" for h in hooks[:shown])
+    return text + (f" and {len(hooks) - shown} more" if len(hooks) > shown else "")
 
 
 def report_ended(run_id: str, workflow_name: str, outcome: Outcome) -> None:

@@ -27,7 +27,7 @@ from typing import ParamSpec, TypeVar
 from durable._client import current_runtime, use_runtime
 from durable._decorators import Workflow, swap_code
 from durable._durations import parse_duration
-from durable._runtime import Runtime, RuntimeOptions
+from durable._runtime import Runtime, RuntimeOptions, hooks_text
 from durable.world import HookRecord
 from worlds.memory import MemoryWorld
 
@@ -133,7 +133,7 @@ class TestWorld:
                 # another run (a token with a typo would time out every hook the test waits on).
                 raise TimeoutError(
                     f"no hook {token!r} was created: nothing is due before the timeout of "
-                    f"{_hooks_text(expiring)}; the clock was not moved (to go past that timeout, "
+                    f"{hooks_text(expiring)}; the clock was not moved (to go past that timeout, "
                     f"env.advance(...) first){_live_text(token, live)}"
                 )
             if idle and due is not None and skipping and time.monotonic() < deadline:
@@ -203,15 +203,10 @@ def world(
             last.stop()  # made by durable.configure(...) on this world during the test
 
 
-def _hooks_text(hooks: list[HookRecord]) -> str:
-    shown = ", ".join(f"{h.token!r} (run {h.run_id})" for h in hooks[:5])
-    return shown + (f" and {len(hooks) - 5} more" if len(hooks) > 5 else "")
-
-
 def _live_text(token: str, live: list[HookRecord]) -> str:
     if not live:
         return ""
-    return f"; the live hooks are {_hooks_text(live)}: is {token!r} spelled as the run makes it?"
+    return f"; the live hooks are {hooks_text(live)}: is {token!r} spelled as the run makes it?"
 
 
 def _epoch(start: float | datetime | None) -> float | None:

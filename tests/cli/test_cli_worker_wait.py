@@ -31,11 +31,17 @@ def _pending(cli: Cli, run_id: str, name: str, at: float) -> None:
         world.close()
 
 
-def _due(cli: Cli, run_id: str, name: str, at: float) -> None:
+def _due(cli: Cli, run_id: str, name: str, at: float, *, slept: bool = False) -> None:
+    """A run suspended at ``at`` and due a second later; ``slept``: by a sleep in its log."""
     world = _world(cli, at)
+    wake_at = at + 1
+    events = [NewEvent("sleep_started", "1", "sleep", json.dumps({"wake_at": wake_at}).encode())]
     try:
         world.create_run(NewRun(run_id, name, INPUT), owner="w", lease_ttl=5)
-        world.append(run_id, "w", [], RunUpdate("suspended", wake_at=at + 1, release=True))
+        world.append(
+            run_id, "w", events if slept else [],
+            RunUpdate("suspended", wake_at=wake_at, release=True),
+        )
     finally:
         world.close()
 
@@ -88,17 +94,7 @@ def test_durable_runs_names_the_workflow_too(cli: Cli) -> None:
 
 
 def test_a_sleep_whose_time_came_without_a_worker_is_due_not_completed(cli: Cli) -> None:
-    at = time.time() - 120
-    world = _world(cli, at)
-    try:
-        world.create_run(NewRun("napped-1", "deploy_wait.napper", INPUT), owner="w", lease_ttl=5)
-        wake = json.dumps({"wake_at": at + 60}).encode()
-        world.append(
-            "napped-1", "w", [NewEvent("sleep_started", "1", "sleep", wake)],
-            RunUpdate("suspended", wake_at=at + 60, release=True),
-        )
-    finally:
-        world.close()
+    _due(cli, "napped-1", "deploy_wait.napper", time.time() - 120, slept=True)
     ops = cli.json("inspect", "napped-1")["operations"]
     assert [(op["kind"], op["status"]) for op in ops] == [("sleep", "due")], ops
     assert " due " in cli("inspect", "napped-1").stdout

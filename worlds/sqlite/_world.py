@@ -364,7 +364,7 @@ class SqliteWorld(Hooks, Streams):
         Returns:
             The bytes of the database and its log before and after.
         """
-        before = self._bytes_on_disk()
+        before = self.bytes_on_disk() or 0
         with self._lock:
             conn = self._writer()
             try:
@@ -373,16 +373,21 @@ class SqliteWorld(Hooks, Streams):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc, "compacting it (VACUUM)") from exc
-        return before, self._bytes_on_disk()
+        return before, self.bytes_on_disk() or 0
 
-    def _bytes_on_disk(self) -> int:
-        total = 0
+    def bytes_on_disk(self) -> int | None:
+        """Bytes of the database and its log, where recent writes stay until a checkpoint.
+
+        None if neither file exists.
+        """
+        total, found = 0, False
         for suffix in ("", "-wal"):
             try:
                 total += os.path.getsize(f"{self.path}{suffix}")
+                found = True
             except OSError:
-                pass
-        return total
+                continue
+        return total if found else None
 
 
 def _dead_owners(conn: sqlite3.Connection, now: float) -> str:
