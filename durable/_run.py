@@ -143,21 +143,12 @@ class Run(Generic[T]):
         Raises:
             ConfigurationError: the run is not ``failed``, or is a child run.
         """
-        from durable._retry import retry_run
-
         if current_frame.get() is not None:
             raise ConfigurationError(
                 f"retrying run {self.id} from workflow code is not durable: retry it from a step, "
                 "or from code outside workflows"
             )
-        runtime = self._runtime
-        record = retry_run(runtime.world, self.id, runtime.owner, runtime.options.lease_ttl)
-        if runtime.options.worker:
-            runtime.submit(record)
-            runtime.ensure_worker()
-        else:
-            runtime.world.release(self.id, runtime.owner)  # pending: for any worker
-        self._record = record
+        self._record = self._runtime.retry(self.id)
 
     def result(self, timeout: float | None = None) -> T:
         """Block until the run finishes and return its result.

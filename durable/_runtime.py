@@ -51,6 +51,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._flusher import Flusher
+from durable._retry import retry_run
 from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
 from durable._steps import attempt_failed
@@ -326,6 +327,40 @@ class Runtime:
                 if outcome.status == "completed":
                     return outcome.value
         return await Run(record.id, self, record).wait()
+
+    def retry(self, run_id: str) -> RunRecord:
+        """Make a failed run run again (see ``retry_run``); returns the run as it leaves it.
+
+        It is executed here if this process has a worker, else left pending for one.
+
+        Until its ``run_retried`` event is recorded, no execution may take the run up: replaying
+        the log without it, one would meet the recorded failure and fail the run again. So the
+        run is reopened under an owner id of its own, which this worker never takes for its own
+        lease (as it would a run it claimed while the failed execution still ran, once that
+        ends), and counts as executing here meanwhile, so that time skipping does not move the
+        clock past that lease for the worker to claim it.
+        """
+        retrying = make_owner_id()
+        self._enter(run_id)
+        try:
+            try:
+                record = retry_run(self.world, run_id, retrying, self.options.lease_ttl)
+            except DurableError:
+                # Reopened perhaps, without its run_retried: given back, a worker fails it again
+                # as it was, rather than once that lease lapses.
+                with contextlib.suppress(DurableError):
+                    self.world.release(run_id, retrying)
+                raise
+            self.world.release(run_id, retrying)  # pending: for this worker or any other
+            if self.options.worker:
+                leased = self.world.acquire(run_id, self.owner, self.options.lease_ttl)
+                if leased is not None:  # else a worker took it first (ours: see _leave)
+                    self.submit(leased)
+                    record = leased
+                self.ensure_worker()
+        finally:
+            self._leave(run_id)
+        return record
 
     def submit(self, record: RunRecord) -> None:
         """Execute a leased run in the background (thread pool or event loop thread)."""
