@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import inspect
 import json
 import logging
@@ -238,6 +239,14 @@ class RunContext:
     _cancelled: threading.Event | None = None
     _async_waits: list[asyncio.Future[None]] = field(default_factory=list)
     """In-process waits of an async run, which a cancel sent here ends (see ``signal_cancel``)."""
+    undelivered: list[tuple[int, str]] = field(default_factory=list)
+    """Recorded step outcomes of an async run not yet handed back by a replay: a heap of
+    ``(seq, op id)`` (see ``in_log_order``)."""
+    delivered: set[str] = field(default_factory=set)
+    gated: list[tuple[int, str, asyncio.Future[None]]] = field(default_factory=list)
+    """Tasks waiting to hand back a recorded outcome, a heap by ``seq`` (see ``in_log_order``)."""
+    _releasing: bool = False
+    _release_turns: int = 0
 
     def hand_out(self, call: Coroutine[Any, Any, T], what: str) -> Coroutine[Any, Any, T]:
         """Note a durable call of an async workflow: it does nothing until awaited."""
@@ -280,6 +289,8 @@ class RunContext:
                 self.hook_ends[event.op_id] = event
             else:
                 self.recorded[event.op_id] = event
+                if self.is_async and event.kind in _OUTCOMES and event.op_id not in self.visited:
+                    heapq.heappush(self.undelivered, (event.seq, event.op_id))
 
     def _log_shape(self) -> tuple[frozenset[str], dict[str, int]]:
         """The loaded log's groups, and how far each branch went.
@@ -878,6 +889,56 @@ class RunContext:
             running = len(others)
             await asyncio.sleep(0)
 
+    async def in_log_order(self, event: Event) -> None:
+        """Hand back a recorded step outcome only after those the log holds before it.
+
+        Live, the outcomes of concurrent steps reach the workflow in the order they are
+        recorded, and that order decides which error ``asyncio.gather`` raises, or which step
+        ``asyncio.as_completed`` yields first. A replay has every outcome at once: handed back
+        as tasks start, a workflow catching a gather's error could see another one than the
+        first time, and take another path. So a task holding an outcome waits here while the
+        log holds an earlier one not handed back yet, unless no other task of the run can run
+        (the earlier one's step is not reached in this replay).
+        """
+        op_id = event.op_id or ""
+        if self._first_undelivered() < event.seq:
+            released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self.gated, (event.seq, op_id, released))
+            self._release_soon()
+            try:
+                await released
+            finally:
+                self.delivered.add(op_id)  # handed back, or given up by its cancelled task
+                released.cancel()
+                self._release_soon()
+        self.delivered.add(op_id)
+
+    def _first_undelivered(self) -> float:
+        while self.undelivered and self.undelivered[0][1] in self.delivered:
+            heapq.heappop(self.undelivered)
+        return self.undelivered[0][0] if self.undelivered else float("inf")
+
+    def _release_soon(self) -> None:
+        if not self._releasing:
+            self._releasing = True
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        self._releasing = False
+        while self.gated and self.gated[0][2].done():
+            heapq.heappop(self.gated)
+        if not self.gated:
+            self._look_soon()  # branches held meanwhile (see _look)
+            return
+        if self.gated[0][0] > self._first_undelivered() and self._release_turns < _CATCH_UP_TURNS:
+            running = (t for t in (self.task, *self.spawned) if t is not None and not t.done())
+            if any(_ready(t) for t in running):  # it may reach the earlier outcome
+                self._release_turns += 1
+                self._release_soon()
+                return
+        self._release_turns = 0
+        heapq.heappop(self.gated)[2].set_result(None)
+
     def _look_soon(self) -> None:
         if self.held and not self._looking:
             self._looking = True
@@ -885,8 +946,8 @@ class RunContext:
 
     def _look(self) -> None:
         self._looking = False
-        if not self.held or self.outside:
-            return  # the operation's end looks again
+        if not self.held or self.outside or self.gated:
+            return  # the operation's end (or the last recorded outcome's) looks again
         for task in (self.task, *self.spawned):
             if task is None or task.done() or task in self.held:
                 continue
@@ -1219,6 +1280,7 @@ def _ready(task: asyncio.Future[Any]) -> bool:
 
 
 _CATCH_UP_TURNS = 100
+_OUTCOMES = frozenset({"step_completed", "step_failed"})
 """The most turns of the event loop a live step waits for its siblings' replay."""
 
 _LINGER_POLL = 0.2

@@ -119,6 +119,7 @@ async def _run_async(
 ) -> Any:
     event = ctx.lookup(op_id, "step", step.name)
     if event is not None:
+        await ctx.in_log_order(event)
         return recorded_result(step.fn, ctx.step_outcome(event))
     await ctx.catch_up()
     attempt, retry_at = ctx.begin_step(op_id, step, args, kwargs)
