@@ -247,6 +247,8 @@ class RunContext:
     """Tasks waiting to hand back a recorded outcome, a heap by ``seq`` (see ``in_log_order``)."""
     _releasing: bool = False
     _release_turns: int = 0
+    _lingering: list[asyncio.Future[None]] = field(default_factory=list)
+    """Async branches waiting beside a step under way (see ``linger_async``)."""
 
     def hand_out(self, call: Coroutine[Any, Any, T], what: str) -> Coroutine[Any, Any, T]:
         """Note a durable call of an async workflow: it does nothing until awaited."""
@@ -808,22 +810,68 @@ class RunContext:
                 self.active += 1
         return True
 
+    async def linger_async(self, until: float | None, since: float) -> bool:
+        """Async :meth:`linger`: wait a moment while a step of the run is under way.
+
+        A branch about to suspend (on a hook, a child run, a long sleep) would be held until
+        the rest of the run waits too (see :meth:`hold`), so what it waits for would only be
+        seen once the last sibling step finished. Instead it looks again every so often while
+        another branch still works, and as soon as none does.
+
+        Returns:
+            True: look again. False: no other branch works (or the run must stop): suspend now.
+        """
+        if self.pure or self.force_replay or self.release_requested or self.cancel_requested:
+            return False
+        current = asyncio.current_task()
+        others = (t for t in (self.task, *self.spawned)
+                  if t is not None and t is not current and not t.done())
+        if not self.outside and not any(_ready(t) for t in others):
+            return False
+        waited = time.monotonic() - since
+        timeout = min(max(_LINGER_POLL, waited / 10), _LINGER_POLL_MAX)
+        if until is not None:
+            timeout = min(timeout, max(until - self.clock(), 0.0))
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lingering.append(woken)
+        try:
+            await self._sleep_unless_cancelled(timeout, woken)
+        except asyncio.CancelledError:
+            # A sibling failed in an asyncio.TaskGroup: as if this branch had suspended at
+            # once, the suspension wins over that error (see hold), whatever the timing.
+            return False
+        finally:
+            self._lingering.remove(woken)
+        return True
+
     async def wait_until_async(self, when: float) -> None:
         """Async :meth:`wait_until`."""
         self.stopped_here()
-        remaining = when - self.clock()
-        if remaining <= 0:
+        since = time.monotonic()
+        while True:
+            remaining = when - self.clock()
+            if remaining <= 0:
+                return
+            if self.pure or remaining > self.inline_wait_limit:
+                if await self.linger_async(when, since):
+                    self.check_cancel()
+                    continue
+                raise self.suspend_until(when, "sleeping")
+            self.check_cancel()
+            with self.awaiting_outside():
+                await self._sleep_unless_cancelled(remaining)
+            self.check_cancel()
             return
-        if self.pure or remaining > self.inline_wait_limit:
-            raise self.suspend_until(when, "sleeping")
-        self.check_cancel()
-        with self.awaiting_outside():
-            await self._sleep_unless_cancelled(remaining)
-        self.check_cancel()
 
-    async def _sleep_unless_cancelled(self, seconds: float) -> None:
-        """``asyncio.sleep(seconds)``, ended early by a cancel sent here (as ``wait_until``'s)."""
-        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def _sleep_unless_cancelled(
+        self, seconds: float, woken: asyncio.Future[None] | None = None
+    ) -> None:
+        """``asyncio.sleep(seconds)``, ended early by a cancel sent here (as ``wait_until``'s).
+
+        ``woken``: a future someone else may settle to end it early too.
+        """
+        if woken is None:
+            woken = asyncio.get_running_loop().create_future()
         with self.lock:
             self._async_waits.append(woken)
         try:
@@ -845,6 +893,9 @@ class RunContext:
         finally:
             self.outside -= 1
             if not self.outside:
+                for woken in self._lingering:  # they may have to suspend now
+                    if not woken.done():
+                        woken.set_result(None)
                 self._look_soon()
 
     async def hold(self) -> None:

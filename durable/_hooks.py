@@ -19,6 +19,11 @@ from durable.world import HookRecord, NewEvent, World, check_key
 
 T = TypeVar("T")
 
+_WAITING = object()
+"""What :meth:`Hook._look` returns while no payload has come."""
+_ENDED = object()
+"""What it returns once the hook was disposed."""
+
 
 class PayloadModel(Protocol):
     """A pydantic model class (anything with ``model_validate``), for ``create_hook(model=...)``."""
@@ -57,12 +62,44 @@ class Hook(Generic[T]):
         return f"<Hook {self.token}>"
 
     def _next(self) -> T:
+        """The next payload; raises StopIteration once the hook was disposed."""
         ctx = self._ctx
         ctx.stopped_here()
-        index = ctx.hook_cursor.get(self._op_id, 0)
         since = time.monotonic()
         while True:
             seen = ctx.seen_now()
+            value = self._look()
+            if value is _ENDED:
+                raise StopIteration
+            if value is not _WAITING:
+                return value  # type: ignore[no-any-return]
+            if ctx.linger(self.timeout_at, since):  # other branches still work: wait beside them
+                continue
+            raise ctx.suspend_for_outside(seen, self.timeout_at, f"waiting for hook {self.token!r}")
+
+    async def _next_async(self) -> Any:
+        """:meth:`_next` in an async run: the next payload, or ``_ENDED``."""
+        ctx = self._ctx
+        ctx.stopped_here()
+        since = time.monotonic()
+        while True:
+            seen = ctx.seen_now()
+            value = self._look()
+            if value is not _WAITING:
+                return value
+            if await ctx.linger_async(self.timeout_at, since):  # beside a step under way
+                continue
+            raise ctx.suspend_for_outside(seen, self.timeout_at, f"waiting for hook {self.token!r}")
+
+    def _look(self) -> Any:
+        """The next payload (taken), ``_ENDED``, or ``_WAITING`` (nothing yet: wait or suspend).
+
+        Raises:
+            HookTimeout: the hook timed out.
+        """
+        ctx = self._ctx
+        index = ctx.hook_cursor.get(self._op_id, 0)
+        while True:
             payloads = ctx.hook_payloads.get(self._op_id, [])
             if index < len(payloads):
                 ctx.hook_cursor[self._op_id] = index + 1
@@ -71,15 +108,13 @@ class Hook(Generic[T]):
             if ended is not None:
                 if ended.kind == "hook_timed_out":
                     raise HookTimeout(self.token)
-                raise StopIteration
+                return _ENDED
             if ctx.refresh():
                 continue
             if self._time_out():
                 raise HookTimeout(self.token)
             ctx.check_cancel()
-            if ctx.linger(self.timeout_at, since):  # other branches still work: wait beside them
-                continue
-            raise ctx.suspend_for_outside(seen, self.timeout_at, f"waiting for hook {self.token!r}")
+            return _WAITING
 
     def _time_out(self) -> bool:
         ctx = self._ctx
@@ -123,10 +158,10 @@ class Hook(Generic[T]):
 
     async def __aiter__(self) -> AsyncIterator[T]:
         while True:
-            try:
-                yield self._next()
-            except StopIteration:
+            value = await self._next_async()
+            if value is _ENDED:
                 return
+            yield value
 
     def dispose(self) -> None:
         """Stop receiving: later ``resume_hook`` calls with this token raise HookNotFound."""
@@ -141,7 +176,10 @@ class Hook(Generic[T]):
 
 
 async def _wait_async(hook: Hook[T]) -> T:
-    return hook.wait()
+    value = await hook._next_async()
+    if value is _ENDED:
+        raise HookNotFound(hook.token)
+    return value  # type: ignore[no-any-return]
 
 
 def _ended(ctx: RunContext, op_id: str, kind: str = "hook_timed_out") -> Any:
