@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import random as _random
 import threading
 import time
@@ -80,9 +81,10 @@ def _sleep(seconds: float | None, until: float | None) -> Awaitable[None]:
         if info is not None:
             # A step runs to completion, so this could only block its thread (for days, and in
             # real time even in a time-skipping test world).
+            pause = "await asyncio.sleep()" if _in_event_loop() else "time.sleep()"
             raise ConfigurationError(
                 f"durable.sleep() inside step {info.name!r} cannot suspend the run: sleep "
-                "in the workflow between steps, or use time.sleep() for a short pause in the step"
+                f"in the workflow between steps, or use {pause} for a short pause in the step"
             )
         delay = seconds if seconds is not None else max(0.0, (until or 0.0) - time.time())
         if _in_event_loop():
@@ -288,12 +290,18 @@ def parallel(*callables: Callable[[], Any]) -> Any:
     """
     for position, fn in enumerate(callables, 1):
         if not callable(fn):
+            for given in callables:  # never to be awaited: no "never awaited" warnings on top
+                if inspect.iscoroutine(given):
+                    given.close()
+            if inspect.iscoroutine(fn):
+                done = "a coroutine, which could not run its branch beside the others"
+            else:
+                done = "a result: my_step(x) has already run, one call after another"
             raise TypeError(
                 f"durable.parallel() takes callables, but argument {position} is of type "
-                f"{type(fn).__name__!r}: pass lambda: my_step(x), not my_step(x) (which has "
-                "already run, one call after another)"
+                f"{type(fn).__name__!r}: pass lambda: my_step(x), not my_step(x) ({done})"
             )
-    return _branches(list(callables), None)
+    return _branches(list(callables), None, "durable.parallel()")
 
 
 @overload
@@ -351,14 +359,14 @@ def map(  # noqa: A001 - mirrors the builtin on purpose: durable.map
             f"got {max_concurrency!r}"
         )
     calls = [_bind(fn, item) for item in inputs]
-    return _branches(calls, max_concurrency)
+    return _branches(calls, max_concurrency, "durable.map()")
 
 
 def _bind(fn: Callable[[T], U], item: T) -> Callable[[], U]:
     return lambda: fn(item)
 
 
-def _branches(calls: list[Callable[[], Any]], limit: int | None) -> Any:
+def _branches(calls: list[Callable[[], Any]], limit: int | None, what: str) -> Any:
     frame = current_frame.get()
     if frame is None:
         if _in_event_loop():
@@ -370,7 +378,7 @@ def _branches(calls: list[Callable[[], Any]], limit: int | None) -> Any:
     # nodes), so a branch's step need not wait for its siblings' to be durable.
     frame.ctx.independent_groups.add(group)
     if frame.ctx.is_async:
-        return _gather_branches(frame.ctx, group, calls, limit)
+        return frame.ctx.hand_out(_gather_branches(frame.ctx, group, calls, limit), what)
     return _run_threads(calls, limit, frame.ctx, group)
 
 

@@ -294,7 +294,9 @@ class Runtime:
         frame = current_frame.get()
         if frame is not None:
             child = start_child(self, defn, args, kwargs, options.run_id, options.timeout)
-            return child if frame.ctx.is_async else child.result()
+            if frame.ctx.is_async:
+                return frame.ctx.hand_out(child.wait(), f"child workflow {defn.name!r}")
+            return child.result()
         if defn.is_async:
             return self._call_async(defn, args, kwargs, options)
         with self._creating(defn, args, kwargs, options, owned=True) as (record, created):
@@ -1193,5 +1195,6 @@ def _never_awaited(workflow_name: str, calls: list[str]) -> ConfigurationError:
     listed = ", ".join(calls[:3]) + (f" and {len(calls) - 3} more" if len(calls) > 3 else "")
     return ConfigurationError(
         f"async workflow {workflow_name!r} called {listed} without await, so it never ran: "
-        "in async workflows, await every step, durable.sleep() and durable.sleep_until() call"
+        "in async workflows, await every step, child workflow, durable.sleep(), "
+        "durable.sleep_until(), durable.map() and durable.parallel() call"
     )

@@ -388,6 +388,30 @@ def test_a_durable_call_an_async_workflow_never_awaits_fails_the_run(engine):
     assert [e.kind for e in run.events()][-1] == "run_failed"
 
 
+@workflow(name="engine.forgotten_child")
+async def forgotten_child(n: int) -> int:
+    return await add(n, n)
+
+
+@workflow
+async def forgets_to_await_groups() -> str:
+    durable.map(add.run_async, [1, 2])  # no await: no branch would run
+    durable.parallel(lambda: add(3, 3))
+    forgotten_child(4)  # the child runs, but the parent would never see its result
+    return "done"
+
+
+def test_a_map_parallel_or_child_an_async_workflow_never_awaits_fails_the_run(engine):
+    run = forgets_to_await_groups.start()
+    with pytest.raises(WorkflowFailed) as info:
+        run.result(timeout=10)
+    message = info.value.error_message
+    assert isinstance(info.value.cause, durable.ConfigurationError), info.value
+    for call in ("durable.map()", "durable.parallel()", "child workflow 'engine.forgotten_child'"):
+        assert call in message, message
+    assert not any(key.startswith(("add:1:", "add:2:", "add:3:")) for key in calls), calls
+
+
 @workflow
 def fan_out(n: int) -> list[int]:
     first = durable.parallel(lambda: add(1, 0), lambda: add(2, 0), lambda: add(3, 0))
@@ -1050,6 +1074,37 @@ def test_parallel_given_results_instead_of_callables_says_to_pass_callables(engi
     expected = r"argument 1 is of type 'int': pass lambda: my_step\(x\)"
     with pytest.raises(WorkflowFailed, match=expected):
         parallel_of_results.start().result(timeout=20)
+
+
+@step(name="engine.async_double")
+async def async_double(n: int) -> int:
+    return 2 * n
+
+
+@step(name="engine.naps_inside_async", retry=RetryPolicy(max_attempts=1))
+async def naps_inside_async() -> None:
+    durable.sleep("1h")
+
+
+@workflow(name="engine.async_misuses")
+async def async_misuses() -> list[str]:
+    seen = []
+    try:
+        await durable.parallel(async_double(1), async_double(2))  # type: ignore[arg-type]
+    except TypeError as exc:
+        seen.append(str(exc))
+    try:
+        await naps_inside_async()
+    except durable.ConfigurationError as exc:
+        seen.append(str(exc))
+    return seen
+
+
+def test_async_misuses_are_explained_for_coroutines(engine):
+    given_coroutines, napped = async_misuses.start().result(timeout=20)
+    assert "argument 1 is of type 'coroutine'" in given_coroutines
+    assert "a coroutine, which could not run its branch beside the others" in given_coroutines
+    assert "await asyncio.sleep() for a short pause" in napped
 
 
 @workflow
