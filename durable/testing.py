@@ -14,6 +14,8 @@ The pytest plugin shipped with durable provides the same as the ``durable_world`
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import threading
@@ -141,7 +143,9 @@ class TestWorld:
                 self.clock.advance_to(due)
                 continue
             why = "no run is executing and nothing is due" if idle else f"{timeout} s passed"
-            raise TimeoutError(f"no hook {token!r} was created: {why}{_live_text(token, live)}")
+            raise TimeoutError(
+                f"no hook {token!r} was created: {why}{_live_text(token, live)}{_on_a_loop()}"
+            )
 
     def advance(self, duration: float | str | timedelta, *, wait: float = 10.0) -> None:
         """Move time forward (seconds, a timedelta or ``"7 days"``) and run what comes due.
@@ -163,6 +167,24 @@ class TestWorld:
         self.world.renew_leases(runtime.owner, runtime.options.lease_ttl + seconds)
         self.clock.advance(seconds)
         self.wait_until_idle(wait)
+
+    # Async tests: a run awaited on the test's own event loop executes there, so a blocking
+    # call on that loop would stall the very run it waits for. These wait in a thread instead.
+
+    async def wait_until_idle_async(self, timeout: float = 10.0) -> bool:
+        """:meth:`wait_until_idle` for async tests, leaving the event loop free meanwhile."""
+        await asyncio.sleep(0)
+        return await asyncio.to_thread(self.wait_until_idle, timeout)
+
+    async def wait_for_hook_async(self, token: str, timeout: float = 10.0) -> HookRecord:
+        """:meth:`wait_for_hook` for async tests, leaving the event loop free meanwhile."""
+        await asyncio.sleep(0)  # a run the test just created a task for starts first
+        return await asyncio.to_thread(self.wait_for_hook, token, timeout)
+
+    async def advance_async(self, duration: float | str | timedelta, *, wait: float = 10.0) -> None:
+        """:meth:`advance` for async tests, leaving the event loop free meanwhile."""
+        await asyncio.sleep(0)
+        await asyncio.to_thread(functools.partial(self.advance, duration, wait=wait))
 
 
 @contextmanager
@@ -201,6 +223,17 @@ def world(
         runtime.stop()
         if last is not None and last is not runtime and last is not previous:
             last.stop()  # made by durable.configure(...) on this world during the test
+
+
+def _on_a_loop() -> str:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return ""
+    return (
+        "; this call blocked a running event loop, where a run awaited in this test may be "
+        "the one to create it: in async tests use await env.wait_for_hook_async(...)"
+    )
 
 
 def _live_text(token: str, live: list[HookRecord]) -> str:

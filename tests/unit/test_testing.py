@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -545,3 +546,43 @@ def test_wait_for_hook_with_a_wrong_token_leaves_other_hooks_timeouts_alone(dura
     assert run.status == "suspended"
     durable.resume_hook("approve:t1", "yes")
     assert run.result(timeout=10) == "yes"
+
+
+@durable.step(name="testing_async.note")
+async def note_async(text: str) -> str:
+    return text
+
+
+@durable.workflow(name="testing_async.approval")
+async def approval_async(order: str) -> str:
+    await note_async(f"asked {order}")
+    await durable.sleep("1 day")
+    decision = await durable.create_hook(token=f"approve:{order}")
+    return f"{order}: {decision}"
+
+
+def test_an_async_test_waits_for_a_hook_of_a_run_awaited_on_its_own_loop(durable_world):
+    async def scenario() -> str:
+        # Awaited here, the run executes on this loop: a blocking wait would stall it.
+        task = asyncio.create_task(approval_async("o-1"))
+        hook = await durable_world.wait_for_hook_async("approve:o-1")
+        assert hook.token == "approve:o-1"
+        durable.resume_hook("approve:o-1", "yes")
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(scenario()) == "o-1: yes"
+
+
+def test_a_blocking_wait_for_hook_on_a_running_loop_points_to_the_async_one(durable_world):
+    async def scenario() -> str:
+        task = asyncio.create_task(approval_async("o-2"))
+        await asyncio.sleep(0)
+        try:
+            durable_world.wait_for_hook("approve:o-2", timeout=0.5)
+        except TimeoutError as exc:
+            return str(exc)
+        finally:
+            task.cancel()
+        return "no error"
+
+    assert "await env.wait_for_hook_async(...)" in asyncio.run(scenario())
