@@ -17,6 +17,8 @@ Contract shared by every world (checked by ``tests/conformance``):
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -496,11 +498,28 @@ def _load_builtin(scheme: str) -> None:
 
 def make_owner_id() -> str:
     """A lease owner id for this process: ``host:pid:random``."""
-    import os
-    import socket
     import uuid
 
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_process_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@functools.cache
+def _process_host() -> str:
+    """This host's name, with the id of the PID namespace where there is one (Linux).
+
+    Processes on one host judge each other dead by pid (see :func:`owner_is_dead`), which only
+    works within one PID namespace: containers sharing a hostname (host networking) and a
+    database file each number their processes on their own.
+    """
+    import socket
+
+    host = socket.gethostname().replace(":", "_")
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return host
+    digits = "".join(char for char in namespace if char.isdigit())
+    return f"{host}/pidns{digits}" if digits else host
 
 
 def is_runnable(
@@ -530,14 +549,11 @@ def owner_is_dead(owner: str | None) -> bool:
     Lets a local world hand over the runs of a killed process at once instead of waiting for the
     lease to lapse. Owners on other hosts are never judged dead here.
     """
-    import os
-    import socket
-
     if not owner:
         return False
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != _process_host() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from durable.world import (
     RunRecord,
     RunUpdate,
     World,
+    make_owner_id,
 )
 from tests.conformance.load import volume
 
@@ -82,7 +82,7 @@ def dead_owner() -> str:
     """An owner id naming a process on this host that has exited."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    return f"{socket.gethostname()}:{proc.pid}:deadbeef"
+    return f"{make_owner_id().partition(':')[0]}:{proc.pid}:deadbeef"
 
 
 # -- basics -------------------------------------------------------------------------------------
