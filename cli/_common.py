@@ -180,7 +180,18 @@ def import_modules(modules: tuple[str, ...]) -> None:
 def _import(module: str) -> Any:
     name = module
     if module.endswith(".py"):
-        name = os.path.normpath(module[:-3]).replace(os.sep, ".")
+        path = os.path.relpath(os.path.abspath(module[:-3]))
+        if path.startswith(os.pardir + os.sep):
+            # Outside the working directory, so not a package path from here: importable by its
+            # file name once its directory is on the path.
+            sys.path.insert(0, os.path.dirname(os.path.abspath(module)))
+            path = os.path.basename(path)
+        name = path.replace(os.sep, ".")
+    elif ":" in module:
+        raise click.ClickException(
+            f"{module!r} is not a module: give a module (app.flows) or a file (app/flows.py); "
+            "a worker runs every workflow the module registers, so name no function"
+        )
     try:
         return importlib.import_module(name)
     except (Exception, SystemExit) as exc:
@@ -248,3 +259,16 @@ def load_workflow(spec: str) -> Workflow[..., Any]:
     hint = f"it defines: {', '.join(defined)}" if defined else "it defines no @workflow"
     what = "is not a @workflow" if found is not None else "not found"
     raise click.ClickException(f"workflow {attr!r} {what} in module {module_name!r} ({hint})")
+
+
+def world_location(world: Any) -> str:
+    """The world's URL, with a SQLite file's absolute path.
+
+    A relative path names another file in each working directory: a worker and the processes
+    starting runs would use different worlds without a word.
+    """
+    url = str(world.url)
+    path = getattr(world, "path", None)
+    if url.startswith("sqlite:") and path is not None and not os.path.isabs(url[10:]):
+        return f"{url} ({os.path.abspath(path)})"
+    return url

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 import durable
-from cli._common import console, import_modules
+from cli._common import console, import_modules, world_location
 from cli._dev_table import active_runs
 from cli._dev_watch import RunWatcher
 from cli._stopping import (
@@ -32,9 +32,13 @@ log = logging.getLogger("durable")
 
 @click.command()
 @click.argument("modules", nargs=-1, required=True)
-@click.option("--concurrency", default=64, show_default=True, help="Runs executed at once.")
 @click.option(
-    "--refresh", default=0.5, show_default=True, help="Seconds between updates of the view."
+    "--concurrency", default=64, show_default=True, type=click.IntRange(min=1),
+    help="Runs executed at once.",
+)
+@click.option(
+    "--refresh", default=0.5, show_default=True, type=click.FloatRange(min=0.05),
+    help="Seconds between updates of the view.",
 )
 @click.option("--plain", is_flag=True, help="Only a log stream, no live table (default off a TTY).")
 @click.pass_context
@@ -68,7 +72,7 @@ def dev(
     runtime.options.workflow_names = names
     watcher = RunWatcher(runtime.world)
     counts = watcher.prime()
-    out.print(Text(f"durable dev: worker on {runtime.world.url}", style="bold"))
+    out.print(Text(f"durable dev: worker on {world_location(runtime.world)}", style="bold"))
     out.print(f"workflows: {', '.join(names)}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "none yet"
     out.print(f"runs so far: {summary}")

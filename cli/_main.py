@@ -11,7 +11,7 @@ import click
 
 import durable
 from cli._aws import bootstrap, deploy, dlq, logs, outputs, teardown
-from cli._common import import_modules
+from cli._common import import_modules, world_location
 from cli._dag import dag
 from cli._dev import dev
 from cli._hooks import hooks, resume
@@ -80,9 +80,25 @@ def main(ctx: click.Context, world: str | None) -> None:
 
 @main.command()
 @click.argument("modules", nargs=-1, required=True)
-@click.option("--concurrency", default=64, show_default=True, help="Runs executed at once.")
-@click.option("--poll-interval", default=0.2, show_default=True, help="Seconds between polls.")
-@click.option("--lease-ttl", default=30.0, show_default=True, help="Seconds a lease lasts.")
+@click.option(
+    "--concurrency", default=64, show_default=True, type=click.IntRange(min=1),
+    help="Runs executed at once.",
+)
+@click.option(
+    "--poll-interval", default=0.2, show_default=True, type=click.FloatRange(min=0.01),
+    help="Seconds between polls.",
+)
+@click.option(
+    "--lease-ttl", default=30.0, show_default=True, type=click.FloatRange(min=1.0),
+    help="Seconds a lease lasts unrenewed: how soon another host takes over a dead worker's "
+    "runs (on one host, at once).",
+)
+@click.option(
+    "--log-level", default="info", show_default=True, envvar="DURABLE_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="What the worker logs: warning keeps only failed runs and trouble (env "
+    "DURABLE_LOG_LEVEL).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -90,6 +106,7 @@ def worker(
     concurrency: int,
     poll_interval: float,
     lease_ttl: float,
+    log_level: str,
 ) -> None:
     """Execute pending, due and orphaned runs of the workflows in MODULES until stopped.
 
@@ -99,7 +116,9 @@ def worker(
     Ctrl-C or SIGTERM stops once the runs in progress reach a durable point (their steps in
     flight finish first); a second Ctrl-C stops at once.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
     import_modules(modules)
     names = sorted(durable._decorators.registered_workflows())
     if not names:
@@ -123,7 +142,8 @@ def worker(
 
     log = logging.getLogger("durable")
     with stop_on_signals(stop.set, at_once) as stopping:
-        log.info("worker %s on %s: %s", runtime.owner, runtime.world.url, ", ".join(names))
+        log.info("worker %s on %s: %s", runtime.owner, world_location(runtime.world),
+                 ", ".join(names))
         runtime.ensure_worker()
         while not stop.wait(0.2) and runtime.fatal_error is None:
             pass

@@ -26,6 +26,7 @@ from cli._common import (
     read_json_argument,
     show,
     starting_world,
+    world_location,
 )
 from cli._dag_spec import DAG_WORKFLOW, dag_name
 from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
@@ -330,13 +331,14 @@ def runs(
         total = _matching(world, status, workflow, len(records), truncated)
         now = world.now()
         url = world.url
+        location = world_location(world)
         waits = {} if as_json else run_waits(world, records)  # what suspended runs wait for
     if as_json:
         runs_doc = [run_json(r) for r in records]
         echo_json({"world": url, "runs": runs_doc, "truncated": truncated, "total": total})
         return
     if not records:
-        click.echo(f"no runs{' matching' if status or workflow else ''} in {url}")
+        click.echo(f"no runs{' matching' if status or workflow else ''} in {location}")
         return
     show(runs_table(records, now, waits), *_more_runs(len(records), total, truncated))
 

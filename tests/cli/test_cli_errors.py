@@ -103,3 +103,32 @@ def test_an_aws_world_without_a_region_says_to_bootstrap(cli, tmp_path):
     assert "the AWS world has no region: run `durable bootstrap --region NAME` first" in (
         proc.stderr
     )
+
+
+def test_a_module_file_outside_the_working_directory_is_imported_by_its_path(cli, tmp_path):
+    (tmp_path / "far_mod.py").write_text(
+        "import durable\n\n\n@durable.workflow(name='far_mod.far')\ndef far() -> str:\n"
+        "    return 'far'\n"
+    )
+    proc = cli("start", f"{tmp_path / 'far_mod.py'}:far", "[]")
+    assert "wrun_" in proc.stdout + proc.stderr, proc
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["worker", "--concurrency", "0", WORKLOAD], "'--concurrency': 0 is not in the range x>=1"),
+        (["worker", "--lease-ttl", "0", WORKLOAD], "'--lease-ttl': 0.0 is not in the range x>=1"),
+        (["worker", "--poll-interval", "-1", WORKLOAD], "'--poll-interval': -1.0 is not in"),
+        (["dev", "--refresh", "0", WORKLOAD], "'--refresh': 0.0 is not in the range x>=0.05"),
+    ],
+    ids=["concurrency", "lease-ttl", "poll-interval", "refresh"],
+)
+def test_worker_options_out_of_range_are_refused(cli, args, message):
+    proc = cli(*args, ok=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_a_worker_given_a_workflow_instead_of_a_module_says_to_name_the_module(cli):
+    proc = cli("worker", f"{WORKLOAD}:greet", ok=False)
+    assert f"'{WORKLOAD}:greet' is not a module: give a module" in proc.stderr, proc.stderr
