@@ -498,7 +498,7 @@ def world_table(
     grid.add_row("backend", url.partition("://")[0])
     if path is not None:
         grid.add_row("path", path)
-        grid.add_row("size", "-" if size is None else _format_size(size))
+        grid.add_row("size", "-" if size is None else format_size(size))
     for key, value in (location or {}).items():
         grid.add_row(key.replace("_", " "), value)
     grid.add_row("runs", str(sum(counts.values())))
@@ -510,10 +510,11 @@ def world_table(
     return Group(grid, Text(""), by_status)
 
 
-def _format_size(size: int) -> str:
+def format_size(size: int) -> str:
+    """Bytes in binary units (``12.0 MiB``), as ``world info`` and ``gc --compact`` show them."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"

@@ -33,6 +33,7 @@ from cli._dag_view import child_records, dag_nodes, node_json, nodes_table
 from cli._render import (
     OPERATIONS_SHOWN,
     events_table,
+    format_size,
     operations_table,
     run_header,
     run_waits,
@@ -718,9 +719,14 @@ def gc(
             )
         cutoff = world.now() - seconds
         doomed = _doomed(world, cutoff) if dry_run else []
+        # Measured first: deleting writes to the log, whose copy back may already shrink it.
+        measure = getattr(world, "bytes_on_disk", None)
+        before = measure() if compact and measure is not None else None
         deleted = 0 if dry_run else world.delete_runs(cutoff)
         if compact and not dry_run and shrink is not None:
             sizes = shrink()
+            if before is not None:
+                sizes = (before, sizes[1])
     age = f"older than {_short_duration(seconds)} (last changed before {format_local(cutoff)})"
     if as_json:
         doc: dict[str, Any] = {
@@ -740,7 +746,9 @@ def gc(
     if not dry_run:
         click.echo(f"deleted {deleted} finished {_runs_noun(deleted)} {age}")
         if sizes is not None:
-            click.echo(f"compacted the database: {_mib(sizes[0])} -> {_mib(sizes[1])}")
+            click.echo(
+                f"compacted the database: {format_size(sizes[0])} -> {format_size(sizes[1])}"
+            )
         return
     by_status = Counter(r.status for r in doomed)
     split = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
@@ -753,10 +761,6 @@ def gc(
         click.echo(f"  {record.id}  {record.workflow_name}  {record.status}")
     if len(doomed) > _DRY_RUN_LISTED:
         click.echo(f"  … and {len(doomed) - _DRY_RUN_LISTED} more (--json lists them all)")
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:,.1f} MiB"
 
 
 _DRY_RUN_LISTED = 20
