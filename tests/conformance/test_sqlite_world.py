@@ -738,3 +738,32 @@ def test_a_payload_row_is_replaced_but_an_event_key_is_never_overwritten(
         conn.close()
     assert (output, "output", b"2") in rows
     assert (key, "run_created", None) in rows and len([r for r in rows if r[0] == key]) == 1
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_worker_whose_database_file_is_deleted_or_replaced_is_stopped(db: Path, how: str):
+    # Its connections would go on with the unlinked file, where no other process sees its work.
+    world = SqliteWorld(f"sqlite:///{db}")
+    try:
+        assert world.claim_due("w", 30.0, 10) == []
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            SqliteWorld(f"sqlite:///{db}").close()  # what the next process to start creates
+        world._next_file_check = 0.0
+        with pytest.raises(WorldError, match=f"was {how}") as raised:
+            world.claim_due("w", 30.0, 10)
+        assert not raised.value.transient
+        assert str(db) in str(raised.value)
+    finally:
+        world.close()
+
+
+def test_a_database_file_left_in_place_is_not_taken_for_another(db: Path):
+    world = SqliteWorld(f"sqlite:///{db}")
+    try:
+        for _ in range(3):
+            world._next_file_check = 0.0
+            assert world.claim_due("w", 30.0, 10) == []
+    finally:
+        world.close()

@@ -36,9 +36,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from durable._errors import WorldError
 from durable.world import (
     FINISHED_STATUSES,
     Event,
@@ -100,6 +102,9 @@ __all__ = [
     "parse_url",
 ]
 
+_FILE_CHECK_SECONDS = 2.0
+"""How often ``claim_due`` looks whether the database file is still the one it opened."""
+
 _PRELOAD_EVENTS = 200
 """``claim_due`` returns the logs of the runs it leases that have at most this many events (a
 longer log is read outside the write lock)."""
@@ -128,6 +133,38 @@ class SqliteWorld(Hooks, Streams):
 
     _claims_idle = True
     """The last ``claim_due`` found nothing (see there)."""
+    _file_id: tuple[int, int] | None = None
+    """The database file's device and inode when ``claim_due`` first looked."""
+    _next_file_check = 0.0
+
+    def _check_same_file(self) -> None:
+        """Stop a worker whose database file was deleted or replaced under it.
+
+        Its open connections would go on reading and writing the unlinked file, where no other
+        process sees its work, while processes opening the path get another, empty world.
+
+        Raises:
+            WorldError: the file is gone or another one (not transient: the worker stops).
+        """
+        now = time.monotonic()
+        if now < self._next_file_check:
+            return
+        self._next_file_check = now + _FILE_CHECK_SECONDS
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        else:
+            found = (stat.st_dev, stat.st_ino)
+        if self._file_id is None:
+            self._file_id = found
+        elif found != self._file_id:
+            what = "deleted" if found is None else "replaced by another file"
+            raise WorldError(
+                f"the database file {os.path.abspath(self.path)} was {what} while this process "
+                "had it open: what it records now goes where no other process sees it. Stop "
+                "this process and start it again on the file the others use"
+            )
 
     # -- the World protocol ----------------------------------------------------------------------
 
@@ -258,6 +295,7 @@ class SqliteWorld(Hooks, Streams):
         """
         if limit <= 0:
             return []
+        self._check_same_file()
         claim = _CLAIM[workflow_names is not None]
         params: dict[str, Any] = {"limit": limit, "names": json.dumps(list(workflow_names or ()))}
         if self._claims_idle:
