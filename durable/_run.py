@@ -189,15 +189,22 @@ class Run(Generic[T]):
             hooks = world.list_hooks(record.id)
         except DurableError:
             hooks = []
-        if hooks:
-            what += f", waiting on hook {hooks[0].token!r}"
-        if record.status == "suspended" and record.wake_at is not None:
-            due = datetime.fromtimestamp(record.wake_at, UTC).isoformat(timespec="seconds")
-            what += f", {'timing out' if hooks else 'due'} at {due}"
-            if self._runtime.options.time_skipping is None and record.wake_at > world.now():
+        wake_at = record.wake_at if record.status == "suspended" else None
+        # The hook whose timeout wakes the run is the one it waits on; with none, the run
+        # sleeps (or waits out a retry's delay) beside any hook it has open.
+        timing_out = [h for h in hooks if wake_at is not None and h.timeout_at == wake_at]
+        waited_on = timing_out or ([] if wake_at is not None else hooks)
+        if waited_on:
+            what += f", waiting on hook {waited_on[0].token!r}"
+        if wake_at is not None:
+            due = datetime.fromtimestamp(wake_at, UTC).isoformat(timespec="seconds")
+            what += f", {'timing out' if timing_out else 'due'} at {due}"
+            if hooks and not timing_out:
+                what += f" (hook {hooks[0].token!r} is open too)"
+            if self._runtime.options.time_skipping is None and wake_at > world.now():
                 what += (
-                    f" ({record.wake_at - world.now():,.0f} s from now on {world.url}; in tests, "
-                    "durable.testing's world skips such waits)"
+                    f" ({wake_at - world.now():,.0f} s from now on {world.url}; in tests, "
+                    "durable.testing's world skips such waits, or env.advance() moves its clock)"
                 )
         return what
 

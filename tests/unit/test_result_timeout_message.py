@@ -43,3 +43,22 @@ def test_a_run_waiting_on_a_hook_names_the_token(real_world: TestWorld) -> None:
     durable.resume_hook("approval-msg:1", "yes")
     assert run.result(timeout=10) == "yes"
 
+
+
+@durable.workflow(name="timeout_message.sleeps_beside_a_hook")
+def sleeps_beside_a_hook() -> int:
+    durable.create_hook(token="unused-msg:1")  # open, never waited on
+    durable.sleep("1h")
+    return 1
+
+
+def test_a_run_sleeping_beside_an_open_hook_says_it_is_due_not_that_it_waits_on_the_hook(
+    real_world: TestWorld,
+) -> None:
+    run = sleeps_beside_a_hook.start()
+    with pytest.raises(TimeoutError) as caught:
+        run.result(timeout=1.0)
+    message = str(caught.value)
+    assert "waiting on hook" not in message and "timing out" not in message, message
+    assert "due at" in message and "(hook 'unused-msg:1' is open too)" in message, message
+    assert "env.advance() moves its clock" in message
