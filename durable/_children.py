@@ -147,6 +147,22 @@ def _create(
     runtime.wake()
 
 
+_WAITING = object()
+"""What :meth:`ChildRun._look` returns while the child is unfinished."""
+
+
+class _Outcome:
+    """A finished child's record; :meth:`value` returns its result or raises its failure."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+
+    def value(self) -> Any:
+        from durable._run import outcome_of
+
+        return outcome_of(self.record)
+
+
 class ChildRun(Run[Any]):
     """A child run seen from its parent: ``result()`` (or ``await``) waits durably.
 
@@ -160,13 +176,28 @@ class ChildRun(Run[Any]):
         super().__init__(run_id, runtime)
         self._ctx = ctx
         self._op_id = op_id
+        self._unfinished: RunRecord | None = None
 
     def __repr__(self) -> str:
         return f"<ChildRun {self.id}>"
 
     async def wait(self, timeout: float | None = None) -> Any:
-        """Await the child's result durably (as :meth:`result`)."""
-        return self.result()
+        """Await the child's result durably (as :meth:`result`).
+
+        Beside sibling steps still running it waits with them and goes on as soon as the child
+        has finished, as :meth:`result` does in a sync workflow.
+        """
+        ctx = self._ctx
+        ctx.stopped_here()
+        since = time.monotonic()
+        while True:
+            seen = ctx.seen_now()
+            looked = self._look()
+            if looked is not _WAITING:
+                return looked.value()
+            if await ctx.linger_async(None, since):
+                continue
+            raise self._suspend(seen)
 
     def result(self, timeout: float | None = None) -> Any:
         """The child's result, waited for durably; its failure is raised here.
@@ -175,19 +206,32 @@ class ChildRun(Run[Any]):
             WorkflowFailed: the child failed.
             WorkflowCancelled: the child was cancelled.
         """
-        from durable._run import outcome_of
-
         ctx = self._ctx
         ctx.stopped_here()
         since = time.monotonic()
         while True:
             seen = ctx.seen_now()
+            looked = self._look()
+            if looked is not _WAITING:
+                return looked.value()
+            if ctx.linger(None, since):  # other branches still work: wait beside them
+                continue
+            raise self._suspend(seen)
+
+    def _look(self) -> Any:
+        """The child's outcome, or ``_WAITING`` while it is unfinished.
+
+        Raises:
+            WorkflowCancelled: the child run is gone.
+        """
+        ctx = self._ctx
+        while True:
             if ctx.hook_payloads.get(self._op_id) or ctx.refresh():
                 record = self._runtime.world.get_run(self.id)
                 if record is None:
                     raise WorkflowCancelled(self.id)
                 if record.status in FINISHED_STATUSES:
-                    return outcome_of(record)
+                    return _Outcome(record)
             ctx.check_cancel()
             if ctx.pure:
                 raise ctx.suspend_until(None, f"waiting for child run {self.id}")
@@ -195,12 +239,16 @@ class ChildRun(Run[Any]):
             if record is not None and record.status in FINISHED_STATUSES:
                 notify_parent(self._runtime.world, record)  # the child's own notice was lost
                 continue
-            if ctx.linger(None, since):  # other branches still work: wait beside them
-                continue
-            waited = ctx.clock() - record.created_at if record is not None else 0.0
-            skipping = self._runtime.options.time_skipping is not None
-            recheck = ctx.clock() + recheck_delay(waited, skipping)
-            raise ctx.suspend_for_outside(seen, recheck, f"waiting for {self.id}")
+            self._unfinished = record
+            return _WAITING
+
+    def _suspend(self, seen: int) -> BaseException:
+        ctx = self._ctx
+        record = self._unfinished
+        waited = ctx.clock() - record.created_at if record is not None else 0.0
+        skipping = self._runtime.options.time_skipping is not None
+        recheck = ctx.clock() + recheck_delay(waited, skipping)
+        return ctx.suspend_for_outside(seen, recheck, f"waiting for {self.id}")
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.wait().__await__()

@@ -72,3 +72,21 @@ def test_a_sleep_that_comes_due_while_a_sibling_step_runs_goes_on_at_once(engine
     time.sleep(0.3)
     engine.clock.advance(3)
     assert run.result(timeout=20) == ["after the sleep", "saw it"]
+
+
+@workflow(name="beside_async.child")
+async def quick_child() -> str:
+    return "the child"
+
+
+@workflow(name="beside_async.parent")
+async def child_beside_a_step() -> list[str]:
+    async def parent_waits() -> str:
+        return await after(await quick_child())
+
+    return await asyncio.gather(parent_waits(), sibling.run_async())
+
+
+def test_a_child_run_that_finishes_while_a_sibling_step_runs_is_seen_at_once(engine):
+    run = child_beside_a_step.start()
+    assert run.result(timeout=20) == ["after the child", "saw it"]
