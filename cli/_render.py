@@ -28,7 +28,7 @@ from durable._cancellation import deadline_passed, undo_failed
 from durable._deadlines import arguments_only, deadline_of
 from durable._engine import CANCEL_NOTICED, PATCH_MARKER
 from durable._serialization import json_object
-from durable.world import RUN_STATUSES, Event, RunRecord, World
+from durable.world import RUN_STATUSES, Event, RunRecord, World, owner_is_dead
 
 __all__ = [
     "OPERATIONS_SHOWN",
@@ -96,15 +96,23 @@ def _run_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
         waiting = worker_wait(record, now)
         notes.append(waiting[0] if waiting else "waiting for a worker")
     elif record.status == "running" and record.lease_owner:
-        lapsed = record.lease_expires_at is not None and record.lease_expires_at < now
-        notes.append(
-            f"lease of {record.lease_owner} lapsed {format_ago(record.lease_expires_at, now)}: "
-            "a worker takes it over" if lapsed and record.lease_expires_at is not None
-            else f"on {record.lease_owner}"
-        )
+        notes.append(_lease_note(record, now))
     if record.cancel_requested and record.status not in ("cancelled", "completed", "failed"):
         notes.append("cancel requested")
     return "; ".join(n for n in notes if n)
+
+
+def _lease_note(record: RunRecord, now: float) -> str:
+    owner = record.lease_owner
+    if record.lease_expires_at is not None and record.lease_expires_at < now:
+        ago = format_ago(record.lease_expires_at, now)
+        return f"lease of {owner} lapsed {ago}: a worker takes it over"
+    if owner_is_dead(owner):
+        return f"{owner} has exited: a worker on this host takes it over at once"
+    if record.lease_expires_at is None:
+        return f"on {owner}"
+    left = format_duration(record.lease_expires_at - now)
+    return f"on {owner} (its lease lapses in {left} unless renewed)"
 
 
 def _waiting_note(record: RunRecord, now: float, waits: Sequence[Wait]) -> str:
@@ -208,7 +216,7 @@ def run_header(record: RunRecord, timeline: Timeline, now: float) -> Grid:
     if record.status == "suspended":
         rows.append(_wake_row(record, timeline, now))
     if record.lease_owner and record.status == "running":
-        rows.append(["worker", record.lease_owner])
+        rows.append(["worker", _lease_note(record, now)])
     if record.cancel_requested and record.status != "cancelled":
         rows.append(["cancel", "requested"])
     if record.parent_id:

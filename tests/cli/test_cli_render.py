@@ -296,3 +296,19 @@ def test_a_running_run_whose_lease_lapsed_says_so_not_on_its_dead_worker():
     assert "on vm:1:aa" in out
     assert "lease of vm:2:bb lapsed" in out and "a worker takes it over" in out
     assert "on vm:2:bb" not in out
+
+
+def test_a_running_run_of_a_process_that_exited_here_says_it_is_taken_over_at_once():
+    import subprocess
+    import sys
+
+    from durable.world import make_owner_id
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    owner = f"{make_owner_id().partition(':')[0]}:{exited.pid}:cc"
+    orphan = record("wrun_orphan", "running", lease_owner=owner, lease_expires_at=T0 + 60)
+    out = render(runs_table([orphan], T0 + 5), 400)
+    assert "has exited: a worker on this host takes it over at once" in out, out
+    live = record("wrun_live", "running", lease_owner="vm:1:aa", lease_expires_at=T0 + 60)
+    assert "its lease lapses in 55" in render(runs_table([live], T0 + 5), 400)
