@@ -18,6 +18,7 @@ from cli._common import (
 )
 from cli._values import format_local, iso
 from durable._children import CHILD_TOKEN_PREFIX
+from durable._errors import RunNotFound
 from durable._hooks import encode_payload
 from durable.world import HookRecord, World
 
@@ -67,6 +68,8 @@ def hooks(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     open for the next (a run may iterate a hook, or have gone on with the one it took).
     """
     with opened_world(ctx) as world:
+        if run_id is not None and world.get_run(run_id) is None:
+            raise RunNotFound(run_id)  # not "no hooks are open": a typo must not read as that
         # A parent's wait for a child is a hook of the engine's own, resumed by the child.
         live = [h for h in world.list_hooks(run_id) if not h.token.startswith(CHILD_TOKEN_PREFIX)]
         received = payloads_received(world, live)

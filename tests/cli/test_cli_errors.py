@@ -10,6 +10,7 @@ CASES = [
     pytest.param(["inspect", "wrun_nope"], "no run with id 'wrun_nope'", id="inspect-unknown-run"),
     pytest.param(["events", "wrun_nope", "--json"], "no run with id", id="events-unknown-run"),
     pytest.param(["cancel", "wrun_nope"], "no run with id", id="cancel-unknown-run"),
+    pytest.param(["hooks", "--run", "wrun_nope"], "no run with id", id="hooks-unknown-run"),
     pytest.param(
         ["start", f"{WORKLOAD}:greet", '["unterminated'], "ARGS is not valid JSON", id="bad-json"
     ),
