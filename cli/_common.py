@@ -272,3 +272,10 @@ def world_location(world: Any) -> str:
     if url.startswith("sqlite:") and path is not None and not os.path.isabs(url[10:]):
         return f"{url} ({os.path.abspath(path)})"
     return url
+
+
+concurrency_option = click.option(
+    "--concurrency", default=64, show_default=True, type=click.IntRange(min=1),
+    help="Runs executed at once.",
+)
+"""The ``--concurrency`` of the commands that run a worker."""

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 import durable
-from cli._common import console, import_modules, world_location
+from cli._common import concurrency_option, console, import_modules, world_location
 from cli._dev_table import active_runs
 from cli._dev_watch import RunWatcher
 from cli._stopping import (
@@ -32,10 +32,7 @@ log = logging.getLogger("durable")
 
 @click.command()
 @click.argument("modules", nargs=-1, required=True)
-@click.option(
-    "--concurrency", default=64, show_default=True, type=click.IntRange(min=1),
-    help="Runs executed at once.",
-)
+@concurrency_option
 @click.option(
     "--refresh", default=0.5, show_default=True, type=click.FloatRange(min=0.05),
     help="Seconds between updates of the view.",

@@ -11,7 +11,7 @@ import click
 
 import durable
 from cli._aws import bootstrap, deploy, dlq, logs, outputs, teardown
-from cli._common import import_modules, world_location
+from cli._common import concurrency_option, import_modules, world_location
 from cli._dag import dag
 from cli._dev import dev
 from cli._hooks import hooks, resume
@@ -80,10 +80,7 @@ def main(ctx: click.Context, world: str | None) -> None:
 
 @main.command()
 @click.argument("modules", nargs=-1, required=True)
-@click.option(
-    "--concurrency", default=64, show_default=True, type=click.IntRange(min=1),
-    help="Runs executed at once.",
-)
+@concurrency_option
 @click.option(
     "--poll-interval", default=0.2, show_default=True, type=click.FloatRange(min=0.01),
     help="Seconds between polls.",
