@@ -22,6 +22,7 @@ from durable.world import World, open_world
 from worlds.sqlite._world import parse_url
 
 __all__ = [
+    "concurrency_option",
     "console",
     "echo_json",
     "import_from_project_directory",
@@ -32,6 +33,7 @@ __all__ = [
     "read_json_argument",
     "show",
     "starting_world",
+    "world_location",
     "world_url",
 ]
 

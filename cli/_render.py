@@ -35,6 +35,7 @@ __all__ = [
     "STATUS_STYLES",
     "describe_event",
     "events_table",
+    "format_size",
     "operations_table",
     "run_header",
     "run_waits",
