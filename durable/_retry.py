@@ -47,12 +47,31 @@ def retry_run(world: World, run_id: str, owner: str, lease_ttl: float) -> RunRec
     if reopened is None:  # it changed meanwhile
         _check_retriable(world.get_run(run_id) or record)
         raise ConfigurationError(f"run {run_id} could not be reopened; try again")
+    world.append(run_id, owner, [_retried(steps, failure)])
+    return reopened
+
+
+def finish_retry(world: World, run_id: str, owner: str, events: Sequence[Event]) -> list[Event]:
+    """Record the ``run_retried`` of a retry that reopened the run and stopped before writing it.
+
+    A run reopened and leased (``running``) whose log still ends with ``run_failed`` is one:
+    its retrier crashed in between, and a replay would raise the recorded failure again. The
+    worker that took the run over writes the event the retry would have, from the log alone.
+
+    Returns:
+        The run's log with the event.
+    """
+    steps = steps_to_retry(run_id, events)
+    world.append(run_id, owner, [_retried(steps, json_object(events[-1].data))])
+    return world.read_events(run_id)
+
+
+def _retried(steps: list[str], failure: dict[str, object]) -> NewEvent:
     retried = {
         "steps": steps,
         "error": f"{failure.get('type', 'Exception')}: {failure.get('message', '')}",
     }
-    world.append(run_id, owner, [NewEvent("run_retried", data=json.dumps(retried).encode())])
-    return reopened
+    return NewEvent("run_retried", data=json.dumps(retried).encode())
 
 
 FAILURE_PASSED = "dag_node_failed"

@@ -51,7 +51,7 @@ from durable._errors import (
     WorldError,
 )
 from durable._flusher import Flusher
-from durable._retry import retry_run
+from durable._retry import finish_retry, retry_run
 from durable._run import Run, cancel_run
 from durable._serialization import dumps, error_to_dict, loads
 from durable._steps import attempt_failed
@@ -465,7 +465,11 @@ class Runtime:
             ctx.unwritten = self._unwritten.setdefault(record.id, {})
         if record.last_seq > 1:  # more than run_created: there is history to replay
             events = record.events
-            ctx.load(events if events is not None else self.world.read_events(record.id))
+            if events is None:
+                events = self.world.read_events(record.id)
+            if events and events[-1].kind == "run_failed":
+                events = finish_retry(self.world, record.id, self.owner, events)
+            ctx.load(events)
         with self._lock:
             self._active[record.id] = ctx
             if record.id in self._handed_back:
