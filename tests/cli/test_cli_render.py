@@ -14,6 +14,7 @@ from cli._render import events_table, operations_table, run_header, runs_table, 
 from cli._timeline import build_timeline
 from cli._waits import open_waits
 from durable.world import Event, RunRecord
+from tests.exited import exited_owner
 
 T0 = 1_000_000.0
 RUN_ID = "wrun_01a203ffd5f3ccf49e18daed67482f1c"
@@ -299,14 +300,7 @@ def test_a_running_run_whose_lease_lapsed_says_so_not_on_its_dead_worker():
 
 
 def test_a_running_run_of_a_process_that_exited_here_says_it_is_taken_over_at_once():
-    import subprocess
-    import sys
-
-    from durable.world import make_owner_id
-
-    exited = subprocess.Popen([sys.executable, "-c", "pass"])
-    exited.wait()
-    owner = f"{make_owner_id().partition(':')[0]}:{exited.pid}:cc"
+    owner = exited_owner("cc")
     orphan = record("wrun_orphan", "running", lease_owner=owner, lease_expires_at=T0 + 60)
     out = render(runs_table([orphan], T0 + 5), 400)
     assert "has exited: a worker on this host takes it over at once" in out, out

@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
+from tests.exited import exited_owner
 
 import durable
 import durable.dag as dag
@@ -235,17 +236,6 @@ def test_a_run_failed_by_a_hook_timeout_is_not_retried(engine):
     assert run.status == "failed"
 
 
-def _exited_owner() -> str:
-    import subprocess
-    import sys
-
-    from durable.world import make_owner_id
-
-    exited = subprocess.Popen([sys.executable, "-c", "pass"])
-    exited.wait()
-    return f"{make_owner_id().partition(':')[0]}:{exited.pid}:retrier"
-
-
 def test_a_retry_whose_retrier_died_after_reopening_the_run_is_finished_by_a_worker(engine):
     # `durable retry` reopens the run, then records run_retried: a crash in between left a run
     # whose replay raised the recorded failure again.
@@ -253,7 +243,7 @@ def test_a_retry_whose_retrier_died_after_reopening_the_run_is_finished_by_a_wor
     with pytest.raises(WorkflowFailed):
         run.result(timeout=10)
     outage["payments"] = False
-    assert engine.world.reopen(run.id, _exited_owner(), 30.0) is not None
+    assert engine.world.reopen(run.id, exited_owner("retrier"), 30.0) is not None
     engine.runtime.wake()
     assert run.result(timeout=10) == ["reserved o-9", "charged o-9"]
     kinds = [e.kind for e in run.events()]

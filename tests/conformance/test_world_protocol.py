@@ -22,9 +22,9 @@ from durable.world import (
     RunRecord,
     RunUpdate,
     World,
-    make_owner_id,
 )
 from tests.conformance.load import volume
+from tests.exited import exited_owner
 
 START = 1_700_000_000.0
 """Where the ``clock`` fixture (``conftest.FakeClock``) starts."""
@@ -80,9 +80,7 @@ def finish(world: World, run_id: str, owner: str, status: str = "completed") -> 
 
 def dead_owner() -> str:
     """An owner id naming a process on this host that has exited."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return f"{make_owner_id().partition(':')[0]}:{proc.pid}:deadbeef"
+    return exited_owner()
 
 
 # -- basics -------------------------------------------------------------------------------------

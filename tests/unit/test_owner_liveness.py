@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
+
+from tests.exited import exited_pid
 
 from durable.world import make_owner_id, owner_is_dead
 
 
-def _exited_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_an_exited_process_of_this_host_and_namespace_is_dead():
     host = make_owner_id().partition(":")[0]
-    assert owner_is_dead(f"{host}:{_exited_pid()}:x")
+    assert owner_is_dead(f"{host}:{exited_pid()}:x")
     assert not owner_is_dead(f"{host}:{os.getpid()}:x")
 
 
@@ -26,7 +20,7 @@ def test_a_process_of_another_pid_namespace_with_the_same_hostname_is_not_judged
     # Containers sharing a hostname (host networking) and a database number their own pids:
     # a pid that does not exist here may be a live worker there.
     here = make_owner_id().partition(":")[0]
-    elsewhere = f"{socket.gethostname()}/pidns1:{_exited_pid()}:x"
+    elsewhere = f"{socket.gethostname()}/pidns1:{exited_pid()}:x"
     assert elsewhere.partition(":")[0] != here
     assert not owner_is_dead(elsewhere)
 
