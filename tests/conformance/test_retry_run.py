@@ -7,11 +7,11 @@ import threading
 from collections import Counter
 
 import pytest
-from tests.exited import exited_owner
 
 import durable
 import durable.dag as dag
 from durable import ConfigurationError, RetryPolicy, RunNotFound, WorkflowFailed, step, workflow
+from tests.exited import exited_owner
 
 calls: Counter[str] = Counter()
 _lock = threading.Lock()

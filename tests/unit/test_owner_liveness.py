@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from tests.exited import exited_pid
-
 from durable.world import make_owner_id, owner_is_dead
+from tests.exited import exited_pid
 
 
 def test_an_exited_process_of_this_host_and_namespace_is_dead():
